@@ -1,0 +1,50 @@
+# mediscope: `make demo` and `make test` work on a fresh clone (they create .venv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# pip's "location is ignored" notices about unreachable find-links say nothing useful.
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: demo test test-fast lint format bench install install-dev clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	@echo "installing mediscope into $(VENV) (the first time takes a few minutes)"
+	@set -o pipefail; $(PIP) install -q -e . $(QUIET_PIP)
+	@$(PY) -c "import mediscope.cli.main" && touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	@echo "installing mediscope with the dev extras into $(VENV)"
+	@set -o pipefail; $(PIP) install -q -e ".[dev]" $(QUIET_PIP)
+	@$(PY) -c "import mediscope.cli.main, pytest" && touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/mediscope demo
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not slow"
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy src
+
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

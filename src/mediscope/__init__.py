@@ -1,0 +1,39 @@
+"""mediscope: deep learning on medical and microbiological images.
+
+Classification, object detection and semantic segmentation, from a dataset check to a
+trained, evaluated, reported and exported model, with one config file and one command.
+
+Example:
+    >>> import mediscope
+    >>> config = mediscope.load_config("configs/demo/gram-crops.yaml")  # doctest: +SKIP
+    >>> result = mediscope.fit(config)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_config": "mediscope.config",
+    "Config": "mediscope.config",
+    "fit": "mediscope.engine.api",
+    "test": "mediscope.engine.api",
+    "validate": "mediscope.engine.api",
+    "build_model": "mediscope.models",
+    "list_models": "mediscope.engine.api",
+    "MediscopeError": "mediscope.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The public API is imported lazily: `mediscope --help` must not wait for torch.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mediscope' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

@@ -1,0 +1,1 @@
+"""The ``mediscope`` command line: a thin typer layer over the importable API."""

@@ -1,0 +1,96 @@
+"""What commands print: the fit summary and metric tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+MAIN_KEYS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro")
+
+
+def _console() -> Console:
+    return Console(width=100, highlight=False)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.4f}"
+
+
+def _per_class(metrics: dict[str, float], prefix: str) -> str:
+    items = [(k[len(prefix) :], v) for k, v in metrics.items() if k.startswith(prefix)]
+    return "  ".join(f"{name} {_fmt(v)}" for name, v in items)
+
+
+def metrics_grid(metrics: dict[str, float]) -> Table:
+    """Main metrics on one line, per-class F1 / sensitivity / specificity below."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("metrics", "  ".join(f"{k} {_fmt(metrics.get(k))}" for k in MAIN_KEYS))
+    for label, prefix in (
+        ("f1", "f1/"),
+        ("sensitivity", "recall/"),
+        ("specificity", "specificity/"),
+    ):
+        line = _per_class(metrics, prefix)
+        if line:
+            grid.add_row(label, line)
+    return grid
+
+
+def print_fit_summary(result: Any, config: Any) -> None:
+    """The one-screen summary at the end of fit; the last line is ``run: PATH``."""
+    console = _console()
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    sizes = result.split_sizes
+    grid.add_row("run", str(result.run_dir))
+    grid.add_row(
+        "data",
+        f"train {sizes.get('train', 0)}  val {sizes.get('val', 0)}  ({config.data.format}, "
+        f"{config.data.path})",
+    )
+    grid.add_row("model", f"{config.model.name}, loss {config.loss.name}")
+    grid.add_row(
+        "epochs",
+        f"{result.epochs_run} run (numbered from 0), {result.seconds:.1f} s"
+        + (f", resumed from {result.resumed_from}" if result.resumed_from else ""),
+    )
+    if result.best_epoch is not None:
+        grid.add_row(
+            "best", f"epoch {result.best_epoch}: {result.monitor} {_fmt(result.best_score)}"
+        )
+    console.print(Panel(grid, title="mediscope fit", title_align="left", expand=False))
+    if result.val_metrics:
+        console.print(
+            Panel(
+                metrics_grid(result.val_metrics),
+                title="validation, best.ckpt",
+                title_align="left",
+                expand=False,
+            )
+        )
+    files = Table.grid(padding=(0, 2))
+    files.add_column(style="bold")
+    files.add_column()
+    run = result.run_dir
+    files.add_row("checkpoints", f"{run / 'checkpoints'} (best.ckpt, last.ckpt, epoch=NNN.ckpt)")
+    files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
+    files.add_row("config", "config.yaml (resolved), environment.json, split.json")
+    console.print(files)
+    console.print(f"run: {run}", soft_wrap=True)
+
+
+def print_metrics(split: str, metrics: dict[str, float], path: Path) -> None:
+    """Metrics of an evaluation and where they were written."""
+    console = _console()
+    n = int(metrics.get("n_samples", 0))
+    console.print(
+        Panel(metrics_grid(metrics), title=f"{split}, {n} images", title_align="left", expand=False)
+    )
+    console.print(f"metrics: {path}", soft_wrap=True)

@@ -1,0 +1,66 @@
+"""``fit``, ``validate`` and ``test``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mediscope.cli.output import print_fit_summary, print_metrics
+
+SET_HELP = "Override a config key, e.g. --set optimizer.lr=0.001 (repeatable)."
+
+
+def fit_command(
+    config: Path = typer.Argument(..., help="The YAML config file.", metavar="CONFIG"),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP, metavar="KEY=VALUE"),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        help="Continue a run: 'last' (newest run of run.name), a run folder or a .ckpt.",
+        metavar="last|PATH",
+    ),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Start from these weights, without their optimizer state."
+    ),
+) -> None:
+    """Train a model as CONFIG says; prints the run folder as its last line."""
+    from mediscope.config import load_config
+    from mediscope.engine.api import fit
+
+    cfg = load_config(config, overrides or [])
+    result = fit(cfg, resume=resume, weights=weights)
+    print_fit_summary(result, cfg)
+
+
+def validate_command(
+    config: Path = typer.Argument(..., help="The YAML config file.", metavar="CONFIG"),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A .ckpt from a run."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Evaluate a checkpoint on its run's validation split (val_metrics.json)."""
+    from mediscope.config import load_config
+    from mediscope.engine.api import validate
+
+    metrics, path = validate(load_config(config, overrides or []), checkpoint)
+    print_metrics("validation", metrics, path)
+
+
+def test_command(
+    config: Path = typer.Argument(..., help="The YAML config file.", metavar="CONFIG"),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A .ckpt from a run."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Evaluate a checkpoint on data.test_path (test_metrics.json in the run folder)."""
+    from mediscope.config import load_config
+    from mediscope.engine.api import test
+
+    metrics, path = test(load_config(config, overrides or []), checkpoint)
+    print_metrics("test", metrics, path)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the training verbs to ``app``."""
+    app.command("fit")(fit_command)
+    app.command("validate")(validate_command)
+    app.command("test")(test_command)

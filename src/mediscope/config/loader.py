@@ -1,0 +1,276 @@
+"""Loading a config: YAML → overrides → pydantic, with errors that name the place.
+
+Every error names the file (and line, where the YAML has one), the key path, the bad
+value and the valid choices, e.g.::
+
+    error: cfg.yaml:7: model.nme: unknown key; did you mean 'name'? valid: name, pretrained, ...
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from mediscope.config.schema import Config
+from mediscope.errors import ConfigError, MediscopeError
+from mediscope.registry import did_you_mean, unknown_name_hint
+
+KeyPath = tuple[str | int, ...]
+
+
+class ConfigSource:
+    """Where a config came from: the file, its key → line map, and the overrides."""
+
+    def __init__(self, path: Path | None, lines: dict[KeyPath, int], overrides: Sequence[str]):
+        self.path = path
+        self.lines = lines
+        self.overrides = list(overrides)
+        self.overridden: set[KeyPath] = set()
+
+    def where(self, keys: KeyPath) -> str:
+        """``file:line`` of ``keys`` (or of its nearest parent), or ``--set``."""
+        for n in range(len(keys), 0, -1):
+            if keys[:n] in self.overridden:
+                return "--set"
+        name = str(self.path) if self.path else "<config>"
+        for n in range(len(keys), 0, -1):
+            if keys[:n] in self.lines:
+                return f"{name}:{self.lines[keys[:n]]}"
+        return name
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Reads, overrides and validates a YAML config.
+
+    Args:
+        path: The YAML file.
+        overrides: ``key.path=value`` strings; values are parsed as YAML (numbers,
+            booleans, ``[lists]``); a bare ``a,b`` becomes a list.
+
+    Returns:
+        The validated config, with task-dependent defaults filled in.
+
+    Raises:
+        ConfigError: naming the file, line, key, bad value and valid choices.
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = "check the path" if not path.exists() else "give a YAML file, not a folder"
+        raise ConfigError("config file not found", where=path, hint=hint)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config: {exc}", where=path) from None
+    return config_from_text(text, path=path, overrides=overrides)
+
+
+def config_from_text(
+    text: str, *, path: Path | None = None, overrides: Iterable[str] = ()
+) -> Config:
+    """Like :func:`load_config`, from YAML text."""
+    raw, lines = _parse_yaml(text, path)
+    source = ConfigSource(path, lines, list(overrides))
+    for item in source.overrides:
+        keys = apply_override(raw, item)
+        source.overridden.add(keys)
+    return config_from_dict(raw, source)
+
+
+def config_from_dict(raw: dict[str, Any], source: ConfigSource | None = None) -> Config:
+    """Validates a plain dict as a Config and checks the registered names."""
+    source = source or ConfigSource(None, {}, [])
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _translate(exc, source) from None
+    check_names(config, source)
+    config._source = source
+    return config
+
+
+def _parse_yaml(text: str, path: Path | None) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    name = str(path) if path else "<config>"
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark is not None else name
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"invalid YAML: {problem}", where=where, hint="check indentation and colons"
+        ) from None
+    if raw is None:
+        raise ConfigError("the config is empty", where=name, hint="start with 'task: ...'")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "the config must be a mapping of sections", where=name, hint="start with 'task: ...'"
+        )
+    lines: dict[KeyPath, int] = {}
+    _collect_lines(node, (), lines)
+    return raw, lines
+
+
+def _collect_lines(node: yaml.Node | None, prefix: KeyPath, out: dict[KeyPath, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            keys = (*prefix, str(key_node.value))
+            out[keys] = key_node.start_mark.line + 1
+            _collect_lines(value_node, keys, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[(*prefix, i)] = item.start_mark.line + 1
+            _collect_lines(item, (*prefix, i), out)
+
+
+def parse_override_value(text: str) -> Any:
+    """Parses the value of ``--set key=value``: YAML scalars and lists; ``a,b`` is a list."""
+    stripped = text.strip()
+    if "," in stripped and not stripped.startswith(("[", "{", "'", '"')):
+        return [parse_override_value(part) for part in stripped.split(",")]
+    try:
+        return yaml.safe_load(stripped) if stripped else ""
+    except yaml.YAMLError:
+        return stripped
+
+
+def apply_override(raw: dict[str, Any], item: str) -> KeyPath:
+    """Applies one ``a.b.c=value`` to ``raw`` in place; returns the key path."""
+    if "=" not in item:
+        raise ConfigError(
+            f"override '{item}' has no '='", where="--set", hint="write --set key.path=value"
+        )
+    key, value = item.split("=", 1)
+    keys = tuple(k.strip() for k in key.strip().split("."))
+    if not all(keys):
+        raise ConfigError(f"empty key in override '{item}'", where="--set")
+    node = raw
+    for depth, k in enumerate(keys[:-1]):
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            dotted = ".".join(keys[: depth + 1])
+            raise ConfigError(
+                f"cannot set '{key}': '{dotted}' is a value, not a section", where="--set"
+            )
+        node = child
+    node[keys[-1]] = parse_override_value(value)
+    return keys
+
+
+def _translate(exc: ValidationError, source: ConfigSource) -> ConfigError:
+    """Turns pydantic's errors into one ConfigError (the first error, and a count)."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(p for p in first["loc"] if not _is_union_tag(p))
+    dotted = ".".join(str(p) for p in loc)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        valid = _fields_at(loc[:-1])
+        message = "unknown key"
+        hint = unknown_name_hint(str(loc[-1]), valid) if valid else None
+    elif kind == "missing":
+        message = "required key is missing"
+        hint = f"add '{loc[-1]}' under '{'.'.join(map(str, loc[:-1])) or 'the top level'}'"
+    else:
+        value = first.get("input")
+        message = f"{_clean(first['msg'])} (got {value!r})"
+        hint = _literal_hint(first, value)
+    if len(errors) > 1:
+        more = len(errors) - 1
+        message += f" [and {more} more problem{'s' if more > 1 else ''}]"
+    return ConfigError(message, where=f"{source.where(loc)}: {dotted}", hint=hint)
+
+
+def _is_union_tag(part: str | int) -> bool:
+    # pydantic puts the tried union member ('int', 'literal[...]', 'function-after[...]')
+    # into the location; users only know key names.
+    return isinstance(part, str) and (
+        "[" in part or part in {"int", "float", "str", "bool", "list", "dict", "tuple"}
+    )
+
+
+def _clean(msg: str) -> str:
+    return msg[0].lower() + msg[1:] if msg else msg
+
+
+def _literal_hint(error: Any, value: Any) -> str | None:
+    expected = (error.get("ctx") or {}).get("expected")
+    if not expected or not isinstance(value, str):
+        return None
+    choices = [c.strip().strip("'") for c in expected.replace(" or ", ", ").split(",")]
+    guess = did_you_mean(value, choices)
+    return f"did you mean '{guess}'?" if guess else None
+
+
+def _fields_at(loc: KeyPath) -> list[str]:
+    """The valid keys of the section at ``loc`` (walking the schema)."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+        if model is None:
+            return []
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if _is_model(annotation):
+        return typing.cast(type[BaseModel], annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def check_names(config: Config, source: ConfigSource) -> None:
+    """Checks model, loss, optimizer, scheduler and format names against the registries."""
+    from mediscope.models import model_names_hint, resolve_model
+    from mediscope.registry import FORMATS, LOSSES, OPTIMIZERS, SCHEDULERS
+
+    checks: list[tuple[KeyPath, str | None, Any]] = [
+        (("data", "format"), config.data.format, FORMATS),
+        (("loss", "name"), config.loss.name, LOSSES),
+        (("optimizer", "name"), config.optimizer.name, OPTIMIZERS),
+        (("scheduler", "name"), config.scheduler.name, SCHEDULERS),
+    ]
+    for keys, name, registry in checks:
+        if name is not None and name not in registry:
+            hint = unknown_name_hint(name, registry.names())
+            raise ConfigError(
+                f"unknown {registry.kind} '{name}'",
+                where=f"{source.where(keys)}: {'.'.join(map(str, keys))}",
+                hint=hint,
+            )
+    try:
+        resolve_model(config.model.name, task=config.task)
+    except MediscopeError as exc:
+        raise ConfigError(
+            exc.message,
+            where=f"{source.where(('model', 'name'))}: model.name",
+            hint=exc.hint or model_names_hint(config.model.name, config.task),
+        ) from None
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as YAML text (what runs, every default written out)."""
+    data = config.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

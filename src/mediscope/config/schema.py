@@ -1,0 +1,253 @@
+"""Pydantic schemas of a mediscope config file.
+
+The top level has the sections of the contract: ``task``, ``seed``, ``data``, ``model``,
+``loss``, ``optimizer``, ``scheduler``, ``augment``, ``trainer``, ``checkpoint``,
+``logging`` and ``run``. Every section forbids unknown keys; every field has a default
+where one makes sense, so that a ten-line config is valid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+Task = Literal["classification", "segmentation", "detection"]
+
+#: The metric each task monitors for ``best.ckpt`` unless the config says otherwise.
+DEFAULT_MONITOR: dict[str, tuple[str, Literal["min", "max"]]] = {
+    "classification": ("val/f1_macro", "max"),
+    "segmentation": ("val/dice_mean", "max"),
+    "detection": ("val/map_50", "max"),
+}
+DEFAULT_LOSS: dict[str, str] = {
+    "classification": "CrossEntropyLoss",
+    "segmentation": "DiceCELoss",
+    "detection": "DetectionLoss",
+}
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(Section):
+    """How the training data is split into train and validation."""
+
+    method: Literal["holdout"] = "holdout"
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="share of samples for validation")
+    stratify: bool = Field(True, description="keep class proportions in both splits")
+
+
+class NormalizeStats(Section):
+    """Explicit per-channel normalisation statistics (0..1 scale)."""
+
+    mean: list[float]
+    std: list[float]
+
+
+class DataConfig(Section):
+    """Where the data is and how it is loaded."""
+
+    format: str = "imagefolder"
+    path: Path
+    test_path: Path | None = None
+    classes: list[str] | None = Field(None, description="class names in index order")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    image_size: tuple[int, int] = Field((224, 224), description="H W, or one number")
+    channels: Literal[1, 3] = 3
+    normalize: Literal["imagenet", "none"] | NormalizeStats = "imagenet"
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            return (value, value)
+        return value
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 8:
+            raise ValueError("image sides must be at least 8 pixels")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if len(value) < 2:
+                raise ValueError("at least two classes are needed")
+            dupes = sorted({c for c in value if value.count(c) > 1})
+            if dupes:
+                raise ValueError(f"class names repeat: {', '.join(dupes)}")
+        return value
+
+
+class ModelConfig(Section):
+    """Which network, with which weights, and what to freeze."""
+
+    name: str
+    pretrained: bool | Path = Field(False, description="true (download), false, or a file")
+    freeze: Literal["none", "all"] | int = Field(
+        "none", description="none, all (backbone), or the number of first backbone stages"
+    )
+    unfreeze_epoch: int | None = Field(None, ge=0, description="epoch at which to unfreeze")
+    params: dict[str, Any] = Field(default_factory=dict, description="extra builder keywords")
+
+    @field_validator("freeze")
+    @classmethod
+    def _stages(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("the number of frozen stages cannot be negative")
+        return value
+
+
+class LossConfig(Section):
+    """The loss by name (a torch.nn loss or one of mediscope's) and its keywords."""
+
+    name: str | None = Field(None, description="defaults to the task's usual loss")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerConfig(Section):
+    """Any torch.optim optimizer by name."""
+
+    name: str = "AdamW"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    params: dict[str, Any] = Field(default_factory=dict, description="e.g. momentum, betas")
+
+
+class SchedulerConfig(Section):
+    """Any torch.optim.lr_scheduler by name, PolyLR, and an optional linear warm-up."""
+
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    interval: Literal["epoch", "step"] = "epoch"
+    monitor: str | None = Field(None, description="metric for ReduceLROnPlateau")
+    warmup_epochs: int = Field(0, ge=0)
+    warmup_start_factor: float = Field(0.1, gt=0, le=1)
+
+
+class AugmentConfig(Section):
+    """Training augmentations (probabilities and ranges); none by default."""
+
+    hflip: float = Field(0.0, ge=0, le=1, description="horizontal flip probability")
+    vflip: float = Field(0.0, ge=0, le=1, description="vertical flip probability")
+    rotate90: float = Field(0.0, ge=0, le=1, description="probability of a 90° rotation")
+    rotate: float = Field(0.0, ge=0, le=180, description="max rotation angle, degrees")
+    brightness: float = Field(0.0, ge=0, le=1)
+    contrast: float = Field(0.0, ge=0, le=1)
+    saturation: float = Field(0.0, ge=0, le=1)
+    hue: float = Field(0.0, ge=0, le=0.5)
+    blur: float = Field(0.0, ge=0, le=1, description="probability of a Gaussian blur")
+    until_epoch: int | None = Field(None, ge=0, description="no augmentation from this epoch")
+
+
+class EarlyStoppingConfig(Section):
+    """Stop when the monitored metric has not improved for ``patience`` epochs."""
+
+    monitor: str = "auto"
+    patience: int = Field(10, ge=1)
+    mode: Literal["auto", "min", "max"] = "auto"
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainerConfig(Section):
+    """What Lightning's Trainer gets."""
+
+    max_epochs: int = Field(10, ge=1)
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    precision: Literal[
+        "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"
+    ] = "32-true"
+    gradient_clip_val: float | None = Field(None, gt=0)
+    gradient_clip_algorithm: Literal["norm", "value"] = "norm"
+    accumulate_grad_batches: int = Field(1, ge=1)
+    deterministic: bool = False
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    limit_test_batches: int | float | None = None
+    log_every_n_steps: int = Field(10, ge=1)
+    early_stopping: EarlyStoppingConfig | None = None
+
+
+class CheckpointConfig(Section):
+    """Which checkpoints are kept: ``epoch=NNN.ckpt``, ``best.ckpt``, ``last.ckpt``."""
+
+    monitor: str = Field("auto", description="metric for best.ckpt; auto = the task's main one")
+    mode: Literal["auto", "min", "max"] = "auto"
+    every_n_epochs: int = Field(1, ge=0, description="0 keeps no per-epoch checkpoints")
+
+
+LoggerName = Literal["csv", "tensorboard"]
+DEFAULT_LOGGERS: tuple[LoggerName, ...] = ("csv", "tensorboard")
+
+
+class LoggingConfig(Section):
+    """Loggers and terminal progress."""
+
+    loggers: list[LoggerName] = Field(default_factory=lambda: list(DEFAULT_LOGGERS))
+    progress: Literal["auto", "rich", "plain", "none"] = "auto"
+
+
+class RunConfig(Section):
+    """Where the run directory goes: ``<dir>/<name>/<timestamp>/``."""
+
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    dir: Path = Path("runs")
+
+
+class Config(Section):
+    """A whole mediscope config."""
+
+    task: Task
+    seed: int = Field(42, ge=0)
+    data: DataConfig
+    model: ModelConfig
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    # Where the config came from (file, lines, overrides), for error messages.
+    _source: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _task_defaults(self) -> Config:
+        """Fills the task-dependent defaults so the resolved config says what runs."""
+        if self.loss.name is None:
+            self.loss.name = DEFAULT_LOSS[self.task]
+        monitor, mode = DEFAULT_MONITOR[self.task]
+        if self.checkpoint.monitor == "auto":
+            self.checkpoint.monitor = monitor
+        if self.checkpoint.mode == "auto":
+            self.checkpoint.mode = (
+                mode if self.checkpoint.monitor == monitor else _mode_of(self.checkpoint.monitor)
+            )
+        stop = self.trainer.early_stopping
+        if stop is not None:
+            if stop.monitor == "auto":
+                stop.monitor = self.checkpoint.monitor
+            if stop.mode == "auto":
+                stop.mode = _mode_of(stop.monitor)
+        return self
+
+
+def _mode_of(metric: str) -> Literal["min", "max"]:
+    """Losses and errors go down; every other metric goes up."""
+    leaf = metric.rsplit("/", 1)[-1]
+    return "min" if "loss" in leaf or "error" in leaf else "max"

@@ -1,0 +1,80 @@
+"""Albumentations pipelines from the ``augment`` section."""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+from albumentations.pytorch import ToTensorV2
+
+from mediscope.config.schema import AugmentConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalization(
+    kind: str | tuple[list[float], list[float]], channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std (0..1 scale) for ``imagenet``, ``none`` or explicit stats."""
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    if kind == "imagenet":
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    elif kind == "none":
+        mean, std = (0.0,) * 3, (1.0,) * 3
+    elif isinstance(kind, tuple):
+        mean, std = tuple(kind[0]), tuple(kind[1])
+        if len(mean) != channels or len(std) != channels:
+            from mediscope.errors import ConfigError
+
+            raise ConfigError(
+                f"normalize has {len(mean)} means and {len(std)} stds for {channels} channels",
+                where="data.normalize",
+            )
+        return mean, std
+    else:
+        raise ValueError(f"unknown normalisation {kind!r}")
+    if channels == 1:  # grayscale: the average of the RGB statistics
+        return (sum(mean) / 3,), (sum(std) / 3,)
+    return mean, std
+
+
+def augmentations(cfg: AugmentConfig) -> list[A.BasicTransform]:
+    """The training augmentations the config asks for, in a fixed order."""
+    ops: list[A.BasicTransform] = []
+    if cfg.hflip:
+        ops.append(A.HorizontalFlip(p=cfg.hflip))
+    if cfg.vflip:
+        ops.append(A.VerticalFlip(p=cfg.vflip))
+    if cfg.rotate90:
+        ops.append(A.RandomRotate90(p=cfg.rotate90))
+    if cfg.rotate:
+        ops.append(A.Rotate(limit=cfg.rotate, border_mode=cv2.BORDER_REFLECT_101, p=1.0))
+    if cfg.brightness or cfg.contrast or cfg.saturation or cfg.hue:
+        ops.append(
+            A.ColorJitter(
+                brightness=cfg.brightness,
+                contrast=cfg.contrast,
+                saturation=cfg.saturation,
+                hue=cfg.hue,
+                p=1.0,
+            )
+        )
+    if cfg.blur:
+        ops.append(A.GaussianBlur(blur_limit=(3, 5), p=cfg.blur))
+    return ops
+
+
+def build_transform(
+    *,
+    image_size: tuple[int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    augment: AugmentConfig | None = None,
+) -> A.Compose:
+    """Resize → (augmentations) → normalise → tensor; ``augment=None`` for evaluation."""
+    ops: list[A.BasicTransform] = [A.Resize(height=image_size[0], width=image_size[1])]
+    if augment is not None:
+        ops.extend(augmentations(augment))
+    ops.extend([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
+    return A.Compose(ops)

@@ -1,0 +1,1 @@
+"""The engine: Trainer from config, callbacks, run directories, fit / validate / test."""

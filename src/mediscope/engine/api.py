@@ -1,0 +1,254 @@
+"""The importable API behind the command line: fit, validate, test, list_models."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mediscope.config.loader import dump_config
+from mediscope.config.schema import Config
+from mediscope.data.datamodule import SPLIT_FILE, MediscopeDataModule
+from mediscope.engine.checkpoints import checkpoint_classes, load_task_weights, read_checkpoint
+from mediscope.engine.environment import environment_info
+from mediscope.engine.run_dir import (
+    BEST,
+    CHECKPOINTS,
+    create_run_dir,
+    resolve_checkpoint,
+    run_dir_of,
+)
+from mediscope.engine.trainer import build_trainer, quiet_lightning
+from mediscope.errors import CheckpointError, ConfigError
+from mediscope.files import write_json_atomic, write_text_atomic
+from mediscope.metrics.classification import classification_report
+from mediscope.models.pretrained import load_weights_file
+from mediscope.tasks import TASKS, BaseTask
+
+
+@dataclass
+class FitResult:
+    """What a fit produced."""
+
+    run_dir: Path
+    monitor: str
+    best_checkpoint: Path | None
+    best_epoch: int | None
+    best_score: float | None
+    epochs_run: int
+    seconds: float
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    resumed_from: Path | None = None
+
+
+def build_task(config: Config, classes: list[str]) -> BaseTask:
+    """The task's LightningModule for ``config``."""
+    if config.task not in TASKS:
+        raise ConfigError(
+            f"task '{config.task}' is not available in this version",
+            where="task",
+            hint=f"available: {', '.join(TASKS.names())}",
+        )
+    return TASKS.get(config.task)(config=config, classes=classes)
+
+
+def _check_monitors(config: Config, task: BaseTask) -> None:
+    names = task.metric_names
+    monitors = {"checkpoint.monitor": config.checkpoint.monitor}
+    if config.trainer.early_stopping is not None:
+        monitors["trainer.early_stopping.monitor"] = config.trainer.early_stopping.monitor
+    if config.scheduler.monitor:
+        monitors["scheduler.monitor"] = config.scheduler.monitor
+    for key, value in monitors.items():
+        if value not in names:
+            from mediscope.registry import unknown_name_hint
+
+            raise ConfigError(
+                f"'{value}' is not a metric of the {config.task} task",
+                where=key,
+                hint=unknown_name_hint(value, names),
+            )
+
+
+def fit(
+    config: Config,
+    *,
+    resume: str | Path | None = None,
+    weights: str | Path | None = None,
+) -> FitResult:
+    """Trains a model as the config says and evaluates its best checkpoint on validation.
+
+    Args:
+        config: A validated config.
+        resume: ``"last"`` (the newest run of ``run.name``), a run folder or a ``.ckpt``:
+            continue that run (weights, optimizer, scheduler, epoch); ``max_epochs`` may
+            be raised to train longer.
+        weights: A checkpoint or weights file to start from, without its optimizer
+            (fine-tuning, possibly on new data with other classes).
+
+    Returns:
+        A :class:`FitResult` with the run folder and the best epoch and metrics.
+    """
+    quiet_lightning()
+    started = time.perf_counter()
+    ckpt_path: Path | None = None
+    resume_epoch: int | None = None
+    run_dir: Path | None = None
+    if resume is not None:
+        if weights is not None:
+            raise ConfigError("--resume and --weights exclude each other", where="command line")
+        ckpt_path = resolve_checkpoint(resume, base=config.run.dir, name=config.run.name)
+        data = read_checkpoint(ckpt_path)
+        resume_epoch = int(data.get("epoch", -1)) + 1
+        if resume_epoch >= config.trainer.max_epochs:
+            raise ConfigError(
+                f"the checkpoint already finished epoch {resume_epoch - 1} of "
+                f"max_epochs={config.trainer.max_epochs}",
+                where=ckpt_path,
+                hint=f"raise it, e.g. --set trainer.max_epochs={config.trainer.max_epochs * 2}",
+            )
+        run_dir = run_dir_of(ckpt_path)
+    split_file = run_dir / SPLIT_FILE if run_dir is not None else None
+
+    # Read, split and build everything before creating the run folder, so that bad
+    # input leaves nothing behind.
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = MediscopeDataModule(config, split_file=split_file, reuse_split=True)
+    classes = datamodule.classes
+    task = build_task(config, classes)
+    _check_monitors(config, task)
+    if weights is not None:
+        load_weights_file(task.model, Path(weights))
+
+    if run_dir is None:
+        run_dir = create_run_dir(config.run.dir, config.run.name)
+    write_text_atomic(run_dir / "config.yaml", dump_config(config))
+    write_json_atomic(run_dir / "environment.json", environment_info(config.seed))
+    if resume is None or not (run_dir / SPLIT_FILE).is_file():
+        datamodule.write_split(run_dir / SPLIT_FILE)
+
+    trainer = build_trainer(
+        config,
+        run_dir,
+        resume_epoch=resume_epoch,
+        progress_keys=["train/loss", "val/loss", config.checkpoint.monitor],
+    )
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+    best = run_dir / CHECKPOINTS / BEST
+    best_path = best if best.is_file() else None
+    best_epoch, best_score = _best_of(best_path, config.checkpoint.monitor)
+    val_metrics: dict[str, float] = {}
+    if best_path is not None:
+        val_metrics = evaluate_checkpoint(config, best_path, split="val", datamodule=datamodule)
+        write_json_atomic(run_dir / "val_metrics.json", val_metrics)
+    return FitResult(
+        run_dir=run_dir,
+        monitor=config.checkpoint.monitor,
+        best_checkpoint=best_path,
+        best_epoch=best_epoch,
+        best_score=best_score,
+        epochs_run=trainer.current_epoch,
+        seconds=time.perf_counter() - started,
+        val_metrics=val_metrics,
+        split_sizes=datamodule.split_sizes(),
+        resumed_from=ckpt_path,
+    )
+
+
+def _best_of(best: Path | None, monitor: str) -> tuple[int | None, float | None]:
+    if best is None:
+        return None, None
+    data = read_checkpoint(best)
+    for state in data.get("callbacks", {}).values():
+        if isinstance(state, dict) and state.get("monitor") == monitor:
+            score = state.get("best_model_score")
+            value = float(score) if score is not None else None
+            return int(data.get("epoch", -1)), value
+    return int(data.get("epoch", -1)), None
+
+
+@torch.inference_mode()
+def predict_probs(task: BaseTask, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and class probabilities over a loader, in loader order."""
+    task.eval()
+    labels, probs = [], []
+    for images, targets in loader:
+        probs.append(task.model(images).softmax(dim=1).float().cpu().numpy())
+        labels.append(targets.cpu().numpy())
+    return np.concatenate(labels), np.concatenate(probs)
+
+
+def evaluate_checkpoint(
+    config: Config,
+    checkpoint: Path,
+    *,
+    split: str,
+    datamodule: MediscopeDataModule | None = None,
+) -> dict[str, float]:
+    """Metrics of ``checkpoint`` on the ``val`` or ``test`` split."""
+    quiet_lightning()
+    data = read_checkpoint(checkpoint)
+    classes = checkpoint_classes(data)
+    if datamodule is None:
+        run_dir = run_dir_of(checkpoint)
+        split_file = run_dir / SPLIT_FILE if run_dir is not None else None
+        datamodule = MediscopeDataModule(config, split_file=split_file, reuse_split=True)
+    task = build_task(config, classes)
+    load_task_weights(task, data, checkpoint)
+    if split == "val":
+        if datamodule.classes != classes:
+            raise CheckpointError(
+                f"the checkpoint's classes {classes} differ from the data's {datamodule.classes}",
+                where=checkpoint,
+            )
+        datamodule.setup("validate")
+        loader = datamodule.val_dataloader()
+    else:
+        samples = datamodule.test_set(classes)
+        loader = datamodule.loader(datamodule.dataset(samples, train=False), train=False)
+    labels, probs = predict_probs(task, loader)
+    metrics = classification_report(labels, probs, classes)
+    metrics["epoch"] = float(data.get("epoch", -1))
+    return metrics
+
+
+def _output_dir(checkpoint: Path) -> Path:
+    return run_dir_of(checkpoint) or checkpoint.resolve().parent
+
+
+def test(config: Config, checkpoint: str | Path) -> tuple[dict[str, float], Path]:
+    """Evaluates ``checkpoint`` on ``data.test_path``; writes ``test_metrics.json``.
+
+    Returns:
+        The metrics and the path of the JSON file (in the checkpoint's run folder).
+    """
+    path = Path(checkpoint)
+    metrics = evaluate_checkpoint(config, path, split="test")
+    out = write_json_atomic(_output_dir(path) / "test_metrics.json", metrics)
+    return metrics, out
+
+
+def validate(config: Config, checkpoint: str | Path) -> tuple[dict[str, float], Path]:
+    """Evaluates ``checkpoint`` on the run's validation split; writes ``val_metrics.json``."""
+    path = Path(checkpoint)
+    metrics = evaluate_checkpoint(config, path, split="val")
+    out = write_json_atomic(_output_dir(path) / "val_metrics.json", metrics)
+    return metrics, out
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Registered model names (``timm:<name>`` works for any timm classifier too)."""
+    from mediscope.models import model_names
+
+    return model_names(task)
+
+
+__all__ = ["FitResult", "fit", "list_models", "test", "validate"]

@@ -1,0 +1,141 @@
+"""Building Lightning's Trainer from the config."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+
+from mediscope.config.schema import Config
+from mediscope.engine.callbacks import EpochSeed, PlainProgress, RunCSVLogger
+from mediscope.engine.run_dir import CHECKPOINTS
+
+# Lightning and torch messages that say nothing to a mediscope user.
+_QUIET_WARNINGS = (
+    ".*does not have many workers.*",
+    ".*smaller than the logging interval.*",
+    ".*GPU available but not used.*",
+    ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+    ".*Checkpoint directory .* exists and is not empty.*",
+    ".*Experiment logs directory .* exists.*",
+    ".*The `srun` command is available on your system.*",
+    ".*TensorBoard support.*",
+)
+
+
+def quiet_lightning() -> None:
+    """Silences Lightning's banner lines and known-harmless warnings."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in _QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def progress_mode(setting: str) -> str:
+    """``auto`` → ``rich`` on a terminal, ``plain`` otherwise."""
+    if setting != "auto":
+        return setting
+    return "rich" if sys.stdout.isatty() else "plain"
+
+
+def checkpoint_callbacks(config: Config, run_dir: Path) -> list[ModelCheckpoint]:
+    """``epoch=NNN.ckpt`` every N epochs, ``best.ckpt`` by the monitor, ``last.ckpt``."""
+    folder = run_dir / CHECKPOINTS
+    cfg = config.checkpoint
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=folder,
+            filename="best",
+            monitor=cfg.monitor,
+            mode=cfg.mode,
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
+    ]
+    if cfg.every_n_epochs:
+        # last.ckpt is written every epoch by this callback too (Lightning's save_last).
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=folder,
+                filename="epoch={epoch:03d}",
+                auto_insert_metric_name=False,
+                every_n_epochs=cfg.every_n_epochs,
+                save_top_k=-1,
+                save_last=True,
+                enable_version_counter=False,
+            )
+        )
+    else:
+        callbacks.append(ModelCheckpoint(dirpath=folder, save_top_k=0, save_last=True))
+    return callbacks
+
+
+def build_trainer(
+    config: Config,
+    run_dir: Path,
+    *,
+    resume_epoch: int | None = None,
+    progress_keys: list[str] | None = None,
+) -> L.Trainer:
+    """A Trainer with the run's loggers, checkpoints, seeding and progress display."""
+    quiet_lightning()
+    t = config.trainer
+    loggers: list[Logger] = []
+    if "csv" in config.logging.loggers:
+        loggers.append(RunCSVLogger(run_dir, resume_epoch=resume_epoch))
+    if "tensorboard" in config.logging.loggers:
+        loggers.append(
+            TensorBoardLogger(
+                save_dir=str(run_dir), name="", version="tensorboard", default_hp_metric=False
+            )
+        )
+    callbacks: list[L.Callback] = [EpochSeed(config.seed), *checkpoint_callbacks(config, run_dir)]
+    if t.early_stopping is not None:
+        stop = t.early_stopping
+        callbacks.append(
+            EarlyStopping(
+                monitor=stop.monitor,
+                patience=stop.patience,
+                mode=stop.mode,
+                min_delta=stop.min_delta,
+            )
+        )
+    mode = progress_mode(config.logging.progress)
+    if mode == "rich":
+        callbacks.append(
+            RichProgressBar(leave=True, theme=RichProgressBarTheme(metrics_format=".4f"))
+        )
+    elif mode == "plain":
+        callbacks.append(PlainProgress(progress_keys or ["train/loss", "val/loss"]))
+    kwargs: dict[str, Any] = {
+        "max_epochs": t.max_epochs,
+        "accelerator": t.accelerator,
+        "devices": t.devices,
+        "strategy": t.strategy,
+        "num_nodes": t.num_nodes,
+        "precision": t.precision,
+        "gradient_clip_val": t.gradient_clip_val,
+        "gradient_clip_algorithm": t.gradient_clip_algorithm,
+        "accumulate_grad_batches": t.accumulate_grad_batches,
+        "deterministic": t.deterministic,
+        "log_every_n_steps": t.log_every_n_steps,
+        "logger": loggers or False,
+        "callbacks": callbacks,
+        "enable_progress_bar": mode == "rich",
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "default_root_dir": str(run_dir),
+    }
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = getattr(t, key)
+        if value is not None:
+            kwargs[key] = value
+    return L.Trainer(**kwargs)

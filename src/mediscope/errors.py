@@ -1,0 +1,58 @@
+"""The MediscopeError hierarchy.
+
+Every error a user can cause (a bad config key, a missing file, a malformed label line)
+is a :class:`MediscopeError`. It carries *where* the problem is (file, line, key) and
+*what to do*, so that the command line can print it as one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MediscopeError(Exception):
+    """Base class of every user-facing error.
+
+    Args:
+        message: What is wrong, e.g. ``"unknown key 'lr'"``.
+        where: Where it is: a file, ``file:line`` or a key path.
+        hint: What to do about it, e.g. ``"did you mean 'optimizer.lr'?"``.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, where: str | Path | None = None, hint: str | None = None):
+        self.message = message
+        self.where = str(where) if where is not None else None
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text = f"{text}; {self.hint}"
+        return text
+
+
+class ConfigError(MediscopeError):
+    """The configuration file or an override is invalid."""
+
+
+class UnknownNameError(ConfigError):
+    """A name (model, loss, optimizer, format, ...) is not registered."""
+
+
+class DataError(MediscopeError):
+    """A dataset, image or label file is missing or malformed."""
+
+
+class CheckpointError(MediscopeError):
+    """A checkpoint is missing, unreadable or does not fit the model."""
+
+
+class RunDirError(MediscopeError):
+    """A run directory cannot be created, found or written."""
+
+
+class DownloadError(MediscopeError):
+    """A download failed, timed out or did not match its checksum."""

@@ -1,0 +1,44 @@
+"""Losses by name: every ``torch.nn`` loss plus mediscope's own.
+
+``mediscope list losses`` prints them. A task builds its loss with
+``build_loss(name, task=..., **params)``, which adapts a torch.nn loss to the task's
+outputs and targets (e.g. one-hot targets for BCEWithLogitsLoss).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+from torch.nn.modules import loss as _torch_losses
+
+from mediscope.losses import classification
+from mediscope.registry import LOSSES
+
+
+def _register_torch_losses() -> None:
+    for name, cls in inspect.getmembers(_torch_losses, inspect.isclass):
+        if (
+            issubclass(cls, _torch_losses._Loss)
+            and name.endswith("Loss")
+            and cls.__module__ == (_torch_losses.__name__)
+        ):
+            tasks = ("classification",) if name in classification.TORCH_ADAPTERS else ()
+            LOSSES.register(name, cls, description=f"torch.nn.{name}", tasks=tasks)
+
+
+_register_torch_losses()
+LOSSES.register(
+    "FocalLoss",
+    classification.FocalLoss,
+    description="focal loss (gamma, alpha) over softmax",
+    tasks=("classification",),
+)
+
+
+def loss_names(task: str | None = None) -> list[str]:
+    """Registered loss names, optionally only those usable for ``task``."""
+    return [e.name for e in LOSSES.entries() if task is None or task in e.tags.get("tasks", ())]
+
+
+__all__ = ["loss_names", "nn"]

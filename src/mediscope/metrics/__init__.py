@@ -1,0 +1,1 @@
+"""Metrics per task: per-epoch torchmetrics collections and final evaluations."""

@@ -1,0 +1,95 @@
+"""Models by name: ``mediscope list models``.
+
+Classification models are built by ``build_model(name, task=..., num_classes=...,
+in_chans=..., pretrained=...)``. Registered names are listed by ``mediscope list
+models``; any timm model is also available as ``timm:<name>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from mediscope.errors import UnknownNameError
+
+# Importing the task packages registers their models (explicit registration).
+from mediscope.models import classification as _classification  # noqa: F401
+from mediscope.registry import MODELS, unknown_name_hint
+
+TIMM_PREFIX = "timm:"
+
+
+def resolve_model(name: str, *, task: str) -> str:
+    """Checks that ``name`` builds a model for ``task``; returns how ("registry"/"timm")."""
+    if name.startswith(TIMM_PREFIX):
+        import timm
+
+        if task != "classification":
+            raise UnknownNameError(f"'{name}': timm models by name are classifiers")
+        arch = name[len(TIMM_PREFIX) :]
+        if not timm.is_model(arch):
+            guess = unknown_name_hint(arch, timm.list_models(), limit=10)
+            raise UnknownNameError(f"unknown timm model '{arch}'", hint=guess)
+        return "timm"
+    entry = MODELS.entry(name)
+    if entry.tags.get("task") != task:
+        raise UnknownNameError(
+            f"model '{name}' is a {entry.tags.get('task')} model, not a {task} model",
+            hint=model_names_hint(name, task),
+        )
+    return "registry"
+
+
+def model_names(task: str | None = None) -> list[str]:
+    """Registered model names, optionally only those of one task."""
+    return [e.name for e in MODELS.entries() if task is None or e.tags.get("task") == task]
+
+
+def model_names_hint(name: str, task: str) -> str:
+    """'did you mean ... valid: ...' for a model name, with the timm: escape hatch."""
+    hint = unknown_name_hint(name, model_names(task))
+    return hint + (", or any timm model as timm:<name>" if task == "classification" else "")
+
+
+def build_model(
+    name: str,
+    *,
+    task: str,
+    num_classes: int,
+    in_chans: int = 3,
+    pretrained: bool | str | Path = False,
+    **params: Any,
+) -> nn.Module:
+    """Builds a model by its registered name (or ``timm:<name>``).
+
+    Args:
+        name: A registered name (``mediscope list models``) or ``timm:<name>``.
+        task: ``classification``, ``segmentation`` or ``detection``.
+        num_classes: Number of output classes.
+        in_chans: Input channels (1 for grayscale, 3 for RGB).
+        pretrained: False, True (download ImageNet weights) or a local weights file.
+        **params: Keywords of the builder (e.g. ``drop_rate``).
+
+    Example:
+        >>> model = build_model("simple_cnn", task="classification", num_classes=4)
+    """
+    if resolve_model(name, task=task) == "timm":
+        from mediscope.models.classification.timm_models import build_timm_classifier
+
+        return build_timm_classifier(
+            name[len(TIMM_PREFIX) :],
+            num_classes=num_classes,
+            in_chans=in_chans,
+            pretrained=pretrained,
+            **params,
+        )
+    builder = MODELS.get(name)
+    model: nn.Module = builder(
+        num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **params
+    )
+    return model
+
+
+__all__ = ["build_model", "model_names", "resolve_model"]

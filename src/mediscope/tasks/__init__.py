@@ -1,0 +1,12 @@
+"""One LightningModule per task; ``TASKS`` maps task names to their classes."""
+
+from __future__ import annotations
+
+from mediscope.registry import Registry
+from mediscope.tasks.base import BaseTask
+from mediscope.tasks.classification import ClassificationTask
+
+TASKS: Registry[type[BaseTask]] = Registry("task")
+TASKS.register("classification", ClassificationTask)
+
+__all__ = ["TASKS", "BaseTask", "ClassificationTask"]

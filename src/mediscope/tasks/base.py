@@ -1,0 +1,133 @@
+"""BaseTask: the LightningModule every task builds on.
+
+``__init__`` calls ``configure_models``, ``configure_losses`` and ``configure_metrics``;
+a task implements those and its steps. Optimizers, schedulers, backbone freezing and
+what a checkpoint carries (the resolved config and class names) live here, once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from mediscope import __version__
+from mediscope.config.schema import Config
+from mediscope.engine.optim import build_optimizer, build_scheduler, scheduler_length_key
+from mediscope.models.freeze import apply_freeze
+
+CHECKPOINT_KEY = "mediscope"
+
+
+class BaseTask(L.LightningModule):
+    """A task over a config and its class names.
+
+    Args:
+        config: The validated config (tasks are the one place that maps config to
+            typed constructors of models and losses).
+        classes: Class names in index order.
+    """
+
+    model: nn.Module
+
+    def __init__(self, *, config: Config, classes: list[str]) -> None:
+        super().__init__()
+        self.config = config
+        self.classes = list(classes)
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    def configure_models(self) -> None:
+        """Builds ``self.model``."""
+        raise NotImplementedError
+
+    def configure_losses(self) -> None:
+        """Builds ``self.criterion``."""
+        raise NotImplementedError
+
+    def configure_metrics(self) -> None:
+        """Builds the metric collections."""
+        raise NotImplementedError
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Everything this task logs per epoch (for monitors)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.model(x)
+
+    # -- freezing -------------------------------------------------------------------
+    def frozen_now(self) -> bool:
+        """Whether the backbone is frozen in the current epoch."""
+        freeze, until = self.config.model.freeze, self.config.model.unfreeze_epoch
+        if freeze in ("none", 0):
+            return False
+        return until is None or self.current_epoch < until
+
+    def on_train_epoch_start(self) -> None:
+        # A function of the epoch only, so a resumed run freezes exactly as the first.
+        apply_freeze(self.model, self.config.model.freeze if self.frozen_now() else "none")
+
+    # -- optimisation ---------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        opt_cfg, sched_cfg = self.config.optimizer, self.config.scheduler
+        optimizer = build_optimizer(
+            opt_cfg.name,
+            self.model.parameters(),
+            lr=opt_cfg.lr,
+            weight_decay=opt_cfg.weight_decay,
+            extra=opt_cfg.params,
+        )
+        if sched_cfg.name is None:
+            return optimizer
+        scheduler = build_scheduler(
+            sched_cfg.name,
+            optimizer,
+            params=sched_cfg.params,
+            length=self.schedule_length(),
+            warmup=self.warmup_length(),
+            warmup_start_factor=sched_cfg.warmup_start_factor,
+        )
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": sched_cfg.interval}
+        if sched_cfg.name == "ReduceLROnPlateau":
+            config["monitor"] = sched_cfg.monitor or "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def schedule_length(self) -> int:
+        """Epochs, or optimizer steps when the scheduler steps per batch."""
+        epochs = self.config.trainer.max_epochs
+        if self.config.scheduler.interval == "epoch":
+            return epochs
+        return max(1, int(self.trainer.estimated_stepping_batches))
+
+    def warmup_length(self) -> int:
+        """Warm-up in the scheduler's interval."""
+        warmup = self.config.scheduler.warmup_epochs
+        if self.config.scheduler.interval == "epoch" or not warmup:
+            return warmup
+        per_epoch = self.schedule_length() // max(1, self.config.trainer.max_epochs)
+        return warmup * per_epoch
+
+    # -- checkpoints ----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Plain data only, so the checkpoint loads with weights_only=True.
+        checkpoint[CHECKPOINT_KEY] = {
+            "config": self.config.model_dump(mode="json"),
+            "classes": self.classes,
+            "version": __version__,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed run may extend max_epochs: stretch a schedule whose length was
+        # derived from it, so that e.g. a cosine decay ends at the new last epoch.
+        name = self.config.scheduler.name
+        key = scheduler_length_key(name) if name else None
+        if key is None or key in self.config.scheduler.params:
+            return
+        for state in checkpoint.get("lr_schedulers", []):
+            if key in state and self.config.scheduler.interval == "epoch":
+                state[key] = max(1, self.schedule_length() - self.warmup_length())

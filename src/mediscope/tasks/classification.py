@@ -1,0 +1,79 @@
+"""The classification task: image → class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mediscope.losses.classification import build_classification_loss
+from mediscope.metrics.classification import EPOCH_METRICS, epoch_metrics
+from mediscope.models import build_model
+from mediscope.tasks.base import BaseTask
+
+
+class ClassificationTask(BaseTask):
+    """Trains a classifier with any registered loss; logs per-epoch metrics."""
+
+    def configure_models(self) -> None:
+        cfg = self.config.model
+        self.model = build_model(
+            cfg.name,
+            task="classification",
+            num_classes=len(self.classes),
+            in_chans=self.config.data.channels,
+            pretrained=cfg.pretrained,
+            **cfg.params,
+        )
+
+    def configure_losses(self) -> None:
+        assert self.config.loss.name is not None
+        self.criterion = build_classification_loss(
+            self.config.loss.name, params=self.config.loss.params
+        )
+
+    def configure_metrics(self) -> None:
+        n = len(self.classes)
+        self.train_metrics = epoch_metrics(n, prefix="train/")
+        self.val_metrics = epoch_metrics(n, prefix="val/")
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [
+            f"{split}/{name}" for split in ("train", "val") for name in ("loss", *EPOCH_METRICS)
+        ]
+
+    def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        logits = self.model(images)
+        return self.criterion(logits, labels), logits, labels
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, logits, labels = self._step(batch)
+        self.train_metrics.update(logits.detach().softmax(dim=1), labels)
+        size = labels.shape[0]
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=size)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        loss, logits, labels = self._step(batch)
+        self.val_metrics.update(logits.softmax(dim=1), labels)
+        self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=labels.shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        main = values.pop("val/f1_macro")
+        self.log_dict(values)
+        self.log("val/f1_macro", main, prog_bar=True)
+        self.val_metrics.reset()
+
+    @torch.inference_mode()
+    def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of a batch."""
+        probs: torch.Tensor = self.model(images).softmax(dim=1)
+        return probs
