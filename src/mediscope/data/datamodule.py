@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from mediscope.config.schema import Config
 from mediscope.data.datasets import ClassificationDataset, ImageDataset
+from mediscope.data.samplers import EpochSampler
 from mediscope.data.samples import SampleSet
 from mediscope.data.splits import holdout_split, load_split, save_split
 from mediscope.data.transforms import build_transform, normalization
@@ -139,7 +140,7 @@ class MediscopeDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch,
-            shuffle=train,
+            sampler=EpochSampler(len(dataset), seed=self.config.seed, shuffle=train),
             drop_last=train and len(dataset) > batch,  # a batch of 1 breaks BatchNorm
             num_workers=self.config.data.num_workers,
         )

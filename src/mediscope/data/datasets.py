@@ -2,7 +2,8 @@
 
 Augmentation randomness is seeded per sample from ``(seed, epoch, index)``: the same
 run gives the same augmented batches whatever the number of workers, and a resumed
-run continues exactly where it stopped.
+run continues exactly where it stopped. The training sampler passes ``(epoch, index)``
+keys (see :mod:`mediscope.data.samplers`); plain indices use ``dataset.epoch``.
 """
 
 from __future__ import annotations
@@ -52,16 +53,22 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def current_transform(self) -> A.Compose:
-        """The pipeline for ``self.epoch``."""
-        if self.augment_until is not None and self.epoch >= self.augment_until:
+    def current_transform(self, epoch: int) -> A.Compose:
+        """The pipeline for ``epoch``."""
+        if self.augment_until is not None and epoch >= self.augment_until:
             return self.plain_transform
         return self.transform
 
-    def apply(self, index: int, **data: np.ndarray) -> dict[str, object]:
-        """Runs the current pipeline with a generator seeded by (seed, epoch, index)."""
-        transform = self.current_transform()
-        entropy = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(2)
+    def locate(self, key: int | tuple[int, int]) -> tuple[int, int]:
+        """``(epoch, index)`` of a key: the sampler's pair, or a plain index."""
+        if isinstance(key, tuple):
+            return key
+        return self.epoch, int(key)
+
+    def apply(self, epoch: int, index: int, **data: np.ndarray) -> dict[str, object]:
+        """Runs the epoch's pipeline with a generator seeded by (seed, epoch, index)."""
+        transform = self.current_transform(epoch)
+        entropy = np.random.SeedSequence([self.seed, epoch, index]).generate_state(2)
         transform.set_random_state(
             np.random.default_rng(entropy), random.Random(int(entropy[0]) << 32 | int(entropy[1]))
         )
@@ -72,9 +79,10 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 class ClassificationDataset(ImageDataset):
     """Yields ``(image CxHxW float tensor, class index tensor)``."""
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = self.locate(key)
         sample = self.samples[index]
         image = read_image(sample.image, channels=self.channels)
-        out = self.apply(index, image=image)
+        out = self.apply(epoch, index, image=image)
         label = -1 if sample.label is None else sample.label
         return out["image"], torch.tensor(label, dtype=torch.long)  # type: ignore[return-value]

@@ -29,21 +29,28 @@ def seed_all(seed: int) -> None:
 
 
 class EpochSeed(L.Callback):
-    """Reseeds every RNG at the start of each epoch from (seed, epoch).
+    """Reseeds every RNG at the first batch of each epoch from (seed, epoch).
 
-    Each epoch's shuffling, dropout and augmentation are then a function of the seed
-    and the epoch alone, so a run resumed from any epoch's checkpoint continues exactly
-    as the uninterrupted run would have.
+    Shuffling and augmentation already depend on (seed, epoch) alone (the sampler and
+    the per-sample seeds); this makes the rest (dropout, ...) do so too. A run resumed
+    from any epoch's checkpoint then continues exactly as the uninterrupted run would
+    have. The first batch, not the epoch start, because on a restart Lightning creates
+    the data iterator (which draws from the global RNG) at another moment.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        seed_all(epoch_seed(self.seed, trainer.current_epoch))
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(trainer.current_epoch)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if batch_idx == 0:
+            seed_all(epoch_seed(self.seed, trainer.current_epoch))
 
 
 class PlainProgress(L.Callback):

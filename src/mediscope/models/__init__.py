@@ -33,6 +33,8 @@ def resolve_model(name: str, *, task: str) -> str:
             guess = unknown_name_hint(arch, timm.list_models(), limit=10)
             raise UnknownNameError(f"unknown timm model '{arch}'", hint=guess)
         return "timm"
+    if name not in MODELS:
+        raise UnknownNameError(f"unknown model '{name}'", hint=model_names_hint(name, task))
     entry = MODELS.entry(name)
     if entry.tags.get("task") != task:
         raise UnknownNameError(

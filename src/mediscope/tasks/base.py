@@ -71,6 +71,9 @@ class BaseTask(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         # A function of the epoch only, so a resumed run freezes exactly as the first.
         apply_freeze(self.model, self.config.model.freeze if self.frozen_now() else "none")
+        if self.trainer.optimizers:
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            self.log("train/lr", float(lr), on_step=False, on_epoch=True)
 
     # -- optimisation ---------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -128,6 +131,10 @@ class BaseTask(L.LightningModule):
         key = scheduler_length_key(name) if name else None
         if key is None or key in self.config.scheduler.params:
             return
+        if self.config.scheduler.interval != "epoch":
+            return
+        length = max(1, self.schedule_length() - self.warmup_length())
         for state in checkpoint.get("lr_schedulers", []):
-            if key in state and self.config.scheduler.interval == "epoch":
-                state[key] = max(1, self.schedule_length() - self.warmup_length())
+            main = state["_schedulers"][-1] if "_schedulers" in state else state
+            if key in main:
+                main[key] = length

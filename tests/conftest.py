@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny generated datasets, config writing, in-process CLI runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
+
+
+@pytest.fixture(scope="session")
+def tiny_crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Gram-crops imagefolder dataset (train/ and test/), 32 px."""
+    from mediscope.data.synthetic.gram_crops import generate_gram_crops
+
+    root = tmp_path_factory.mktemp("data") / "gram-crops"
+    generate_gram_crops(root, per_class=16, test_per_class=6, size=32, seed=1)
+    return root
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Writes a config dict (or YAML text) to a file in ``tmp_path``; returns its path."""
+    counter = iter(range(1000))
+
+    def write(content: dict[str, Any] | str, name: str | None = None) -> Path:
+        path = tmp_path / (name or f"config{next(counter)}.yaml")
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Runs ``mediscope ARGS`` in-process; returns exit code, stdout and stderr."""
+    from mediscope.cli.main import main
+
+    def run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

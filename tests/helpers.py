@@ -1,0 +1,31 @@
+"""Helpers shared by tests (importable as ``helpers``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def tiny_config(data: Path, runs: Path, **sections: Any) -> dict[str, Any]:
+    """A fast classification config over ``data`` (an imagefolder with train/ and test/)."""
+    config: dict[str, Any] = {
+        "task": "classification",
+        "seed": 3,
+        "data": {
+            "format": "imagefolder",
+            "path": str(data / "train"),
+            "test_path": str(data / "test"),
+            "image_size": 32,
+            "batch_size": 16,
+        },
+        "model": {"name": "simple_cnn", "params": {"width": 8, "depth": 2}},
+        "trainer": {"max_epochs": 2},
+        "logging": {"progress": "none"},
+        "run": {"name": "tiny", "dir": str(runs)},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
