@@ -178,7 +178,8 @@ def _translate(exc: ValidationError, source: ConfigSource) -> ConfigError:
         hint = unknown_name_hint(str(loc[-1]), valid) if valid else None
     elif kind == "missing":
         message = "required key is missing"
-        hint = f"add '{loc[-1]}' under '{'.'.join(map(str, loc[:-1])) or 'the top level'}'"
+        parent = ".".join(map(str, loc[:-1]))
+        hint = f"add '{loc[-1]}' under '{parent}'" if parent else f"add a '{loc[-1]}' section"
     else:
         value = first.get("input")
         message = f"{_clean(first['msg'])} (got {value!r})"

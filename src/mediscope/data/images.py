@@ -14,7 +14,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".
 
 def is_image_file(path: Path) -> bool:
     """True for files with a known image suffix (case-insensitive), hidden files excluded."""
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    known = path.suffix.lower() in IMAGE_SUFFIXES
+    return known and path.is_file() and not path.name.startswith(".")
 
 
 def read_image(path: str | Path, *, channels: int = 3) -> np.ndarray:

@@ -48,7 +48,9 @@ def holdout_split(
     return np.sort(train), np.sort(val)
 
 
-def save_split(path: Path, samples: SampleSet, parts: dict[str, np.ndarray], **info: object) -> None:
+def save_split(
+    path: Path, samples: SampleSet, parts: dict[str, np.ndarray], **info: object
+) -> None:
     """Writes ``{"train": [ids], "val": [ids], ...}`` with how it was made."""
     ids = samples.ids()
     data: dict[str, object] = dict(info)
