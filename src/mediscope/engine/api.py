@@ -82,6 +82,7 @@ def fit(
     *,
     resume: str | Path | None = None,
     weights: str | Path | None = None,
+    callbacks: list[L.Callback] | None = None,
 ) -> FitResult:
     """Trains a model as the config says and evaluates its best checkpoint on validation.
 
@@ -92,6 +93,7 @@ def fit(
             be raised to train longer.
         weights: A checkpoint or weights file to start from, without its optimizer
             (fine-tuning, possibly on new data with other classes).
+        callbacks: Extra Lightning callbacks (timers, custom loggers, ...).
 
     Returns:
         A :class:`FitResult` with the run folder and the best epoch and metrics.
@@ -139,6 +141,7 @@ def fit(
         run_dir,
         resume_epoch=resume_epoch,
         progress_keys=["train/loss", "val/loss", config.checkpoint.monitor],
+        extra_callbacks=callbacks,
     )
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 

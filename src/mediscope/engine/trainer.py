@@ -31,6 +31,7 @@ _QUIET_WARNINGS = (
     ".*Experiment logs directory .* exists.*",
     ".*The `srun` command is available on your system.*",
     ".*TensorBoard support.*",
+    ".*No positive samples in targets.*",  # a validation batch without some class
 )
 
 
@@ -88,6 +89,7 @@ def build_trainer(
     *,
     resume_epoch: int | None = None,
     progress_keys: list[str] | None = None,
+    extra_callbacks: list[L.Callback] | None = None,
 ) -> L.Trainer:
     """A Trainer with the run's loggers, checkpoints, seeding and progress display."""
     quiet_lightning()
@@ -102,6 +104,7 @@ def build_trainer(
             )
         )
     callbacks: list[L.Callback] = [EpochSeed(config.seed), *checkpoint_callbacks(config, run_dir)]
+    callbacks.extend(extra_callbacks or [])
     if t.early_stopping is not None:
         stop = t.early_stopping
         callbacks.append(
