@@ -56,3 +56,9 @@ class RunDirError(MediscopeError):
 
 class DownloadError(MediscopeError):
     """A download failed, timed out or did not match its checksum."""
+
+
+class InterruptedRun(MediscopeError):
+    """Training was stopped by the user (Ctrl-C) or the system (SIGTERM)."""
+
+    exit_code = 130

@@ -25,7 +25,7 @@ from mediscope.engine.run_dir import (
     run_dir_of,
 )
 from mediscope.engine.trainer import build_trainer, quiet_lightning
-from mediscope.errors import CheckpointError, ConfigError
+from mediscope.errors import CheckpointError, ConfigError, InterruptedRun
 from mediscope.files import write_json_atomic, write_text_atomic
 from mediscope.metrics.classification import classification_report
 from mediscope.models.pretrained import load_weights_file
@@ -144,6 +144,12 @@ def fit(
         extra_callbacks=callbacks,
     )
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if trainer.interrupted:
+        raise InterruptedRun(
+            f"training stopped during epoch {trainer.current_epoch}",
+            where=run_dir,
+            hint=f"continue from the last finished epoch with --resume {run_dir}",
+        )
 
     best = run_dir / CHECKPOINTS / BEST
     best_path = best if best.is_file() else None

@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 
@@ -51,6 +52,15 @@ class EpochSeed(L.Callback):
     ) -> None:
         if batch_idx == 0:
             seed_all(epoch_seed(self.seed, trainer.current_epoch))
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich bar showing the loss and main metrics, without the logger version."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
 
 
 class PlainProgress(L.Callback):

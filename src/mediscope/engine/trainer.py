@@ -12,13 +12,12 @@ import lightning as L
 from lightning.pytorch.callbacks import (
     EarlyStopping,
     ModelCheckpoint,
-    RichProgressBar,
 )
 from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from mediscope.config.schema import Config
-from mediscope.engine.callbacks import EpochSeed, PlainProgress, RunCSVLogger
+from mediscope.engine.callbacks import EpochSeed, PlainProgress, ProgressBar, RunCSVLogger
 from mediscope.engine.run_dir import CHECKPOINTS
 
 # Lightning and torch messages that say nothing to a mediscope user.
@@ -117,9 +116,7 @@ def build_trainer(
         )
     mode = progress_mode(config.logging.progress)
     if mode == "rich":
-        callbacks.append(
-            RichProgressBar(leave=True, theme=RichProgressBarTheme(metrics_format=".4f"))
-        )
+        callbacks.append(ProgressBar(leave=True, theme=RichProgressBarTheme(metrics_format=".4f")))
     elif mode == "plain":
         callbacks.append(PlainProgress(progress_keys or ["train/loss", "val/loss"]))
     kwargs: dict[str, Any] = {
