@@ -143,7 +143,12 @@ def fit(
         progress_keys=["train/loss", "val/loss", config.checkpoint.monitor],
         extra_callbacks=callbacks,
     )
-    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        # Lightning turns Ctrl-C into a graceful shutdown followed by sys.exit(1).
+        if not trainer.interrupted:
+            raise
     if trainer.interrupted:
         raise InterruptedRun(
             f"training stopped during epoch {trainer.current_epoch}",
