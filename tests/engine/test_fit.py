@@ -225,3 +225,27 @@ def test_unknown_monitor_is_a_config_error(tiny_crops: Path, tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="'val/f1' is not a metric.*did you mean 'val/f1_macro'"):
         fit(config_from_dict(raw))
     assert not (tmp_path / "runs").exists()
+
+
+def test_unfreeze_epoch_releases_the_backbone(tiny_crops: Path, tmp_path: Path) -> None:
+    raw = tiny_config(
+        tiny_crops,
+        tmp_path,
+        trainer={"max_epochs": 3},
+        model={
+            "name": "simple_cnn",
+            "params": {"width": 8, "depth": 2},
+            "freeze": 1,
+            "unfreeze_epoch": 2,
+        },
+    )
+    run = fit(config_from_dict(raw)).run_dir
+    states = [
+        torch.load(run / "checkpoints" / f"epoch={e:03d}.ckpt", weights_only=True)["state_dict"]
+        for e in range(3)
+    ]
+    first_stage = "model.stages.0.0.weight"
+    second_stage = "model.stages.1.0.weight"
+    assert torch.equal(states[0][first_stage], states[1][first_stage])  # frozen in epoch 1
+    assert not torch.equal(states[0][second_stage], states[1][second_stage])  # stage 2 trains
+    assert not torch.equal(states[1][first_stage], states[2][first_stage])  # released at 2
