@@ -35,11 +35,30 @@ class Section(BaseModel):
 
 
 class SplitConfig(Section):
-    """How the training data is split into train and validation."""
+    """How the training data is split into train and validation.
 
-    method: Literal["holdout"] = "holdout"
+    ``auto`` uses the data's own split column when it has one, else ``holdout``.
+    Samples with a patient id (``group``) are always split by patient.
+    """
+
+    method: Literal["auto", "holdout", "column", "kfold"] = "auto"
     val_fraction: float = Field(0.2, gt=0, lt=1, description="share of samples for validation")
+    train_size: float | None = Field(
+        None, gt=0, lt=1, description="share kept for training (1 - val_fraction)"
+    )
     stratify: bool = Field(True, description="keep class proportions in both splits")
+    folds: int = Field(5, ge=2, description="k of k-fold")
+    fold: int = Field(0, ge=0, description="the k-fold fold used for validation")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> SplitConfig:
+        if self.train_size is not None:
+            # Written to __dict__: assignment would re-run this validator.
+            self.__dict__["val_fraction"] = round(1.0 - self.train_size, 10)
+            self.__dict__["train_size"] = None
+        if self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} does not exist in {self.folds} folds (0..)")
+        return self
 
 
 class NormalizeStats(Section):
@@ -59,7 +78,15 @@ class DataConfig(Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     image_size: tuple[int, int] = Field((224, 224), description="H W, or one number")
     channels: Literal[1, 3] = 3
-    normalize: Literal["imagenet", "none"] | NormalizeStats = "imagenet"
+    normalize: Literal["auto", "imagenet", "dataset", "none"] | NormalizeStats = Field(
+        "auto",
+        description="auto: the pretrained weights' statistics (ImageNet unless the model "
+        "says otherwise); dataset: computed on the training split",
+    )
+    root: Path | None = Field(None, description="images root for paths in a CSV manifest")
+    sampler: Literal["random", "weighted"] = Field(
+        "random", description="weighted: draw classes equally often"
+    )
     batch_size: int = Field(32, ge=1)
     num_workers: int = Field(0, ge=0)
 
@@ -113,6 +140,9 @@ class LossConfig(Section):
 
     name: str | None = Field(None, description="defaults to the task's usual loss")
     params: dict[str, Any] = Field(default_factory=dict)
+    class_weights: Literal["balanced"] | list[float] | None = Field(
+        None, description="balanced: inverse class frequency of the training split"
+    )
 
 
 class OptimizerConfig(Section):
@@ -147,6 +177,10 @@ class AugmentConfig(Section):
     saturation: float = Field(0.0, ge=0, le=1)
     hue: float = Field(0.0, ge=0, le=0.5)
     blur: float = Field(0.0, ge=0, le=1, description="probability of a Gaussian blur")
+    equalize: float = Field(0.0, ge=0, le=1, description="probability of histogram equalisation")
+    sharpen: float = Field(0.0, ge=0, le=1, description="probability of sharpening")
+    grayscale: float = Field(0.0, ge=0, le=1, description="probability of a gray copy")
+    invert: float = Field(0.0, ge=0, le=1, description="probability of inverting")
     until_epoch: int | None = Field(None, ge=0, description="no augmentation from this epoch")
 
 

@@ -11,21 +11,49 @@ from torch.utils.data import DataLoader
 
 from mediscope.config.schema import Config
 from mediscope.data.datasets import ClassificationDataset, ImageDataset
+from mediscope.data.images import read_image
 from mediscope.data.samplers import EpochSampler
 from mediscope.data.samples import SampleSet
-from mediscope.data.splits import holdout_split, load_split, save_split
+from mediscope.data.splits import load_split, make_split, save_split
 from mediscope.data.transforms import build_transform, normalization
 from mediscope.errors import DataError
-from mediscope.registry import FORMATS
+from mediscope.registry import FORMATS, MODELS
 
 SPLIT_FILE = "split.json"
+#: Images sampled to compute ``normalize: dataset`` statistics.
+STATS_SAMPLES = 500
 
 
 def read_samples(config: Config, path: Path, classes: list[str] | None = None) -> SampleSet:
     """Reads the dataset at ``path`` with the configured format."""
     reader = FORMATS.get(config.data.format)
-    samples: SampleSet = reader(path, classes=classes, task=config.task)
+    samples: SampleSet = reader(path, classes=classes, task=config.task, root=config.data.root)
     return samples
+
+
+def class_counts(samples: SampleSet) -> np.ndarray:
+    """Samples per class index."""
+    labels = samples.labels()
+    return np.bincount(labels[labels >= 0], minlength=len(samples.classes))
+
+
+def dataset_stats(samples: SampleSet, channels: int, seed: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (0..1) over up to STATS_SAMPLES training images."""
+    rng = np.random.default_rng(seed)
+    count = min(len(samples), STATS_SAMPLES)
+    picks = rng.choice(len(samples), size=count, replace=False)
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    pixels = 0
+    for i in picks:
+        image = read_image(samples.samples[int(i)].image, channels=channels).astype(np.float64)
+        flat = image.reshape(-1, channels) / 255.0
+        total += flat.sum(axis=0)
+        squares += (flat**2).sum(axis=0)
+        pixels += flat.shape[0]
+    mean = total / pixels
+    std = np.sqrt(np.maximum(squares / pixels - mean**2, 1e-12))
+    return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
 
 
 class MediscopeDataModule(L.LightningDataModule):
@@ -35,15 +63,22 @@ class MediscopeDataModule(L.LightningDataModule):
         config: The validated config.
         split_file: Where the split is written, or read when ``reuse_split`` is set.
         reuse_split: Read ``split_file`` instead of making a new split (resume).
+        stats: Normalisation statistics to use (from a checkpoint) instead of computing.
     """
 
     def __init__(
-        self, config: Config, *, split_file: Path | None = None, reuse_split: bool = False
+        self,
+        config: Config,
+        *,
+        split_file: Path | None = None,
+        reuse_split: bool = False,
+        stats: tuple[list[float], list[float]] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.split_file = split_file
         self.reuse_split = reuse_split
+        self._stats = stats
         self._everything: SampleSet | None = None
         self._parts: dict[str, np.ndarray] = {}
         self.train_set: SampleSet | None = None
@@ -68,16 +103,27 @@ class MediscopeDataModule(L.LightningDataModule):
         if self.reuse_split and self.split_file is not None and self.split_file.is_file():
             parts = load_split(self.split_file, everything, ("train", "val"))
         else:
-            train, val = holdout_split(
-                everything.labels(),
-                val_fraction=data.split.val_fraction,
+            split = data.split
+            parts = make_split(
+                everything,
+                method=split.method,
+                val_fraction=split.val_fraction,
                 seed=self.config.seed,
-                stratify=data.split.stratify,
+                stratify=split.stratify,
+                folds=split.folds,
+                fold=split.fold,
             )
-            parts = {"train": train, "val": val}
         self._everything, self._parts = everything, parts
         self.train_set = everything.subset(parts["train"])
         self.val_set = everything.subset(parts["val"])
+        counts = class_counts(self.train_set)
+        if self.config.task == "classification" and (counts == 0).any():
+            missing = [c for c, n in zip(everything.classes, counts, strict=True) if n == 0]
+            raise DataError(
+                f"the training split has no samples of {', '.join(missing)}",
+                where=data.path,
+                hint="add samples of every class, or list only present ones in data.classes",
+            )
 
     def write_split(self, path: Path) -> None:
         """Writes the split to ``path`` (``split.json``) with how it was made."""
@@ -92,16 +138,47 @@ class MediscopeDataModule(L.LightningDataModule):
             root=str(self.config.data.path),
         )
 
+    def train_class_counts(self) -> list[int]:
+        """Training samples per class (for class weights)."""
+        self.prepare_samples()
+        assert self.train_set is not None
+        return [int(n) for n in class_counts(self.train_set)]
+
     def test_set(self, classes: list[str] | None = None) -> SampleSet:
-        """The samples at ``data.test_path``, with the given (or the training) classes."""
+        """``data.test_path`` read with the training classes, else the data's test rows."""
         if self._test_set is None:
-            if self.config.data.test_path is None:
-                raise DataError(
-                    "no test data", where="data.test_path", hint="set it to the test set's path"
-                )
             names = classes if classes is not None else self.classes
-            self._test_set = read_samples(self.config, self.config.data.test_path, names)
+            if self.config.data.test_path is not None:
+                self._test_set = read_samples(self.config, self.config.data.test_path, names)
+            else:
+                self.prepare_samples()
+                assert self._everything is not None
+                rows = self._parts.get("test")
+                if rows is None or not len(rows):
+                    raise DataError(
+                        "no test data", where="data.test_path", hint="set it to the test set's path"
+                    )
+                self._test_set = self._everything.subset(rows)
         return self._test_set
+
+    def normalization_stats(self) -> tuple[list[float], list[float]]:
+        """Mean and std the images are normalised with (0..1 scale)."""
+        if self._stats is None:
+            cfg = self.config
+            kind: Any = cfg.data.normalize
+            if kind == "dataset":
+                self.prepare_samples()
+                assert self.train_set is not None
+                self._stats = dataset_stats(self.train_set, cfg.data.channels, cfg.seed)
+            else:
+                if kind == "auto":
+                    tags = MODELS.entry(cfg.model.name).tags if cfg.model.name in MODELS else {}
+                    kind = tags.get("normalize", "imagenet")
+                if not isinstance(kind, str):
+                    kind = (list(kind.mean), list(kind.std))
+                mean, std = normalization(kind, cfg.data.channels)
+                self._stats = (list(mean), list(std))
+        return self._stats
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_samples()
@@ -113,13 +190,16 @@ class MediscopeDataModule(L.LightningDataModule):
     def dataset(self, samples: SampleSet, *, train: bool) -> ImageDataset:
         """A dataset of ``samples``, augmented when ``train``."""
         cfg = self.config
-        normalize: Any = cfg.data.normalize
-        if not isinstance(normalize, str):
-            normalize = (normalize.mean, normalize.std)
-        mean, std = normalization(normalize, cfg.data.channels)
+        mean, std = self.normalization_stats()
         size = cfg.data.image_size
-        plain = build_transform(image_size=size, mean=mean, std=std)
-        transform = build_transform(image_size=size, mean=mean, std=std, augment=cfg.augment)
+        plain = build_transform(image_size=size, mean=tuple(mean), std=tuple(std))
+        transform = build_transform(
+            image_size=size,
+            mean=tuple(mean),
+            std=tuple(std),
+            augment=cfg.augment,
+            channels=cfg.data.channels,
+        )
         return ClassificationDataset(
             samples.samples,
             transform=transform if train else plain,
@@ -135,12 +215,18 @@ class MediscopeDataModule(L.LightningDataModule):
             self.train_dataset.epoch = epoch
 
     def loader(self, dataset: ImageDataset, *, train: bool) -> DataLoader[Any]:
-        """A DataLoader with the configured batch size and workers."""
+        """A DataLoader with the configured batch size, workers and sampler."""
         batch = self.config.data.batch_size
+        weights = None
+        if train and self.config.data.sampler == "weighted":
+            labels = np.array([s.label if s.label is not None else 0 for s in dataset.samples])
+            counts = np.bincount(labels, minlength=len(self.classes)).astype(float)
+            weights = 1.0 / counts[labels]
+        sampler = EpochSampler(len(dataset), seed=self.config.seed, shuffle=train, weights=weights)
         return DataLoader(
             dataset,
             batch_size=batch,
-            sampler=EpochSampler(len(dataset), seed=self.config.seed, shuffle=train),
+            sampler=sampler,
             drop_last=train and len(dataset) > batch,  # a batch of 1 breaks BatchNorm
             num_workers=self.config.data.num_workers,
         )
@@ -161,9 +247,3 @@ class MediscopeDataModule(L.LightningDataModule):
         self.prepare_samples()
         assert self.train_set is not None and self.val_set is not None
         return {"train": len(self.train_set), "val": len(self.val_set)}
-
-
-def class_counts(samples: SampleSet) -> np.ndarray:
-    """Samples per class index."""
-    labels = samples.labels()
-    return np.bincount(labels[labels >= 0], minlength=len(samples.classes))

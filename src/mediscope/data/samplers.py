@@ -21,12 +21,22 @@ class EpochSampler(Sampler[tuple[int, int]]):
         length: Number of samples.
         seed: The run's seed.
         shuffle: Draw a new permutation per epoch; else ascending order.
+        weights: Per-sample weights: draw ``length`` samples with replacement in
+            proportion to them (a class-balanced sampler).
     """
 
-    def __init__(self, length: int, *, seed: int, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        length: int,
+        *,
+        seed: int,
+        shuffle: bool = True,
+        weights: np.ndarray | None = None,
+    ) -> None:
         self.length = length
         self.seed = seed
         self.shuffle = shuffle
+        self.weights = None if weights is None else np.asarray(weights, float) / np.sum(weights)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -35,8 +45,11 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = np.arange(self.length)
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.weights is not None:  # draws with replacement, in proportion to weights
+            order = rng.choice(self.length, size=self.length, replace=True, p=self.weights)
+        elif self.shuffle:
+            order = rng.permutation(self.length)
         return ((self.epoch, int(i)) for i in order)
 
     def __len__(self) -> int:

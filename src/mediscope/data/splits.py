@@ -1,4 +1,9 @@
-"""Train / validation splits, written to ``split.json`` and reused on resume."""
+"""Train / validation splits, written to ``split.json`` and reused on resume.
+
+Methods: ``holdout`` (stratified by class), ``column`` (the data's own train / val /
+test column), ``kfold`` (stratified k-fold). When samples carry a patient id the split
+is made by patient (StratifiedGroupKFold), so that no patient is in two splits.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,137 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    train_test_split,
+)
 
 from mediscope.data.samples import SampleSet
 from mediscope.errors import DataError
 from mediscope.files import write_json_atomic
+
+VAL_NAMES = {"val", "valid", "validation", "dev"}
+TRAIN_NAMES = {"train", "training"}
+TEST_NAMES = {"test", "testing", "holdout"}
+
+
+def make_split(
+    samples: SampleSet,
+    *,
+    method: str,
+    val_fraction: float,
+    seed: int,
+    stratify: bool = True,
+    folds: int = 5,
+    fold: int = 0,
+) -> dict[str, np.ndarray]:
+    """Indices of ``train`` and ``val`` (and ``test`` for a split column with test rows)."""
+    if method == "auto":
+        method = "column" if any(s.split for s in samples.samples) else "holdout"
+    if method == "column":
+        return column_split(samples)
+    # Rows the data marks as test stay test; the rest is split here.
+    test = np.array(
+        [i for i, s in enumerate(samples.samples) if (s.split or "").lower() in TEST_NAMES],
+        dtype=np.int64,
+    )
+    if len(test):
+        pool = np.setdiff1d(np.arange(len(samples)), test)
+        parts = make_split(
+            samples.subset(pool),
+            method=method,
+            val_fraction=val_fraction,
+            seed=seed,
+            stratify=stratify,
+            folds=folds,
+            fold=fold,
+        )
+        return {"train": pool[parts["train"]], "val": pool[parts["val"]], "test": test}
+    labels = samples.labels()
+    groups = group_ids(samples)
+    if method == "kfold":
+        train, val = kfold_split(labels, groups, folds, fold, seed, stratify)
+    elif groups is not None:  # a holdout by patient: the first of round(1/fraction) folds
+        n_splits = max(2, round(1 / val_fraction))
+        train, val = kfold_split(labels, groups, n_splits, 0, seed, stratify)
+    else:
+        train, val = holdout_split(labels, val_fraction=val_fraction, seed=seed, stratify=stratify)
+    return {"train": train, "val": val}
+
+
+def group_ids(samples: SampleSet) -> np.ndarray | None:
+    """Patient ids as integers (samples without one are their own group), or None."""
+    if not any(s.group for s in samples.samples):
+        return None
+    names = [s.group if s.group else f"\0{i}" for i, s in enumerate(samples.samples)]
+    _, ids = np.unique(np.array(names, dtype=object), return_inverse=True)
+    return ids.astype(np.int64)
+
+
+def column_split(samples: SampleSet) -> dict[str, np.ndarray]:
+    """The split named by each sample (train / val / test)."""
+    names = [(s.split or "").lower() for s in samples.samples]
+    parts = {
+        "train": np.array([i for i, n in enumerate(names) if n in TRAIN_NAMES], dtype=np.int64),
+        "val": np.array([i for i, n in enumerate(names) if n in VAL_NAMES], dtype=np.int64),
+        "test": np.array([i for i, n in enumerate(names) if n in TEST_NAMES], dtype=np.int64),
+    }
+    unknown = sorted({n for n in names if n not in TRAIN_NAMES | VAL_NAMES | TEST_NAMES})
+    if unknown:
+        raise DataError(
+            f"unknown split names {unknown}",
+            where=samples.root,
+            hint="use train, val or test (or set data.split.method: holdout)",
+        )
+    for part in ("train", "val"):
+        if not len(parts[part]):
+            raise DataError(
+                f"the data's split column has no '{part}' samples",
+                where=samples.root,
+                hint="set data.split.method: holdout to split it here",
+            )
+    return parts
+
+
+def kfold_split(
+    labels: np.ndarray,
+    groups: np.ndarray | None,
+    n_splits: int,
+    fold: int,
+    seed: int,
+    stratify: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices of ``fold`` of a (stratified, grouped) k-fold."""
+    indices = np.arange(len(labels))
+    n_groups = len(np.unique(groups)) if groups is not None else len(labels)
+    if n_groups < n_splits:
+        what = "patients" if groups is not None else "samples"
+        raise DataError(
+            f"{n_groups} {what} cannot be split into {n_splits} folds", where="data.split"
+        )
+    if stratify and np.bincount(labels[labels >= 0]).min(initial=n_splits) < n_splits:
+        raise DataError(
+            f"a class has fewer samples than the {n_splits} folds need",
+            where="data.split",
+            hint="add samples, use fewer folds, or set data.split.stratify: false",
+        )
+    splitter: StratifiedGroupKFold | GroupKFold | StratifiedKFold | KFold
+    if groups is not None:
+        if stratify:
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        else:
+            splitter = GroupKFold(n_splits=n_splits)
+    elif stratify:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for i, (train, val) in enumerate(splitter.split(indices, labels, groups)):
+        if i == fold:
+            return np.sort(train), np.sort(val)
+    raise DataError(f"fold {fold} does not exist in {n_splits} folds", where="data.split.fold")
 
 
 def holdout_split(
@@ -83,4 +214,6 @@ def load_split(path: Path, samples: SampleSet, names: tuple[str, ...]) -> dict[s
                 hint="was data.path changed since the run started?",
             )
         parts[name] = np.array([position[sid] for sid in ids], dtype=np.int64)
+    if "test" in data and isinstance(data["test"], list):
+        parts["test"] = np.array([position[s] for s in data["test"] if s in position], np.int64)
     return parts

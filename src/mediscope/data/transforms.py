@@ -18,7 +18,9 @@ def normalization(
     """Mean and std (0..1 scale) for ``imagenet``, ``none`` or explicit stats."""
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    if kind == "imagenet":
+    if kind == "lite0":  # TF-ported EfficientNet-Lite weights: (x - 0.498) / 0.502
+        mean, std = (0.498,) * 3, (0.502,) * 3
+    elif kind == "imagenet":
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     elif kind == "none":
         mean, std = (0.0,) * 3, (1.0,) * 3
@@ -39,9 +41,17 @@ def normalization(
     return mean, std
 
 
-def augmentations(cfg: AugmentConfig) -> list[A.BasicTransform]:
+def augmentations(cfg: AugmentConfig, channels: int = 3) -> list[A.BasicTransform]:
     """The training augmentations the config asks for, in a fixed order."""
     ops: list[A.BasicTransform] = []
+    if cfg.equalize:
+        ops.append(A.Equalize(p=cfg.equalize))
+    if cfg.invert:
+        ops.append(A.InvertImg(p=cfg.invert))
+    if cfg.grayscale and channels == 3:
+        ops.append(A.ToGray(num_output_channels=3, p=cfg.grayscale))
+    if cfg.sharpen:
+        ops.append(A.Sharpen(p=cfg.sharpen))
     if cfg.hflip:
         ops.append(A.HorizontalFlip(p=cfg.hflip))
     if cfg.vflip:
@@ -71,10 +81,11 @@ def build_transform(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     augment: AugmentConfig | None = None,
+    channels: int = 3,
 ) -> A.Compose:
     """Resize → (augmentations) → normalise → tensor; ``augment=None`` for evaluation."""
     ops: list[A.BasicTransform] = [A.Resize(height=image_size[0], width=image_size[1])]
     if augment is not None:
-        ops.extend(augmentations(augment))
+        ops.extend(augmentations(augment, channels))
     ops.extend([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
     return A.Compose(ops)

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 from mediscope.config.loader import dump_config
 from mediscope.config.schema import Config
 from mediscope.data.datamodule import SPLIT_FILE, MediscopeDataModule
-from mediscope.engine.checkpoints import checkpoint_classes, load_task_weights, read_checkpoint
+from mediscope.data.samples import SampleSet
+from mediscope.engine.checkpoints import checkpoint_meta, load_task_weights, read_checkpoint
 from mediscope.engine.environment import environment_info
 from mediscope.engine.run_dir import (
     BEST,
@@ -29,6 +30,9 @@ from mediscope.errors import CheckpointError, ConfigError, InterruptedRun
 from mediscope.files import write_json_atomic, write_text_atomic
 from mediscope.metrics.classification import classification_report
 from mediscope.models.pretrained import load_weights_file
+from mediscope.registry import unknown_name_hint
+from mediscope.reports.classification import write_classification_outputs
+from mediscope.reports.curves import plot_training_curves
 from mediscope.tasks import TASKS, BaseTask
 
 
@@ -48,7 +52,24 @@ class FitResult:
     resumed_from: Path | None = None
 
 
-def build_task(config: Config, classes: list[str]) -> BaseTask:
+@dataclass
+class Evaluation:
+    """Predictions of a checkpoint on one split, and their metrics."""
+
+    metrics: dict[str, float]
+    labels: np.ndarray
+    probs: np.ndarray
+    paths: list[str]
+    classes: list[str]
+
+
+def build_task(
+    config: Config,
+    classes: list[str],
+    *,
+    class_counts: list[int] | None = None,
+    normalization: tuple[list[float], list[float]] | None = None,
+) -> BaseTask:
     """The task's LightningModule for ``config``."""
     if config.task not in TASKS:
         raise ConfigError(
@@ -56,7 +77,9 @@ def build_task(config: Config, classes: list[str]) -> BaseTask:
             where="task",
             hint=f"available: {', '.join(TASKS.names())}",
         )
-    return TASKS.get(config.task)(config=config, classes=classes)
+    return TASKS.get(config.task)(
+        config=config, classes=classes, class_counts=class_counts, normalization=normalization
+    )
 
 
 def _check_monitors(config: Config, task: BaseTask) -> None:
@@ -68,13 +91,25 @@ def _check_monitors(config: Config, task: BaseTask) -> None:
         monitors["scheduler.monitor"] = config.scheduler.monitor
     for key, value in monitors.items():
         if value not in names:
-            from mediscope.registry import unknown_name_hint
-
             raise ConfigError(
                 f"'{value}' is not a metric of the {config.task} task",
                 where=key,
                 hint=unknown_name_hint(value, names),
             )
+
+
+def _resume_point(config: Config, resume: str | Path) -> tuple[Path, int]:
+    ckpt_path = resolve_checkpoint(resume, base=config.run.dir, name=config.run.name)
+    data = read_checkpoint(ckpt_path)
+    resume_epoch = int(data.get("epoch", -1)) + 1
+    if resume_epoch >= config.trainer.max_epochs:
+        raise ConfigError(
+            f"the checkpoint already finished epoch {resume_epoch - 1} of "
+            f"max_epochs={config.trainer.max_epochs}",
+            where=ckpt_path,
+            hint=f"raise it, e.g. --set trainer.max_epochs={config.trainer.max_epochs * 2}",
+        )
+    return ckpt_path, resume_epoch
 
 
 def fit(
@@ -83,6 +118,7 @@ def fit(
     resume: str | Path | None = None,
     weights: str | Path | None = None,
     callbacks: list[L.Callback] | None = None,
+    run_dir: Path | None = None,
 ) -> FitResult:
     """Trains a model as the config says and evaluates its best checkpoint on validation.
 
@@ -94,6 +130,7 @@ def fit(
         weights: A checkpoint or weights file to start from, without its optimizer
             (fine-tuning, possibly on new data with other classes).
         callbacks: Extra Lightning callbacks (timers, custom loggers, ...).
+        run_dir: An empty folder to use instead of a new ``runs/<name>/<time>`` one.
 
     Returns:
         A :class:`FitResult` with the run folder and the best epoch and metrics.
@@ -102,20 +139,10 @@ def fit(
     started = time.perf_counter()
     ckpt_path: Path | None = None
     resume_epoch: int | None = None
-    run_dir: Path | None = None
     if resume is not None:
         if weights is not None:
             raise ConfigError("--resume and --weights exclude each other", where="command line")
-        ckpt_path = resolve_checkpoint(resume, base=config.run.dir, name=config.run.name)
-        data = read_checkpoint(ckpt_path)
-        resume_epoch = int(data.get("epoch", -1)) + 1
-        if resume_epoch >= config.trainer.max_epochs:
-            raise ConfigError(
-                f"the checkpoint already finished epoch {resume_epoch - 1} of "
-                f"max_epochs={config.trainer.max_epochs}",
-                where=ckpt_path,
-                hint=f"raise it, e.g. --set trainer.max_epochs={config.trainer.max_epochs * 2}",
-            )
+        ckpt_path, resume_epoch = _resume_point(config, resume)
         run_dir = run_dir_of(ckpt_path)
     split_file = run_dir / SPLIT_FILE if run_dir is not None else None
 
@@ -123,14 +150,19 @@ def fit(
     # input leaves nothing behind.
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = MediscopeDataModule(config, split_file=split_file, reuse_split=True)
-    classes = datamodule.classes
-    task = build_task(config, classes)
+    task = build_task(
+        config,
+        datamodule.classes,
+        class_counts=datamodule.train_class_counts(),
+        normalization=datamodule.normalization_stats(),
+    )
     _check_monitors(config, task)
     if weights is not None:
         load_weights_file(task.model, Path(weights))
 
     if run_dir is None:
         run_dir = create_run_dir(config.run.dir, config.run.name)
+    (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", dump_config(config))
     write_json_atomic(run_dir / "environment.json", environment_info(config.seed))
     if resume is None or not (run_dir / SPLIT_FILE).is_file():
@@ -156,13 +188,18 @@ def fit(
             hint=f"continue from the last finished epoch with --resume {run_dir}",
         )
 
+    plot_training_curves(
+        run_dir / "metrics.csv",
+        run_dir / "plots" / "training_curves.png",
+        metric=config.checkpoint.monitor,
+    )
     best = run_dir / CHECKPOINTS / BEST
     best_path = best if best.is_file() else None
     best_epoch, best_score = _best_of(best_path, config.checkpoint.monitor)
     val_metrics: dict[str, float] = {}
     if best_path is not None:
-        val_metrics = evaluate_checkpoint(config, best_path, split="val", datamodule=datamodule)
-        write_json_atomic(run_dir / "val_metrics.json", val_metrics)
+        evaluation = evaluate_checkpoint(config, best_path, split="val", datamodule=datamodule)
+        val_metrics = _write_evaluation(run_dir, "val", evaluation)
     return FitResult(
         run_dir=run_dir,
         monitor=config.checkpoint.monitor,
@@ -195,9 +232,23 @@ def predict_probs(task: BaseTask, loader: DataLoader[Any]) -> tuple[np.ndarray, 
     task.eval()
     labels, probs = [], []
     for images, targets in loader:
-        probs.append(task.model(images).softmax(dim=1).float().cpu().numpy())
+        probs.append(task.model(images.to(task.device)).softmax(dim=1).float().cpu().numpy())
         labels.append(targets.cpu().numpy())
     return np.concatenate(labels), np.concatenate(probs)
+
+
+def task_from_checkpoint(
+    config: Config, checkpoint: Path
+) -> tuple[BaseTask, tuple[list[float], list[float]] | None]:
+    """The config's task with the checkpoint's classes and weights, and its input stats."""
+    data = read_checkpoint(checkpoint)
+    meta = checkpoint_meta(data)
+    stats = meta.get("normalization")
+    normalization = (list(stats[0]), list(stats[1])) if stats else None
+    task = build_task(config, list(meta["classes"]), normalization=normalization)
+    load_task_weights(task, data, checkpoint)
+    task.eval()
+    return task, normalization
 
 
 def evaluate_checkpoint(
@@ -206,32 +257,42 @@ def evaluate_checkpoint(
     *,
     split: str,
     datamodule: MediscopeDataModule | None = None,
-) -> dict[str, float]:
-    """Metrics of ``checkpoint`` on the ``val`` or ``test`` split."""
+) -> Evaluation:
+    """Predictions and metrics of ``checkpoint`` on the ``val`` or ``test`` split."""
     quiet_lightning()
-    data = read_checkpoint(checkpoint)
-    classes = checkpoint_classes(data)
+    task, stats = task_from_checkpoint(config, checkpoint)
+    classes = task.classes
     if datamodule is None:
         run_dir = run_dir_of(checkpoint)
         split_file = run_dir / SPLIT_FILE if run_dir is not None else None
-        datamodule = MediscopeDataModule(config, split_file=split_file, reuse_split=True)
-    task = build_task(config, classes)
-    load_task_weights(task, data, checkpoint)
+        datamodule = MediscopeDataModule(
+            config, split_file=split_file, reuse_split=True, stats=stats
+        )
+    samples: SampleSet
     if split == "val":
         if datamodule.classes != classes:
             raise CheckpointError(
                 f"the checkpoint's classes {classes} differ from the data's {datamodule.classes}",
                 where=checkpoint,
             )
-        datamodule.setup("validate")
-        loader = datamodule.val_dataloader()
+        datamodule.prepare_samples()
+        assert datamodule.val_set is not None
+        samples = datamodule.val_set
     else:
         samples = datamodule.test_set(classes)
-        loader = datamodule.loader(datamodule.dataset(samples, train=False), train=False)
+    loader = datamodule.loader(datamodule.dataset(samples, train=False), train=False)
     labels, probs = predict_probs(task, loader)
     metrics = classification_report(labels, probs, classes)
-    metrics["epoch"] = float(data.get("epoch", -1))
-    return metrics
+    metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
+    return Evaluation(metrics, labels, probs, samples.ids(), classes)
+
+
+def _write_evaluation(out_dir: Path, split: str, evaluation: Evaluation) -> dict[str, float]:
+    write_classification_outputs(
+        out_dir, split, evaluation.labels, evaluation.probs, evaluation.paths, evaluation.classes
+    )
+    write_json_atomic(out_dir / f"{split}_metrics.json", evaluation.metrics)
+    return evaluation.metrics
 
 
 def _output_dir(checkpoint: Path) -> Path:
@@ -239,23 +300,25 @@ def _output_dir(checkpoint: Path) -> Path:
 
 
 def test(config: Config, checkpoint: str | Path) -> tuple[dict[str, float], Path]:
-    """Evaluates ``checkpoint`` on ``data.test_path``; writes ``test_metrics.json``.
+    """Evaluates ``checkpoint`` on the test data; writes ``test_metrics.json`` and plots.
+
+    The test data is ``data.test_path``, or the rows the data marks as test.
 
     Returns:
         The metrics and the path of the JSON file (in the checkpoint's run folder).
     """
     path = Path(checkpoint)
-    metrics = evaluate_checkpoint(config, path, split="test")
-    out = write_json_atomic(_output_dir(path) / "test_metrics.json", metrics)
-    return metrics, out
+    out = _output_dir(path)
+    metrics = _write_evaluation(out, "test", evaluate_checkpoint(config, path, split="test"))
+    return metrics, out / "test_metrics.json"
 
 
 def validate(config: Config, checkpoint: str | Path) -> tuple[dict[str, float], Path]:
     """Evaluates ``checkpoint`` on the run's validation split; writes ``val_metrics.json``."""
     path = Path(checkpoint)
-    metrics = evaluate_checkpoint(config, path, split="val")
-    out = write_json_atomic(_output_dir(path) / "val_metrics.json", metrics)
-    return metrics, out
+    out = _output_dir(path)
+    metrics = _write_evaluation(out, "val", evaluate_checkpoint(config, path, split="val"))
+    return metrics, out / "val_metrics.json"
 
 
 def list_models(task: str | None = None) -> list[str]:
@@ -265,4 +328,4 @@ def list_models(task: str | None = None) -> list[str]:
     return model_names(task)
 
 
-__all__ = ["FitResult", "fit", "list_models", "test", "validate"]
+__all__ = ["Evaluation", "FitResult", "fit", "list_models", "test", "validate"]

@@ -35,9 +35,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return data
 
 
-def checkpoint_classes(data: dict[str, Any]) -> list[str]:
-    """The class names the checkpoint's model was trained on."""
-    return list(data[CHECKPOINT_KEY]["classes"])
+def checkpoint_meta(data: dict[str, Any]) -> dict[str, Any]:
+    """What mediscope stored: config, classes, class counts, normalisation, version."""
+    meta: dict[str, Any] = data[CHECKPOINT_KEY]
+    return meta
 
 
 def load_task_weights(task: torch.nn.Module, data: dict[str, Any], path: Path) -> None:

@@ -28,14 +28,25 @@ class BaseTask(L.LightningModule):
         config: The validated config (tasks are the one place that maps config to
             typed constructors of models and losses).
         classes: Class names in index order.
+        class_counts: Training samples per class (for ``loss.class_weights: balanced``).
+        normalization: The input mean and std, stored in checkpoints for prediction.
     """
 
     model: nn.Module
 
-    def __init__(self, *, config: Config, classes: list[str]) -> None:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        classes: list[str],
+        class_counts: list[int] | None = None,
+        normalization: tuple[list[float], list[float]] | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.classes = list(classes)
+        self.class_counts = class_counts
+        self.normalization = normalization
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
@@ -121,6 +132,8 @@ class BaseTask(L.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "config": self.config.model_dump(mode="json"),
             "classes": self.classes,
+            "class_counts": self.class_counts,
+            "normalization": list(self.normalization) if self.normalization else None,
             "version": __version__,
         }
 

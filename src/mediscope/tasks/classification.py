@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from mediscope.errors import ConfigError
 from mediscope.losses.classification import build_classification_loss
 from mediscope.metrics.classification import EPOCH_METRICS, epoch_metrics
 from mediscope.models import build_model
@@ -29,8 +30,28 @@ class ClassificationTask(BaseTask):
     def configure_losses(self) -> None:
         assert self.config.loss.name is not None
         self.criterion = build_classification_loss(
-            self.config.loss.name, params=self.config.loss.params
+            self.config.loss.name, params=self.config.loss.params, class_weights=self.weights()
         )
+
+    def weights(self) -> torch.Tensor | None:
+        """Per-class loss weights from ``loss.class_weights``."""
+        setting = self.config.loss.class_weights
+        n = len(self.classes)
+        if setting is None:
+            return None
+        if setting == "balanced":
+            if self.class_counts is None:
+                return None  # evaluation only: the loss is not used for metrics
+            counts = torch.tensor(self.class_counts, dtype=torch.float32)
+            # sklearn's "balanced": n_samples / (n_classes * count); absent classes get 0
+            return torch.where(counts > 0, counts.sum() / (n * counts.clamp(min=1)), 0.0)
+        if len(setting) != n:
+            raise ConfigError(
+                f"{len(setting)} class weights for {n} classes",
+                where="loss.class_weights",
+                hint=f"give one weight per class: {', '.join(self.classes)}",
+            )
+        return torch.tensor(setting, dtype=torch.float32)
 
     def configure_metrics(self) -> None:
         n = len(self.classes)

@@ -10,13 +10,16 @@ from mediscope.errors import DataError
 from mediscope.registry import unknown_name_hint
 
 
-def read_imagefolder(path: Path, *, classes: list[str] | None = None, task: str) -> SampleSet:
+def read_imagefolder(
+    path: Path, *, classes: list[str] | None = None, task: str, root: Path | None = None
+) -> SampleSet:
     """Reads a folder of class folders.
 
     Args:
         path: The root folder; each sub-folder is a class, holding its images.
         classes: Class names in index order; by default the sorted folder names.
         task: Must be ``classification``.
+        root: Unused (image paths are inside ``path``).
 
     Raises:
         DataError: when the root is missing, holds no class folder or no image, or a

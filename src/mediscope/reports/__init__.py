@@ -1,0 +1,1 @@
+"""Plots and tables written into run folders."""
