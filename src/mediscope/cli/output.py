@@ -94,3 +94,17 @@ def print_metrics(split: str, metrics: dict[str, float], path: Path) -> None:
         Panel(metrics_grid(metrics), title=f"{split}, {n} images", title_align="left", expand=False)
     )
     console.print(f"metrics: {path}", soft_wrap=True)
+
+
+def print_folds_summary(result: Any) -> None:
+    """Per-fold metrics, mean ± sd, and where the summary files are."""
+    console = _console()
+    table = Table(box=None, header_style="bold")
+    for column in result.summary.columns:
+        table.add_column(str(column), justify="right")
+    for _, row in result.summary.iterrows():
+        cells = [str(row.iloc[0])] + [f"{float(v):.4f}" for v in row.iloc[1:]]
+        table.add_row(*cells)
+    console.print(Panel(table, title=f"{len(result.folds)}-fold cross-validation", expand=False))
+    console.print(f"summary: {result.run_dir / 'cv_summary.md'}", soft_wrap=True)
+    console.print(f"run: {result.run_dir}", soft_wrap=True)

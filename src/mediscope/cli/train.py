@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from mediscope.cli.output import print_fit_summary, print_metrics
+from mediscope.cli.output import print_fit_summary, print_folds_summary, print_metrics
+from mediscope.errors import ConfigError
 
 SET_HELP = "Override a config key, e.g. --set optimizer.lr=0.001 (repeatable)."
 
@@ -23,12 +24,23 @@ def fit_command(
     weights: Path | None = typer.Option(
         None, "--weights", help="Start from these weights, without their optimizer state."
     ),
+    folds: int | None = typer.Option(
+        None, "--folds", help="k-fold cross-validation: one sub-run per fold, then a summary."
+    ),
 ) -> None:
     """Train a model as CONFIG says; prints the run folder as its last line."""
     from mediscope.config import load_config
-    from mediscope.engine.api import fit
 
     cfg = load_config(config, overrides or [])
+    if folds is not None:
+        from mediscope.engine.folds import fit_folds
+
+        if weights is not None:
+            raise ConfigError("--folds and --weights exclude each other", where="command line")
+        print_folds_summary(fit_folds(cfg, folds, resume=resume))
+        return
+    from mediscope.engine.api import fit
+
     result = fit(cfg, resume=resume, weights=weights)
     print_fit_summary(result, cfg)
 

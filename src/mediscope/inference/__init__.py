@@ -1,0 +1,1 @@
+"""Inference: prediction files and ensembles."""

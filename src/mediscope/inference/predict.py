@@ -1,0 +1,115 @@
+"""``mediscope predict``: a CSV with path, predicted label and a probability per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mediscope.config import load_config
+from mediscope.config.schema import Config
+from mediscope.data.datamodule import MediscopeDataModule
+from mediscope.data.images import IMAGE_SUFFIXES, is_image_file
+from mediscope.data.samples import Sample, SampleSet
+from mediscope.engine.api import predict_probs, task_from_checkpoint
+from mediscope.engine.run_dir import BEST, CHECKPOINTS
+from mediscope.errors import ConfigError, DataError
+from mediscope.files import write_text_atomic
+from mediscope.registry import FORMATS
+
+PATH_COLUMNS = ("path", "image", "filename", "file")
+
+
+def resolve_source(
+    source: Path, checkpoint: Path | None, overrides: list[str]
+) -> tuple[Config, Path]:
+    """A config file with ``--checkpoint``, or a run folder (its config and best.ckpt)."""
+    if source.is_dir():
+        config = load_config(source / "config.yaml", overrides)
+        ckpt = checkpoint or source / CHECKPOINTS / BEST
+    else:
+        config = load_config(source, overrides)
+        if checkpoint is None:
+            raise ConfigError(
+                "--checkpoint is required with a config file",
+                where="command line",
+                hint="give --checkpoint PATH, or a run folder instead of the config",
+            )
+        ckpt = checkpoint
+    return config, ckpt
+
+
+def collect_inputs(inputs: list[Path], config: Config) -> list[str]:
+    """Image references from folders, CSV manifests, NPZ files and single images."""
+    refs: list[str] = []
+    for item in inputs:
+        if item.is_dir():
+            refs.extend(str(p) for p in sorted(item.rglob("*")) if is_image_file(p))
+        elif item.suffix.lower() == ".csv":
+            refs.extend(_csv_paths(item, config.data.root))
+        elif item.suffix.lower() == ".npz" and "npz" in FORMATS:
+            found: SampleSet = FORMATS.get("npz")(item, classes=None, task="classification")
+            refs.extend(s.image for s in found.samples)
+        elif item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES | {".dcm"}:
+            refs.append(str(item))
+        else:
+            raise DataError(
+                "not an image, folder, CSV or NPZ file", where=item, hint="check --input"
+            )
+    if not refs:
+        raise DataError("no images found in the inputs", where=", ".join(map(str, inputs)))
+    return refs
+
+
+def _csv_paths(path: Path, root: Path | None) -> list[str]:
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the CSV: {exc}", where=path) from None
+    column = next((c for c in PATH_COLUMNS if c in frame.columns), None)
+    if column is None:
+        raise DataError(
+            f"no image column (found: {', '.join(map(str, frame.columns))})",
+            where=path,
+            hint=f"name it one of {', '.join(PATH_COLUMNS)}",
+        )
+    base = root or path.parent
+    return [str(p if Path(p).is_absolute() else base / p) for p in frame[column].astype(str)]
+
+
+def predict(
+    source: Path,
+    *,
+    inputs: list[Path],
+    output: Path,
+    checkpoint: Path | None = None,
+    overrides: list[str] | None = None,
+) -> pd.DataFrame:
+    """Predicts classes of images; writes a CSV (path, label, one column per class).
+
+    Args:
+        source: A config file (then ``checkpoint`` is required) or a run folder.
+        inputs: Folders, CSV manifests (a ``path`` column), NPZ files or image files.
+        output: The CSV to write, or a folder (``predictions.csv`` in it).
+        checkpoint: The weights; default: the run folder's best.ckpt.
+        overrides: ``--set`` overrides of the config.
+
+    Returns:
+        The predictions table.
+    """
+    config, ckpt = resolve_source(source, checkpoint, overrides or [])
+    task, stats = task_from_checkpoint(config, ckpt)
+    classes = task.classes
+    refs = collect_inputs(inputs, config)
+    samples = SampleSet(classes, [Sample(image=r, label=-1) for r in refs], Path("."))
+    datamodule = MediscopeDataModule(config, stats=stats)
+    loader = datamodule.loader(datamodule.dataset(samples, train=False), train=False)
+    _, probs = predict_probs(task, loader)
+    table = pd.DataFrame({"path": refs, "label": [classes[i] for i in probs.argmax(axis=1)]})
+    for i, name in enumerate(classes):
+        table[name] = np.round(probs[:, i], 6)
+    target = output / "predictions.csv" if output.is_dir() else output
+    write_text_atomic(target, table.to_csv(index=False))
+    table.attrs["path"] = str(target)
+    return table
