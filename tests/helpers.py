@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Any
 
 
-def tiny_config(data: Path, runs: Path, **sections: Any) -> dict[str, Any]:
+def tiny_config(data_root: Path, runs: Path, /, **sections: Any) -> dict[str, Any]:
     """A fast classification config over ``data`` (an imagefolder with train/ and test/)."""
     config: dict[str, Any] = {
         "task": "classification",
         "seed": 3,
         "data": {
             "format": "imagefolder",
-            "path": str(data / "train"),
-            "test_path": str(data / "test"),
+            "path": str(data_root / "train"),
+            "test_path": str(data_root / "test"),
             "image_size": 32,
             "batch_size": 16,
         },
