@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 
 app = typer.Typer(
-    help="Make datasets: synthetic generators.",
+    help="Make datasets: synthetic generators and public datasets (fetch).",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -47,3 +48,56 @@ def gram_crops(
         detail = ", ".join(f"{k} {v}" for k, v in counts.items())
         console.print(f"{split}: {total} images ({detail})")
     console.print(f"data: {summary.root}", soft_wrap=True)
+
+
+@app.command("fetch")
+def fetch(
+    name: str = typer.Argument(
+        "", help="Dataset name (see --list), e.g. pathmnist_64.", metavar="NAME", show_default=False
+    ),
+    dst: Path | None = typer.Argument(
+        None, help="Folder to put it in (created if needed).", metavar="DST", show_default=False
+    ),
+    mirror: str | None = typer.Option(
+        None,
+        "--mirror",
+        metavar="URL",
+        help="Base URL replacing the scheme and host of the download URLs (a lab mirror); "
+        "default $MEDISCOPE_DOWNLOAD_BASE.",
+    ),
+    force: bool = typer.Option(False, "--force", help="Download again even if present."),
+    list_all: bool = typer.Option(False, "--list", help="List the datasets, sizes and licences."),
+) -> None:
+    """Download a public dataset into DST: checksummed, resumable, unpacked in place."""
+    from mediscope.data.download import fetch as fetch_dataset
+
+    console = Console(highlight=False)
+    if list_all:
+        _print_catalog(console)
+        return
+    if not name or dst is None:
+        raise click.UsageError("give NAME and DST, or --list to see the names")
+    result = fetch_dataset(
+        name,
+        dst,
+        mirror=mirror,
+        force=force,
+        log=lambda message: console.print(message, markup=False, soft_wrap=True),
+    )
+    console.print(f"data: {result.path}", markup=False, soft_wrap=True)
+
+
+def _print_catalog(console: Console) -> None:
+    from rich.table import Table
+
+    from mediscope.data.catalog import datasets
+    from mediscope.data.download import human_size
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("name", "size", "licence", "description"):
+        table.add_column(column)
+    for entry in datasets():
+        source = " (needs a Kaggle account)" if entry.kaggle else ""
+        table.add_row(entry.name, human_size(entry.size), entry.licence, entry.title + source)
+    Console(width=132, highlight=False).print(table)
+    console.print("size ?: the source publishes no file size")
