@@ -1,4 +1,9 @@
-"""Reading images into uint8 arrays, whatever their mode (16-bit, palette, CMYK, ...)."""
+"""Reading images into uint8 arrays, whatever their mode (16-bit, palette, CMYK, ...).
+
+:func:`read_image` reads three kinds of sources: image files (PNG, JPEG, TIFF, ...),
+DICOM files (``.dcm``, through the optional pydicom) and references to one image of an
+array in an ``.npz`` file (``/data/train.npz::train_images::123``), read from a memory map.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from mediscope.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 
 
 def is_image_file(path: Path) -> bool:
@@ -18,16 +24,38 @@ def is_image_file(path: Path) -> bool:
     return known and path.is_file() and not path.name.startswith(".")
 
 
-def read_image(path: str | Path, *, channels: int = 3) -> np.ndarray:
+def is_dicom_file(path: Path) -> bool:
+    """True for ``.dcm`` / ``.dicom`` files (case-insensitive), hidden files excluded."""
+    known = path.suffix.lower() in DICOM_SUFFIXES
+    return known and path.is_file() and not path.name.startswith(".")
+
+
+def read_image(
+    path: str | Path, *, channels: int = 3, window: tuple[float, float] | None = None
+) -> np.ndarray:
     """Reads an image as ``H x W x channels`` uint8.
 
     16-bit images are scaled to 8 bits by their own range, palette and CMYK images are
     converted, alpha is dropped. ``channels`` 1 gives grayscale, 3 gives RGB.
 
+    Args:
+        path: An image file, a DICOM file, or an npz reference ``FILE.npz::KEY::INDEX``.
+        channels: 1 (grayscale) or 3 (RGB).
+        window: DICOM only: ``(centre, width)`` of the intensity window, replacing the
+            file's own window. Ignored for other images.
+
     Raises:
         DataError: naming the file when it is missing, truncated or not an image.
     """
+    # Imported here: the format modules import this one.
+    from mediscope.data.formats import dicom, npz
+
+    if isinstance(path, str) and npz.is_reference(path):
+        return array_to_image(npz.read_item(path), channels=channels, where=path)
     path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        pixels = dicom.read_dicom_pixels(path, window=window)
+        return array_to_image(pixels, channels=channels, where=path)
     try:
         with Image.open(path) as img:
             img.load()
@@ -41,6 +69,46 @@ def read_image(path: str | Path, *, channels: int = 3) -> np.ndarray:
             hint="remove or replace the file",
         ) from None
     return array
+
+
+def array_to_image(array: np.ndarray, *, channels: int, where: str | Path) -> np.ndarray:
+    """Turns an ``H x W`` or ``H x W x C`` array into a writable ``H x W x channels`` uint8.
+
+    uint8 is kept as is; bool becomes 0 / 255; other dtypes are scaled by the image's own
+    range, as 16-bit files are. One channel is repeated for RGB, RGB is converted to
+    luma for grayscale (as PIL does), a fourth (alpha) channel is dropped.
+
+    Raises:
+        DataError: for arrays that are not 2-D, or 3-D with 1, 3 or 4 channels.
+    """
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise DataError(
+            f"an image must be H x W or H x W x 1/3/4, got shape {tuple(array.shape)}",
+            where=where,
+        )
+    data = _array_to_uint8(array[:, :, :3] if array.shape[2] == 4 else array)
+    if channels == 1 and data.shape[2] == 3:
+        gray = Image.fromarray(np.ascontiguousarray(data), mode="RGB").convert("L")
+        return np.asarray(gray, dtype=np.uint8)[:, :, None].copy()
+    if channels == 3 and data.shape[2] == 1:
+        return np.repeat(data, 3, axis=2)
+    # Copied unless already a fresh array: callers may write in place, maps are read-only.
+    fresh = data.base is None and data.flags.writeable and data.flags.c_contiguous
+    return data if fresh else np.array(data, order="C", copy=True)
+
+
+def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    data = np.asarray(array, dtype=np.float64)
+    lo, hi = float(data.min()), float(data.max())
+    scaled = (data - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(data)
+    result: np.ndarray = scaled.round().astype(np.uint8)
+    return result
 
 
 def _to_uint8(img: Image.Image, channels: int) -> np.ndarray:

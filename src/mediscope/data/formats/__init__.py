@@ -1,11 +1,11 @@
 """Dataset formats by name: ``mediscope list formats``.
 
-A format is a reader ``read(path, *, classes, task) -> SampleSet``.
+A format is a reader ``read(path, *, classes, task, root) -> SampleSet``.
 """
 
 from __future__ import annotations
 
-from mediscope.data.formats import imagefolder
+from mediscope.data.formats import csv, dicom, imagefolder, npz
 from mediscope.registry import FORMATS
 
 FORMATS.register(
@@ -14,5 +14,23 @@ FORMATS.register(
     description="one folder per class: ROOT/<class>/<image>",
     tasks=("classification",),
 )
+FORMATS.register(
+    "csv",
+    csv.read_csv,
+    description="a manifest path,label[,patient_id][,split]; paths relative to data.root",
+    tasks=("classification",),
+)
+FORMATS.register(
+    "npz",
+    npz.read_npz,
+    description="NumPy .npz: images/labels or train_/val_/test_ arrays, memory-mapped",
+    tasks=("classification",),
+)
+FORMATS.register(
+    "dicom",
+    dicom.read_dicom,
+    description="one folder per class of DICOM files: ROOT/<class>/*.dcm (needs pydicom)",
+    tasks=("classification",),
+)
 
-__all__ = ["imagefolder"]
+__all__ = ["csv", "dicom", "imagefolder", "npz"]
