@@ -84,6 +84,9 @@ class DataConfig(Section):
         "says otherwise); dataset: computed on the training split",
     )
     root: Path | None = Field(None, description="images root for paths in a CSV manifest")
+    window: tuple[float, float] | None = Field(
+        None, description="DICOM intensity window (centre, width); default: the file's own"
+    )
     sampler: Literal["random", "weighted"] = Field(
         "random", description="weighted: draw classes equally often"
     )

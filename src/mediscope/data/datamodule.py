@@ -207,6 +207,7 @@ class MediscopeDataModule(L.LightningDataModule):
             channels=cfg.data.channels,
             seed=cfg.seed,
             augment_until=cfg.augment.until_epoch,
+            window=cfg.data.window,
         )
 
     def set_epoch(self, epoch: int) -> None:

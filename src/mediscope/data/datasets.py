@@ -30,6 +30,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         channels: 1 (grayscale) or 3 (RGB).
         seed: Base of the per-sample augmentation seeds.
         augment_until: Epoch from which ``plain_transform`` is used; None: never.
+        window: DICOM intensity window (centre, width) instead of the file's.
     """
 
     def __init__(
@@ -41,8 +42,10 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         channels: int = 3,
         seed: int = 0,
         augment_until: int | None = None,
+        window: tuple[float, float] | None = None,
     ) -> None:
         self.samples = list(samples)
+        self.window = window
         self.transform = transform
         self.plain_transform = plain_transform or transform
         self.channels = channels
@@ -82,7 +85,7 @@ class ClassificationDataset(ImageDataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = self.locate(key)
         sample = self.samples[index]
-        image = read_image(sample.image, channels=self.channels)
+        image = read_image(sample.image, channels=self.channels, window=self.window)
         out = self.apply(epoch, index, image=image)
         label = -1 if sample.label is None else sample.label
         return out["image"], torch.tensor(label, dtype=torch.long)  # type: ignore[return-value]
