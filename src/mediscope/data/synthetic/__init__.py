@@ -1,0 +1,1 @@
+"""Synthetic, deterministic datasets for tests, tutorials and benchmarks (no downloads needed)."""
