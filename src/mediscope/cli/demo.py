@@ -18,6 +18,9 @@ def demo_command(
     from mediscope.cli.output import print_fit_summary, print_metrics
     from mediscope.demo import run_demo
 
-    result = run_demo(runs=runs, cache=cache, epochs=epochs, on_fit=print_fit_summary)
+    def summary(fit_result: object, config: object) -> None:
+        print_fit_summary(fit_result, config, run_line=False)
+
+    result = run_demo(runs=runs, cache=cache, epochs=epochs, on_fit=summary)
     print_metrics("test (held-out synthetic crops)", result.test_metrics, result.test_metrics_path)
     print(f"run: {result.fit.run_dir}")

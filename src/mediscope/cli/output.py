@@ -42,7 +42,7 @@ def metrics_grid(metrics: dict[str, float]) -> Table:
     return grid
 
 
-def print_fit_summary(result: Any, config: Any) -> None:
+def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> None:
     """The one-screen summary at the end of fit; the last line is ``run: PATH``."""
     console = _console()
     grid = Table.grid(padding=(0, 2))
@@ -81,9 +81,11 @@ def print_fit_summary(result: Any, config: Any) -> None:
     run = result.run_dir
     files.add_row("checkpoints", f"{run / 'checkpoints'} (best.ckpt, last.ckpt, epoch=NNN.ckpt)")
     files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
+    files.add_row("plots", "plots/ (training curves, confusion matrix, ROC), val_results.npz")
     files.add_row("config", "config.yaml (resolved), environment.json, split.json")
     console.print(files)
-    console.print(f"run: {run}", soft_wrap=True)
+    if run_line:
+        console.print(f"run: {run}", soft_wrap=True)
 
 
 def print_metrics(split: str, metrics: dict[str, float], path: Path) -> None:
