@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from mediscope.models.classification import simple_cnn, timm_models
+from mediscope.models.classification import (
+    efficientnet_lite,
+    simple_cnn,
+    timm_models,
+    unet_classifier,
+    vgg_cnn,
+    vgg_skip,
+)
 
-__all__ = ["simple_cnn", "timm_models"]
+__all__ = [
+    "efficientnet_lite",
+    "simple_cnn",
+    "timm_models",
+    "unet_classifier",
+    "vgg_cnn",
+    "vgg_skip",
+]
