@@ -99,3 +99,22 @@ def test_ensemble_errors(cli, tmp_path: Path) -> None:
     result = cli("ensemble", one, one, "--method", "median", "--output", tmp_path / "o.csv")
     assert result.code == 2 and "unknown method 'median'" in result.err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_predict_npz_input(cli, trained: Path, tiny_crops: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    files = sorted((tiny_crops / "test").rglob("*.png"))[:5]
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    np.savez(tmp_path / "batch.npz", images=images, labels=np.zeros(len(files), dtype=np.int64))
+    out = tmp_path / "npz.csv"
+    result = cli("predict", trained, "--input", tmp_path / "batch.npz", "--output", out)
+    assert result.code == 0, result.err
+    table = pd.read_csv(out)
+    assert len(table) == 5 and table["path"].str.contains("batch.npz::images::").all()
+    inputs = [x for f in files for x in ("--input", f)]
+    by_file = cli("predict", trained, *inputs, "--output", tmp_path / "f.csv")
+    assert by_file.code == 0, by_file.err
+    same = pd.read_csv(tmp_path / "f.csv")
+    assert np.allclose(same.iloc[:, 2:].to_numpy(), table.iloc[:, 2:].to_numpy(), atol=1e-5)

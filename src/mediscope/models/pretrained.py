@@ -97,3 +97,21 @@ def ensure_weights_reachable(what: str, *, timeout: float = 3.0) -> None:
             "which cannot be reached",
             hint="use 'pretrained: PATH' with a local weights file, or 'pretrained: false'",
         ) from None
+
+
+def load_local_weights(model: nn.Module, pretrained: bool | str | Path, *, name: str) -> None:
+    """Applies ``pretrained`` to a model that has no published weights.
+
+    False leaves the random initialisation, a path loads that local file, and True is
+    refused: there is nothing to download for models built in mediscope.
+    """
+    if pretrained is True:
+        from mediscope.errors import ConfigError
+
+        raise ConfigError(
+            f"{name} has no published pretrained weights",
+            where="model.pretrained",
+            hint="use false, or the path of a weights file",
+        )
+    if pretrained:
+        load_weights_file(model, Path(pretrained))

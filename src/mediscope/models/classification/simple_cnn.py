@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mediscope.models.pretrained import load_weights_file
+from mediscope.models.pretrained import load_local_weights
 from mediscope.registry import MODELS
 
 
@@ -73,14 +73,5 @@ def build_simple_cnn(
 ) -> nn.Module:
     """Builds :class:`SimpleCNN`; ``pretrained`` may only be a local weights file."""
     model = SimpleCNN(num_classes=num_classes, in_chans=in_chans, **params)
-    if pretrained is True:
-        from mediscope.errors import ConfigError
-
-        raise ConfigError(
-            "simple_cnn has no published pretrained weights",
-            where="model.pretrained",
-            hint="use false, or the path of a weights file",
-        )
-    if pretrained:
-        load_weights_file(model, Path(pretrained))
+    load_local_weights(model, pretrained, name="simple_cnn")
     return model

@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mediscope.errors import ConfigError
-from mediscope.models.pretrained import load_weights_file
+from mediscope.models.pretrained import load_local_weights
 from mediscope.registry import MODELS
 
 
@@ -87,22 +86,6 @@ class UNetClassifier(nn.Module):
     def classifier(self) -> nn.Module:
         """The linear head, never frozen."""
         return self.head
-
-
-def load_local_weights(model: nn.Module, pretrained: bool | str | Path, *, name: str) -> None:
-    """Applies ``pretrained`` to a model that has no published weights.
-
-    False leaves the random initialisation, a path loads that local file, and True is
-    refused: there is nothing to download for models built in mediscope.
-    """
-    if pretrained is True:
-        raise ConfigError(
-            f"{name} has no published pretrained weights",
-            where="model.pretrained",
-            hint="use false, or the path of a weights file",
-        )
-    if pretrained:
-        load_weights_file(model, Path(pretrained))
 
 
 @MODELS.register(

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mediscope.models.classification.unet_classifier import load_local_weights
 from mediscope.models.classification.vgg_skip import (
     VGG19_BLOCKS,
     VGG_WIDTH_FACTORS,
@@ -25,6 +24,7 @@ from mediscope.models.classification.vgg_skip import (
     conv_bn,
     vgg_blocks,
 )
+from mediscope.models.pretrained import load_local_weights
 from mediscope.registry import MODELS
 
 

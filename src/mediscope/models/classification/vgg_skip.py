@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mediscope.models.classification.unet_classifier import load_local_weights
+from mediscope.models.pretrained import load_local_weights
 from mediscope.registry import MODELS
 
 # Convolutions per block; the channels are width × (1, 2, 4, 8, 8) as in VGG.
