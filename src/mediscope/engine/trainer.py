@@ -31,6 +31,7 @@ _QUIET_WARNINGS = (
     ".*The `srun` command is available on your system.*",
     ".*TensorBoard support.*",
     ".*No positive samples in targets.*",  # a validation batch without some class
+    ".*No negative samples in targets.*",
 )
 
 
