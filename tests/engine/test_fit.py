@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,6 +68,18 @@ def test_run_directory_contents(tiny_crops: Path, tmp_path: Path) -> None:
     assert result.best_score == pytest.approx(float(rows[best]["val/f1_macro"]))
     # resolved config: every default written out
     assert "loss:\n  name: CrossEntropyLoss" in (run / "config.yaml").read_text()
+    # evaluation outputs of the best checkpoint on the validation split
+    for name in ("training_curves.png", "val_confusion_matrix.png", "val_roc.png"):
+        assert (run / "plots" / name).read_bytes()[:4] == b"\x89PNG", name
+    matrix = (run / "val_confusion_matrix.csv").read_text().splitlines()
+    assert matrix[0].split(",")[1:] == ["G+bacilli", "G+cocci", "G-bacilli", "G-cocci"]
+    assert sum(int(x) for line in matrix[1:] for x in line.split(",")[1:]) == len(split["val"])
+    results = np.load(run / "val_results.npz")
+    assert results["probs"].shape == (len(split["val"]), 4)
+    assert sorted(results["paths"].tolist()) == sorted(split["val"])
+    assert np.array_equal(results["preds"], results["probs"].argmax(axis=1))
+    accuracy = float((results["preds"] == results["labels"]).mean())
+    assert accuracy == pytest.approx(val["accuracy"])
 
 
 def test_every_n_epochs_and_no_periodic_checkpoints(tiny_crops: Path, tmp_path: Path) -> None:

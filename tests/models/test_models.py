@@ -77,3 +77,20 @@ def test_freeze_all_none_and_first_stages() -> None:
     apply_freeze(cnn, 1)
     assert not any(p.requires_grad for p in cnn.stages[0].parameters())
     assert all(p.requires_grad for p in cnn.stages[1].parameters())
+
+
+def test_unreachable_weight_host_fails_within_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    from mediscope.models import pretrained
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(pretrained, "WEIGHTS_HOST", ("127.0.0.1", port))
+    started = time.perf_counter()
+    with pytest.raises(DownloadError, match="cannot be reached"):
+        pretrained.ensure_weights_reachable("timm model 'resnet18'")
+    assert time.perf_counter() - started < 5

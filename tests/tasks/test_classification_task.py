@@ -78,3 +78,20 @@ def test_s2_augmentations_build_and_run(tiny_crops: Path, tmp_path: Path) -> Non
     assert np.allclose(gray[0] * 0.229 + 0.485, gray[1] * 0.224 + 0.456, atol=0.02)  # ToGray
     assert not torch.equal(augmented, plain)
     assert torch.equal(dataset[(1, 0)][0], dataset[(1, 0)][0])
+
+
+def test_weighted_sampler_and_balanced_weights_train(tiny_crops: Path, tmp_path: Path) -> None:
+    from mediscope.engine.api import fit
+
+    raw = tiny_config(
+        tiny_crops,
+        tmp_path,
+        data={"sampler": "weighted"},
+        loss={"name": "FocalLoss", "params": {"gamma": 2.0}, "class_weights": "balanced"},
+        trainer={"max_epochs": 1},
+    )
+    result = fit(config_from_dict(raw))
+    state = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    counts = state["mediscope"]["class_counts"]
+    assert len(counts) == 4 and sum(counts) == 51 and min(counts) >= 12
+    assert "criterion.alpha" in state["state_dict"]  # the focal loss got the weights

@@ -245,7 +245,12 @@ def task_from_checkpoint(
     meta = checkpoint_meta(data)
     stats = meta.get("normalization")
     normalization = (list(stats[0]), list(stats[1])) if stats else None
-    task = build_task(config, list(meta["classes"]), normalization=normalization)
+    task = build_task(
+        config,
+        list(meta["classes"]),
+        class_counts=meta.get("class_counts"),  # class-weighted losses hold buffers
+        normalization=normalization,
+    )
     load_task_weights(task, data, checkpoint)
     task.eval()
     return task, normalization
