@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from mediscope.data.formats.imagefolder import read_class_folders
 from mediscope.data.images import is_dicom_file
-from mediscope.data.samples import Sample, SampleSet
+from mediscope.data.samples import SampleSet
 from mediscope.errors import DataError
-from mediscope.registry import unknown_name_hint
 
 INSTALL_HINT = "pip install 'mediscope[dicom]'"
 
@@ -47,28 +47,13 @@ def read_dicom(
     if task != "classification":
         raise DataError(f"the dicom format holds no {task} targets", where="data.format")
     import_pydicom(path)  # fail now, not in the first batch
-    if not path.is_dir():
-        raise DataError("dataset folder not found", where=path, hint="check data.path")
-    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        raise DataError(
-            "no class folders", where=path, hint="put the files in ROOT/<class name>/ folders"
-        )
-    names = classes if classes is not None else [p.name for p in folders]
-    index = {name: i for i, name in enumerate(names)}
-    samples: list[Sample] = []
-    for folder in folders:
-        if folder.name not in index:
-            raise DataError(
-                f"folder '{folder.name}' is not one of data.classes",
-                where=folder,
-                hint=unknown_name_hint(folder.name, names),
-            )
-        files = sorted(p for p in folder.rglob("*") if is_dicom_file(p))
-        samples.extend(Sample(image=str(f), label=index[folder.name]) for f in files)
-    if not samples:
-        raise DataError("no DICOM files found", where=path, hint="expected ROOT/<class>/*.dcm")
-    return SampleSet(classes=list(names), samples=samples, root=path)
+    return read_class_folders(
+        path,
+        classes=classes,
+        accept=is_dicom_file,
+        empty="no DICOM files found",
+        hint="expected ROOT/<class>/*.dcm",
+    )
 
 
 def read_dicom_pixels(path: Path, *, window: tuple[float, float] | None = None) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mediscope.data.images import is_image_file
@@ -27,12 +28,35 @@ def read_imagefolder(
     """
     if task != "classification":
         raise DataError(f"the imagefolder format holds no {task} targets", where="data.format")
+    return read_class_folders(
+        path,
+        classes=classes,
+        accept=is_image_file,
+        empty="no images found",
+        hint="supported: png, jpg, bmp, tif, webp",
+    )
+
+
+def read_class_folders(
+    path: Path,
+    *,
+    classes: list[str] | None,
+    accept: Callable[[Path], bool],
+    empty: str,
+    hint: str,
+) -> SampleSet:
+    """Samples of ``ROOT/<class>/...`` files that ``accept`` takes (any depth below).
+
+    Raises:
+        DataError: when the root is missing, holds no class folder or no accepted file
+            (``empty`` and ``hint`` say which), or a folder is not one of ``classes``.
+    """
     if not path.is_dir():
         raise DataError("dataset folder not found", where=path, hint="check data.path")
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(
-            "no class folders", where=path, hint="put the images in ROOT/<class name>/ folders"
+            "no class folders", where=path, hint="put the files in ROOT/<class name>/ folders"
         )
     names = classes if classes is not None else [p.name for p in folders]
     index = {name: i for i, name in enumerate(names)}
@@ -44,8 +68,8 @@ def read_imagefolder(
                 where=folder,
                 hint=unknown_name_hint(folder.name, names),
             )
-        files = sorted(p for p in folder.rglob("*") if is_image_file(p))
+        files = sorted(p for p in folder.rglob("*") if accept(p))
         samples.extend(Sample(image=str(f), label=index[folder.name]) for f in files)
     if not samples:
-        raise DataError("no images found", where=path, hint="supported: png, jpg, bmp, tif, webp")
+        raise DataError(empty, where=path, hint=hint)
     return SampleSet(classes=list(names), samples=samples, root=path)
