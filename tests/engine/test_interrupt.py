@@ -15,13 +15,19 @@ from helpers import tiny_config
 
 
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(tiny_crops: Path, tmp_path: Path) -> None:
-    raw = tiny_config(tiny_crops, tmp_path / "runs", trainer={"max_epochs": 200})
+    raw = tiny_config(tiny_crops, tmp_path / "runs", trainer={"max_epochs": 5000})
     raw["logging"]["progress"] = "plain"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     exe = str(Path(sys.executable).parent / "mediscope")
     proc = subprocess.Popen(
-        [exe, "fit", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [exe, "fit", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell that starts the tests in the background ignores SIGINT, and children
+        # inherit that; a user's terminal does not, so restore the default here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     seen = []
