@@ -24,6 +24,16 @@ def tiny_crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_lesions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic lesion dataset in MMSeg layout (img/, labels/), 32 px."""
+    from mediscope.data.synthetic.lesions import generate_lesions
+
+    root = tmp_path_factory.mktemp("data") / "lesions"
+    generate_lesions(root, train=12, val=4, test=4, size=32, seed=1)
+    return root
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Writes a config dict (or YAML text) to a file in ``tmp_path``; returns its path."""

@@ -29,3 +29,28 @@ def tiny_config(data_root: Path, runs: Path, /, **sections: Any) -> dict[str, An
         else:
             config[key] = value
     return config
+
+
+def tiny_segmentation_config(data_root: Path, runs: Path, /, **sections: Any) -> dict[str, Any]:
+    """A fast segmentation config over an MMSeg-layout folder (img/, labels/)."""
+    config: dict[str, Any] = {
+        "task": "segmentation",
+        "seed": 3,
+        "data": {
+            "format": "masks",
+            "path": str(data_root),
+            "classes": ["background", "lesion"],
+            "image_size": 32,
+            "batch_size": 4,
+        },
+        "model": {"name": "unet", "params": {"width": 4, "depth": 2}},
+        "trainer": {"max_epochs": 1},
+        "logging": {"progress": "none"},
+        "run": {"name": "tiny-seg", "dir": str(runs)},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config

@@ -12,13 +12,27 @@ import pytest
 def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
     result = cli("demo", "--cache", tmp_path / "cache", "--runs", tmp_path / "runs")
     assert result.code == 0, result.err
-    run = Path(result.out.strip().splitlines()[-1].removeprefix("run: "))
+    runs = [Path(x.removeprefix("run: ")) for x in result.out.splitlines() if x.startswith("run: ")]
+    assert len(runs) == 2 and result.out.strip().splitlines()[-1].startswith("run: ")
+    run, seg_run = runs
     assert run.parent.parent == tmp_path / "runs"
+    assert seg_run.parent.name == "demo-lesions"
     test = json.loads((run / "test_metrics.json").read_text())
     val = json.loads((run / "val_metrics.json").read_text())
     assert test["n_samples"] == 400
     assert test["f1_macro"] >= 0.90, test
     assert val["f1_macro"] >= 0.90, val
+    # the segmentation part: held-out Dice, galleries and overlays
+    seg_test = json.loads((seg_run / "test_metrics.json").read_text())
+    print(f"demo segmentation: test dice_mean {seg_test['dice_mean']:.4f}, iou_mean {seg_test['iou_mean']:.4f}")
+    assert seg_test["n_samples"] == 60
+    assert seg_test["dice_mean"] >= 0.85, seg_test
+    for name in ("test_best.png", "test_worst.png", "val_best.png"):
+        assert (seg_run / "plots" / name).stat().st_size > 10_000
+    overlays = sorted((seg_run / "predictions" / "overlays").glob("*.png"))
+    masks = sorted((seg_run / "predictions" / "masks").glob("*.png"))
+    assert len(overlays) == len(masks) == 8
+    assert (seg_run / "test_per_sample.csv").read_text().count("\n") == 61
     # the data is generated once and reused
     cached = tmp_path / "cache" / "gram-crops-v1"
     stamp = (cached / "classes.txt").stat().st_mtime_ns

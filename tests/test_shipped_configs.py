@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mediscope.config import load_config
-from mediscope.engine.api import fit
+from mediscope.engine.api import fit, test
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
 
@@ -46,6 +46,36 @@ def tiny_npz(dst: Path, classes: list[str]) -> dict[str, str]:
     return {"data.path": str(dst / "train.npz"), "data.test_path": str(dst / "test_tiny.npz")}
 
 
+def tiny_masks(dst: Path, raw: dict) -> dict[str, str]:
+    """Masks data of the config's own kind: an MMSeg folder, or a manifest CSV."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    data = raw["data"]
+    n_classes = len(data["classes"])
+    suffix = data.get("img_suffix") or ".png"
+    manifest = str(data["path"]).endswith(".csv")
+    rows = ["image,mask,split"]
+    for split, n in (("train", 8), ("val", 4), ("test", 4)):
+        for i in range(n):
+            image = rng.integers(0, 255, size=(40, 48, 3), dtype=np.uint8)
+            mask = np.zeros((40, 48), dtype=np.uint8)
+            mask[8:30, 10 + i : 30 + i] = 1 + i % (n_classes - 1)
+            if data.get("ignore_index") is not None:
+                mask[0, :] = data["ignore_index"]
+            folder = "images" if manifest else f"img/{split}"
+            labels = "masks" if manifest else f"labels/{split}"
+            (dst / folder).mkdir(parents=True, exist_ok=True)
+            (dst / labels).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(dst / folder / f"{split}{i}{suffix}")
+            Image.fromarray(mask * (255 if manifest else 1)).save(dst / labels / f"{split}{i}.png")
+            rows.append(f"{folder}/{split}{i}{suffix},{labels}/{split}{i}.png,{split}")
+    if manifest:
+        (dst / "manifest.csv").write_text("\n".join(rows) + "\n")
+        return {"data.path": str(dst / "manifest.csv")}
+    return {"data.path": str(dst)}
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_shipped_config_trains_one_epoch(path: Path, tiny_crops: Path, tmp_path: Path) -> None:
     raw = yaml.safe_load(path.read_text())
@@ -55,6 +85,8 @@ def test_shipped_config_trains_one_epoch(path: Path, tiny_crops: Path, tmp_path:
         data = tiny_csv(tiny_crops, tmp_path / "data", classes)
     elif data_format == "npz":
         data = tiny_npz(tmp_path / "data", classes)
+    elif data_format == "masks":
+        data = tiny_masks(tmp_path / "data", raw)
     else:
         data = {"data.path": str(tiny_crops / "train"), "data.test_path": str(tiny_crops / "test")}
     overrides = [f"{k}={v}" for k, v in data.items()] + [
@@ -66,6 +98,12 @@ def test_shipped_config_trains_one_epoch(path: Path, tiny_crops: Path, tmp_path:
         "logging.progress=none",
         f"run.dir={tmp_path / 'runs'}",
     ]
-    result = fit(load_config(path, overrides))
+    config = load_config(path, overrides)
+    result = fit(config)
     assert (result.run_dir / "val_metrics.json").is_file()
     assert result.epochs_run == 1
+    if config.task == "segmentation":
+        assert result.best_checkpoint is not None
+        metrics, _ = test(config, result.best_checkpoint)
+        assert metrics["n_samples"] == 4
+        assert (result.run_dir / "test_per_sample.csv").is_file()

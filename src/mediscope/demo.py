@@ -1,11 +1,12 @@
-"""The embedded demo: synthetic Gram-stain crops → classifier → test metrics."""
+"""The embedded demo: synthetic Gram-stain crops → classifier → test metrics, then
+synthetic dermoscopy lesions → segmenter → test metrics, galleries and overlays."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from mediscope.config.schema import Config
 
 DEMO_CONFIG = "demo/gram-crops.yaml"
 DATA_VERSION = "gram-crops-v1"
+SEGMENTATION_CONFIG = "demo/lesions.yaml"
+LESIONS_VERSION = "lesions-v1"
+#: Test images the demo segments into masks and overlays (``<run>/predictions``).
+OVERLAY_IMAGES = 8
 
 
 def cache_dir() -> Path:
@@ -40,17 +45,33 @@ def demo_data(cache: Path | None = None) -> Path:
     return root
 
 
+def lesion_data(cache: Path | None = None) -> Path:
+    """The demo's synthetic dermoscopy lesions (MMSeg layout), generated on first use."""
+    from mediscope.data.synthetic.lesions import generate_lesions
+
+    root = (cache or cache_dir()) / LESIONS_VERSION
+    if not (root / "classes.txt").is_file():
+        generate_lesions(root, train=240, val=60, test=60, size=96, seed=0)
+    return root
+
+
 def demo_config(data_root: Path, runs: Path, epochs: int | None = None) -> Config:
     """The packaged demo config pointed at ``data_root`` and ``runs``."""
-    overrides = [
-        f"data.path={data_root / 'train'}",
-        f"data.test_path={data_root / 'test'}",
-        f"run.dir={runs}",
-    ]
+    overrides = [f"data.path={data_root / 'train'}", f"data.test_path={data_root / 'test'}"]
+    return _packaged(DEMO_CONFIG, overrides, runs, epochs)
+
+
+def segmentation_demo_config(data_root: Path, runs: Path, epochs: int | None = None) -> Config:
+    """The packaged lesion-segmentation demo config pointed at ``data_root`` and ``runs``."""
+    return _packaged(SEGMENTATION_CONFIG, [f"data.path={data_root}"], runs, epochs)
+
+
+def _packaged(name: str, overrides: list[str], runs: Path, epochs: int | None) -> Config:
+    overrides = [*overrides, f"run.dir={runs}"]
     if epochs is not None:
         overrides.append(f"trainer.max_epochs={epochs}")
     return config_from_text(
-        packaged_config_text(DEMO_CONFIG), path=Path("configs") / DEMO_CONFIG, overrides=overrides
+        packaged_config_text(name), path=Path("configs") / name, overrides=overrides
     )
 
 
@@ -62,6 +83,7 @@ class DemoResult:
     test_metrics: dict[str, float]
     test_metrics_path: Path
     seconds: float
+    outputs: list[Path] = field(default_factory=list)
 
 
 def run_demo(
@@ -72,10 +94,42 @@ def run_demo(
     on_fit: Callable[[Any, Config], None] | None = None,
 ) -> DemoResult:
     """Generates the data (once), trains the demo classifier and tests its best checkpoint."""
-    from mediscope.engine.api import fit, test
-
     started = time.perf_counter()
     config = demo_config(demo_data(cache), runs, epochs)
+    return _fit_and_test(config, on_fit, started)
+
+
+def run_segmentation_demo(
+    *,
+    runs: Path = Path("runs"),
+    cache: Path | None = None,
+    epochs: int | None = None,
+    on_fit: Callable[[Any, Config], None] | None = None,
+) -> DemoResult:
+    """Synthetic lesions (once) → a small U-Net → test metrics, galleries and overlays."""
+    from mediscope.inference.segmentation import predict_masks
+
+    started = time.perf_counter()
+    root = lesion_data(cache)
+    config = segmentation_demo_config(root, runs, epochs)
+    result = _fit_and_test(config, on_fit, started)
+    run = result.fit.run_dir
+    images = sorted((root / "img" / "test").iterdir())[:OVERLAY_IMAGES]
+    predict_masks(config, result.fit.best_checkpoint, [str(p) for p in images], run / "predictions")
+    result.outputs = [
+        run / "plots" / "test_best.png",
+        run / "plots" / "test_worst.png",
+        run / "predictions" / "overlays",
+    ]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _fit_and_test(
+    config: Config, on_fit: Callable[[Any, Config], None] | None, started: float
+) -> DemoResult:
+    from mediscope.engine.api import fit, test
+
     result = fit(config)
     if on_fit is not None:
         on_fit(result, config)

@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 MAIN_KEYS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro")
+SEGMENTATION_KEYS = ("dice_mean", "iou_mean", "pixel_accuracy")
 
 
 def _console() -> Console:
@@ -30,12 +31,15 @@ def metrics_grid(metrics: dict[str, float]) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("metrics", "  ".join(f"{k} {_fmt(metrics.get(k))}" for k in MAIN_KEYS))
-    for label, prefix in (
-        ("f1", "f1/"),
-        ("sensitivity", "recall/"),
-        ("specificity", "specificity/"),
-    ):
+    segmentation = "dice_mean" in metrics
+    keys = SEGMENTATION_KEYS if segmentation else MAIN_KEYS
+    grid.add_row("metrics", "  ".join(f"{k} {_fmt(metrics.get(k))}" for k in keys))
+    rows = (
+        (("dice", "dice/"), ("iou", "iou/"))
+        if segmentation
+        else (("f1", "f1/"), ("sensitivity", "recall/"), ("specificity", "specificity/"))
+    )
+    for label, prefix in rows:
         line = _per_class(metrics, prefix)
         if line:
             grid.add_row(label, line)
@@ -80,8 +84,14 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
     files.add_column()
     run = result.run_dir
     files.add_row("checkpoints", f"{run / 'checkpoints'} (best.ckpt, last.ckpt, epoch=NNN.ckpt)")
-    files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
-    files.add_row("plots", "plots/ (training curves, confusion matrix, ROC), val_results.npz")
+    if config.task == "segmentation":
+        files.add_row(
+            "metrics", "metrics.csv (per epoch), val_metrics.json, val_per_sample.csv, tensorboard/"
+        )
+        files.add_row("plots", "plots/ (training curves, val_best.png and val_worst.png galleries)")
+    else:
+        files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
+        files.add_row("plots", "plots/ (training curves, confusion matrix, ROC), val_results.npz")
     files.add_row("config", "config.yaml (resolved), environment.json, split.json")
     console.print(files)
     if run_line:

@@ -25,15 +25,29 @@ def predict_command(
     overrides: list[str] | None = typer.Option(
         None, "--set", help="Override a config key (repeatable).", metavar="KEY=VALUE"
     ),
+    probabilities: bool = typer.Option(
+        False, "--probabilities", help="Segmentation: also write per-class probability maps."
+    ),
 ) -> None:
-    """Predict classes: a CSV with path, label and one probability column per class."""
+    """Predict classes (a CSV with path, label and one probability column per class), or
+    segment images (a folder of class-index masks, overlays and predictions.csv; sliding
+    window and flips by --set inference.window=512 --set inference.tta=true)."""
     from mediscope.inference.predict import predict
 
     table = predict(
-        source, inputs=inputs, output=output, checkpoint=checkpoint, overrides=overrides or []
+        source,
+        inputs=inputs,
+        output=output,
+        checkpoint=checkpoint,
+        overrides=overrides or [],
+        probabilities=probabilities,
     )
-    counts = table["label"].value_counts().to_dict()
     console = Console(highlight=False)
+    if "mask" in table.columns:
+        console.print(f"{len(table)} images segmented: masks/ and overlays/ in {output}")
+        console.print(f"predictions: {table.attrs['path']}", soft_wrap=True)
+        return
+    counts = table["label"].value_counts().to_dict()
     console.print(f"{len(table)} images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     console.print(f"predictions: {table.attrs['path']}", soft_wrap=True)
 

@@ -92,6 +92,25 @@ class DataConfig(Section):
     )
     batch_size: int = Field(32, ge=1)
     num_workers: int = Field(0, ge=0)
+    # -- segmentation masks ------------------------------------------------------------
+    img_suffix: str | None = Field(
+        None, description="masks: image file ending, e.g. .jpg; default any image suffix"
+    )
+    mask_suffix: str = Field(".png", description="masks: mask file ending, e.g. _mask.png")
+    mask_mode: Literal["auto", "index", "binary", "palette"] = Field(
+        "auto",
+        description="masks: index (class-index PNG), binary (0/255 or 0/1), palette (RGB); "
+        "auto decides per file",
+    )
+    palette: dict[str, tuple[int, int, int]] | None = Field(
+        None, description="masks: RGB colour of each class, {class: [r, g, b]}"
+    )
+    ignore_index: int | None = Field(
+        None, ge=0, le=255, description="mask value that losses and metrics ignore (e.g. 255)"
+    )
+    exclude: Path | None = Field(
+        None, description="a text file of samples to drop, one image name or stem per line"
+    )
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -118,6 +137,17 @@ class DataConfig(Section):
                 raise ValueError(f"class names repeat: {', '.join(dupes)}")
         return value
 
+    @model_validator(mode="after")
+    def _palette_classes(self) -> DataConfig:
+        if self.palette is not None and self.classes is not None:
+            unknown = [name for name in self.palette if name not in self.classes]
+            if unknown:
+                raise ValueError(
+                    f"palette names {', '.join(unknown)} are not in data.classes "
+                    f"({', '.join(self.classes)})"
+                )
+        return self
+
 
 class ModelConfig(Section):
     """Which network, with which weights, and what to freeze."""
@@ -128,6 +158,9 @@ class ModelConfig(Section):
         "none", description="none, all (backbone), or the number of first backbone stages"
     )
     unfreeze_epoch: int | None = Field(None, ge=0, description="epoch at which to unfreeze")
+    encoder: str | None = Field(
+        None, description="smp:<Arch> models: the encoder, e.g. resnet34 or tu-efficientnet_b0"
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="extra builder keywords")
 
     @field_validator("freeze")
@@ -143,8 +176,10 @@ class LossConfig(Section):
 
     name: str | None = Field(None, description="defaults to the task's usual loss")
     params: dict[str, Any] = Field(default_factory=dict)
-    class_weights: Literal["balanced"] | list[float] | None = Field(
-        None, description="balanced: inverse class frequency of the training split"
+    class_weights: Literal["balanced", "inverse", "inverse_sqrt"] | list[float] | None = Field(
+        None,
+        description="balanced / inverse: inverse class frequency of the training split "
+        "(pixels for segmentation), inverse_sqrt: its square root; normalised to mean 1",
     )
 
 
@@ -184,7 +219,40 @@ class AugmentConfig(Section):
     sharpen: float = Field(0.0, ge=0, le=1, description="probability of sharpening")
     grayscale: float = Field(0.0, ge=0, le=1, description="probability of a gray copy")
     invert: float = Field(0.0, ge=0, le=1, description="probability of inverting")
+    crop_scale: tuple[float, float] | None = Field(
+        None,
+        description="random scale and crop: the range of the crop's share of the image area, "
+        "e.g. [0.5, 1.0], resized to data.image_size",
+    )
     until_epoch: int | None = Field(None, ge=0, description="no augmentation from this epoch")
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 < value[0] <= value[1] <= 1:
+            raise ValueError("give [low, high] with 0 < low <= high <= 1, e.g. [0.5, 1.0]")
+        return value
+
+
+class InferenceConfig(Section):
+    """How a segmentation model predicts whole images (test, predict)."""
+
+    window: tuple[int, int] | None = Field(
+        None,
+        description="sliding-window size H W (or one number); none: the whole image resized "
+        "to data.image_size",
+    )
+    overlap: float = Field(0.25, ge=0, lt=1, description="share of a window shared with the next")
+    gaussian: bool = Field(True, description="weight window centres more than their borders")
+    tta: bool = Field(False, description="average over horizontal and vertical flips")
+    batch_size: int = Field(4, ge=1, description="windows per forward pass")
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            return (value, value)
+        return value
 
 
 class EarlyStoppingConfig(Section):
@@ -258,6 +326,7 @@ class Config(Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
     # Where the config came from (file, lines, overrides), for error messages.
@@ -273,18 +342,18 @@ class Config(Section):
             self.checkpoint.monitor = monitor
         if self.checkpoint.mode == "auto":
             self.checkpoint.mode = (
-                mode if self.checkpoint.monitor == monitor else _mode_of(self.checkpoint.monitor)
+                mode if self.checkpoint.monitor == monitor else metric_mode(self.checkpoint.monitor)
             )
         stop = self.trainer.early_stopping
         if stop is not None:
             if stop.monitor == "auto":
                 stop.monitor = self.checkpoint.monitor
             if stop.mode == "auto":
-                stop.mode = _mode_of(stop.monitor)
+                stop.mode = metric_mode(stop.monitor)
         return self
 
 
-def _mode_of(metric: str) -> Literal["min", "max"]:
+def metric_mode(metric: str) -> Literal["min", "max"]:
     """Losses and errors go down; every other metric goes up."""
     leaf = metric.rsplit("/", 1)[-1]
     return "min" if "loss" in leaf or "error" in leaf else "max"

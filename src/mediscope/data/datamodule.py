@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +12,13 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from mediscope.config.schema import Config
-from mediscope.data.datasets import ClassificationDataset, ImageDataset
+from mediscope.data.datasets import ClassificationDataset, ImageDataset, SegmentationDataset
 from mediscope.data.images import read_image
 from mediscope.data.samplers import EpochSampler
 from mediscope.data.samples import SampleSet
 from mediscope.data.splits import load_split, make_split, save_split
 from mediscope.data.transforms import build_transform, normalization
-from mediscope.errors import DataError
+from mediscope.errors import ConfigError, DataError
 from mediscope.registry import FORMATS, MODELS
 
 SPLIT_FILE = "split.json"
@@ -26,9 +28,57 @@ STATS_SAMPLES = 500
 
 def read_samples(config: Config, path: Path, classes: list[str] | None = None) -> SampleSet:
     """Reads the dataset at ``path`` with the configured format."""
-    reader = FORMATS.get(config.data.format)
-    samples: SampleSet = reader(path, classes=classes, task=config.task, root=config.data.root)
+    data = config.data
+    entry = FORMATS.entry(data.format)
+    tasks = entry.tags.get("tasks", ())
+    if config.task not in tasks:
+        fitting = [e.name for e in FORMATS.entries() if config.task in e.tags.get("tasks", ())]
+        raise ConfigError(
+            f"format '{data.format}' does not hold {config.task} data",
+            where="data.format",
+            hint=f"{config.task} formats: {', '.join(fitting) or 'none yet'}",
+        )
+    extra: dict[str, Any] = {}
+    if config.task == "segmentation":
+        extra = {
+            "img_suffix": data.img_suffix,
+            "mask_suffix": data.mask_suffix,
+            "exclude": data.exclude,
+        }
+    samples: SampleSet = entry.obj(path, classes=classes, task=config.task, root=data.root, **extra)
     return samples
+
+
+def mask_decoder(config: Config, classes: list[str]) -> Callable[[str], np.ndarray]:
+    """Reads a mask file into class indices with the config's palette and ignore index."""
+    from mediscope.data.masks import read_mask
+
+    data = config.data
+    palette = {k: list(v) for k, v in data.palette.items()} if data.palette else None
+    return partial(
+        read_mask,
+        num_classes=len(classes),
+        palette=palette,
+        classes=classes,
+        ignore_index=data.ignore_index,
+        mode=data.mask_mode,
+    )
+
+
+def pixel_counts(
+    samples: SampleSet, decode: Callable[[str], np.ndarray], ignore_index: int | None
+) -> np.ndarray:
+    """Pixels per class over the masks of ``samples`` (ignored pixels not counted)."""
+    n = len(samples.classes)
+    counts = np.zeros(n, dtype=np.int64)
+    for sample in samples.samples:
+        if sample.mask is None:
+            continue
+        values = decode(sample.mask).ravel()
+        if ignore_index is not None:
+            values = values[values != ignore_index]
+        counts += np.bincount(values, minlength=n)[:n]
+    return counts
 
 
 def class_counts(samples: SampleSet) -> np.ndarray:
@@ -138,10 +188,20 @@ class MediscopeDataModule(L.LightningDataModule):
             root=str(self.config.data.path),
         )
 
-    def train_class_counts(self) -> list[int]:
-        """Training samples per class (for class weights)."""
+    def train_class_counts(self) -> list[int] | None:
+        """Training samples per class (pixels for segmentation), for class weights.
+
+        Segmentation reads every training mask for this, so only when the loss is
+        class-weighted from frequencies.
+        """
         self.prepare_samples()
         assert self.train_set is not None
+        if self.config.task == "segmentation":
+            if not isinstance(self.config.loss.class_weights, str):
+                return None
+            decode = mask_decoder(self.config, self.train_set.classes)
+            counts = pixel_counts(self.train_set, decode, self.config.data.ignore_index)
+            return [int(n) for n in counts]
         return [int(n) for n in class_counts(self.train_set)]
 
     def test_set(self, classes: list[str] | None = None) -> SampleSet:
@@ -200,15 +260,18 @@ class MediscopeDataModule(L.LightningDataModule):
             augment=cfg.augment,
             channels=cfg.data.channels,
         )
-        return ClassificationDataset(
-            samples.samples,
-            transform=transform if train else plain,
-            plain_transform=plain,
-            channels=cfg.data.channels,
-            seed=cfg.seed,
-            augment_until=cfg.augment.until_epoch,
-            window=cfg.data.window,
-        )
+        common: dict[str, Any] = {
+            "transform": transform if train else plain,
+            "plain_transform": plain,
+            "channels": cfg.data.channels,
+            "seed": cfg.seed,
+            "augment_until": cfg.augment.until_epoch,
+            "window": cfg.data.window,
+        }
+        if cfg.task == "segmentation":
+            decode = mask_decoder(cfg, samples.classes)
+            return SegmentationDataset(samples.samples, decode_mask=decode, **common)
+        return ClassificationDataset(samples.samples, **common)
 
     def set_epoch(self, epoch: int) -> None:
         """Tells the training dataset which epoch runs (augmentation seeds, schedule)."""
@@ -220,6 +283,12 @@ class MediscopeDataModule(L.LightningDataModule):
         batch = self.config.data.batch_size
         weights = None
         if train and self.config.data.sampler == "weighted":
+            if self.config.task != "classification":
+                raise ConfigError(
+                    "the weighted sampler draws classes of whole images (classification)",
+                    where="data.sampler",
+                    hint="use loss.class_weights for segmentation",
+                )
             labels = np.array([s.label if s.label is not None else 0 for s in dataset.samples])
             counts = np.bincount(labels, minlength=len(self.classes)).astype(float)
             weights = 1.0 / counts[labels]

@@ -9,7 +9,8 @@ keys (see :mod:`mediscope.data.samplers`); plain indices use ``dataset.epoch``.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import albumentations as A
 import numpy as np
@@ -18,6 +19,7 @@ from torch.utils.data import Dataset
 
 from mediscope.data.images import read_image
 from mediscope.data.samples import Sample
+from mediscope.errors import DataError
 
 
 class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -89,3 +91,47 @@ class ClassificationDataset(ImageDataset):
         out = self.apply(epoch, index, image=image)
         label = -1 if sample.label is None else sample.label
         return out["image"], torch.tensor(label, dtype=torch.long)  # type: ignore[return-value]
+
+
+class SegmentationDataset(ImageDataset):
+    """Yields ``(image CxHxW float tensor, mask HxW int64 tensor)``.
+
+    Args:
+        decode_mask: Reads a mask file into an ``H x W`` array of class indices (the
+            ``masks`` format's decoder with the config's palette and ignore index).
+        **kwargs: As :class:`ImageDataset`.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        *,
+        decode_mask: Callable[[str], np.ndarray],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(samples, **kwargs)
+        self.decode_mask = decode_mask
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The image (H x W x C uint8) and mask (H x W) of sample ``index``, unresized."""
+        sample = self.samples[index]
+        image = read_image(sample.image, channels=self.channels, window=self.window)
+        if sample.mask is None:
+            mask = np.zeros(image.shape[:2], dtype=np.uint8)
+        else:
+            mask = self.decode_mask(sample.mask)
+            if mask.shape != image.shape[:2]:
+                raise DataError(
+                    f"mask size {mask.shape[1]}x{mask.shape[0]} differs from the image's "
+                    f"{image.shape[1]}x{image.shape[0]}",
+                    where=sample.mask,
+                    hint="masks must have their image's width and height",
+                )
+        return image, mask
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = self.locate(key)
+        image, mask = self.read(index)
+        out = self.apply(epoch, index, image=image, mask=mask)
+        target = torch.as_tensor(np.asarray(out["mask"]), dtype=torch.long)
+        return out["image"], target  # type: ignore[return-value]

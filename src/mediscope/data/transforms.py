@@ -83,8 +83,16 @@ def build_transform(
     augment: AugmentConfig | None = None,
     channels: int = 3,
 ) -> A.Compose:
-    """Resize → (augmentations) → normalise → tensor; ``augment=None`` for evaluation."""
-    ops: list[A.BasicTransform] = [A.Resize(height=image_size[0], width=image_size[1])]
+    """Resize → (augmentations) → normalise → tensor; ``augment=None`` for evaluation.
+
+    Masks passed as ``mask=`` move with the image (nearest-neighbour resampling).
+    ``augment.crop_scale`` replaces the resize by a random scale and crop.
+    """
+    ops: list[A.BasicTransform]
+    if augment is not None and augment.crop_scale is not None:
+        ops = [A.RandomResizedCrop(size=image_size, scale=augment.crop_scale, p=1.0)]
+    else:
+        ops = [A.Resize(height=image_size[0], width=image_size[1])]
     if augment is not None:
         ops.extend(augmentations(augment, channels))
     ops.extend([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])

@@ -198,8 +198,9 @@ def fit(
     best_epoch, best_score = _best_of(best_path, config.checkpoint.monitor)
     val_metrics: dict[str, float] = {}
     if best_path is not None:
-        evaluation = evaluate_checkpoint(config, best_path, split="val", datamodule=datamodule)
-        val_metrics = _write_evaluation(run_dir, "val", evaluation)
+        val_metrics = evaluate_and_write(
+            config, best_path, split="val", out_dir=run_dir, datamodule=datamodule
+        )
     return FitResult(
         run_dir=run_dir,
         monitor=config.checkpoint.monitor,
@@ -256,6 +257,53 @@ def task_from_checkpoint(
     return task, normalization
 
 
+def split_samples(
+    config: Config,
+    checkpoint: Path,
+    classes: list[str],
+    *,
+    split: str,
+    stats: tuple[list[float], list[float]] | None,
+    datamodule: MediscopeDataModule | None = None,
+) -> tuple[MediscopeDataModule, SampleSet]:
+    """The data module and the samples of the ``val`` (the run's split) or ``test`` split."""
+    if datamodule is None:
+        run_dir = run_dir_of(checkpoint)
+        split_file = run_dir / SPLIT_FILE if run_dir is not None else None
+        datamodule = MediscopeDataModule(
+            config, split_file=split_file, reuse_split=True, stats=stats
+        )
+    if split != "val":
+        return datamodule, datamodule.test_set(classes)
+    if datamodule.classes != classes:
+        raise CheckpointError(
+            f"the checkpoint's classes {classes} differ from the data's {datamodule.classes}",
+            where=checkpoint,
+        )
+    datamodule.prepare_samples()
+    assert datamodule.val_set is not None
+    return datamodule, datamodule.val_set
+
+
+def evaluate_and_write(
+    config: Config,
+    checkpoint: Path,
+    *,
+    split: str,
+    out_dir: Path,
+    datamodule: MediscopeDataModule | None = None,
+) -> dict[str, float]:
+    """Evaluates ``checkpoint`` on a split and writes ``<split>_metrics.json`` and plots."""
+    if config.task == "segmentation":
+        from mediscope.engine.segmentation_eval import evaluate_segmentation
+
+        return evaluate_segmentation(
+            config, checkpoint, split=split, out_dir=out_dir, datamodule=datamodule
+        )
+    evaluation = evaluate_checkpoint(config, checkpoint, split=split, datamodule=datamodule)
+    return _write_evaluation(out_dir, split, evaluation)
+
+
 def evaluate_checkpoint(
     config: Config,
     checkpoint: Path,
@@ -267,24 +315,9 @@ def evaluate_checkpoint(
     quiet_lightning()
     task, stats = task_from_checkpoint(config, checkpoint)
     classes = task.classes
-    if datamodule is None:
-        run_dir = run_dir_of(checkpoint)
-        split_file = run_dir / SPLIT_FILE if run_dir is not None else None
-        datamodule = MediscopeDataModule(
-            config, split_file=split_file, reuse_split=True, stats=stats
-        )
-    samples: SampleSet
-    if split == "val":
-        if datamodule.classes != classes:
-            raise CheckpointError(
-                f"the checkpoint's classes {classes} differ from the data's {datamodule.classes}",
-                where=checkpoint,
-            )
-        datamodule.prepare_samples()
-        assert datamodule.val_set is not None
-        samples = datamodule.val_set
-    else:
-        samples = datamodule.test_set(classes)
+    datamodule, samples = split_samples(
+        config, checkpoint, classes, split=split, stats=stats, datamodule=datamodule
+    )
     loader = datamodule.loader(datamodule.dataset(samples, train=False), train=False)
     labels, probs = predict_probs(task, loader)
     metrics = classification_report(labels, probs, classes)
@@ -314,7 +347,7 @@ def test(config: Config, checkpoint: str | Path) -> tuple[dict[str, float], Path
     """
     path = Path(checkpoint)
     out = _output_dir(path)
-    metrics = _write_evaluation(out, "test", evaluate_checkpoint(config, path, split="test"))
+    metrics = evaluate_and_write(config, path, split="test", out_dir=out)
     return metrics, out / "test_metrics.json"
 
 
@@ -322,7 +355,7 @@ def validate(config: Config, checkpoint: str | Path) -> tuple[dict[str, float], 
     """Evaluates ``checkpoint`` on the run's validation split; writes ``val_metrics.json``."""
     path = Path(checkpoint)
     out = _output_dir(path)
-    metrics = _write_evaluation(out, "val", evaluate_checkpoint(config, path, split="val"))
+    metrics = evaluate_and_write(config, path, split="val", out_dir=out)
     return metrics, out / "val_metrics.json"
 
 

@@ -85,8 +85,12 @@ def predict(
     output: Path,
     checkpoint: Path | None = None,
     overrides: list[str] | None = None,
+    probabilities: bool = False,
 ) -> pd.DataFrame:
     """Predicts classes of images; writes a CSV (path, label, one column per class).
+
+    A segmentation model writes a folder instead: masks, overlays and a CSV (see
+    :func:`mediscope.inference.segmentation.predict_masks`).
 
     Args:
         source: A config file (then ``checkpoint`` is required) or a run folder.
@@ -94,11 +98,17 @@ def predict(
         output: The CSV to write, or a folder (``predictions.csv`` in it).
         checkpoint: The weights; default: the run folder's best.ckpt.
         overrides: ``--set`` overrides of the config.
+        probabilities: Segmentation: also write per-class probability maps.
 
     Returns:
         The predictions table.
     """
     config, ckpt = resolve_source(source, checkpoint, overrides or [])
+    if config.task == "segmentation":
+        from mediscope.inference.segmentation import predict_masks
+
+        refs = collect_inputs(inputs, config)
+        return predict_masks(config, ckpt, refs, output, probabilities=probabilities)
     task, stats = task_from_checkpoint(config, ckpt)
     classes = task.classes
     refs = collect_inputs(inputs, config)

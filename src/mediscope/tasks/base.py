@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mediscope import __version__
-from mediscope.config.schema import Config
+from mediscope.config.schema import Config, metric_mode
 from mediscope.engine.optim import build_optimizer, build_scheduler, scheduler_length_key
 from mediscope.models.freeze import apply_freeze
 
@@ -98,17 +98,22 @@ class BaseTask(L.LightningModule):
         )
         if sched_cfg.name is None:
             return optimizer
+        params = dict(sched_cfg.params)
+        monitor = sched_cfg.monitor or "val/loss"
+        if sched_cfg.name == "ReduceLROnPlateau":
+            # A metric that should grow (Dice, F1) needs mode max, a loss mode min.
+            params.setdefault("mode", metric_mode(monitor))
         scheduler = build_scheduler(
             sched_cfg.name,
             optimizer,
-            params=sched_cfg.params,
+            params=params,
             length=self.schedule_length(),
             warmup=self.warmup_length(),
             warmup_start_factor=sched_cfg.warmup_start_factor,
         )
         config: dict[str, Any] = {"scheduler": scheduler, "interval": sched_cfg.interval}
         if sched_cfg.name == "ReduceLROnPlateau":
-            config["monitor"] = sched_cfg.monitor or "val/loss"
+            config["monitor"] = monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def schedule_length(self) -> int:

@@ -1,0 +1,136 @@
+"""Evaluating a segmentation checkpoint on a split, at each image's own resolution.
+
+Writes ``<split>_metrics.json`` (mean and per-class Dice and IoU, pixel accuracy),
+``<split>_per_sample.csv`` (Dice and IoU of every image) and the galleries of the best
+and worst images by Dice (``plots/<split>_best.png``, ``plots/<split>_worst.png``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mediscope.config.schema import Config
+from mediscope.data.datamodule import MediscopeDataModule
+from mediscope.data.datasets import SegmentationDataset
+from mediscope.engine.checkpoints import read_checkpoint
+from mediscope.files import write_json_atomic, write_text_atomic
+from mediscope.inference.segmentation import SegmentationPredictor
+from mediscope.metrics.segmentation import (
+    confusion_matrix,
+    per_sample_scores,
+    segmentation_report,
+)
+from mediscope.reports.segmentation import (
+    GalleryItem,
+    best_and_worst,
+    class_colors,
+    write_gallery,
+)
+
+#: Images in each of the best and worst galleries.
+GALLERY_SIZE = 10
+
+
+@dataclass
+class SegmentationEvaluation:
+    """Metrics over a split and the per-image scores."""
+
+    metrics: dict[str, float]
+    per_sample: pd.DataFrame
+
+
+def evaluate_segmentation(
+    config: Config,
+    checkpoint: Path,
+    *,
+    split: str,
+    out_dir: Path,
+    datamodule: MediscopeDataModule | None = None,
+    gallery_size: int = GALLERY_SIZE,
+) -> dict[str, float]:
+    """Evaluates ``checkpoint`` on ``split`` (val or test) and writes its outputs.
+
+    Returns:
+        The flat metrics written to ``<split>_metrics.json``.
+    """
+    from mediscope.engine.api import split_samples, task_from_checkpoint
+    from mediscope.engine.trainer import quiet_lightning
+
+    quiet_lightning()
+    task, stats = task_from_checkpoint(config, checkpoint)
+    datamodule, samples = split_samples(
+        config, checkpoint, task.classes, split=split, stats=stats, datamodule=datamodule
+    )
+    mean, std = datamodule.normalization_stats()
+    dataset = datamodule.dataset(samples, train=False)
+    assert isinstance(dataset, SegmentationDataset)
+    predictor = SegmentationPredictor(task.model, config, mean=mean, std=std)
+    evaluation = score_dataset(predictor, dataset, samples.ids(), task.classes, config)
+    evaluation.metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
+
+    write_text_atomic(
+        out_dir / f"{split}_per_sample.csv", evaluation.per_sample.to_csv(index=False)
+    )
+    _write_galleries(out_dir, split, predictor, dataset, evaluation, task.classes, gallery_size)
+    write_json_atomic(out_dir / f"{split}_metrics.json", evaluation.metrics)
+    return evaluation.metrics
+
+
+def score_dataset(
+    predictor: SegmentationPredictor,
+    dataset: SegmentationDataset,
+    ids: list[str],
+    classes: list[str],
+    config: Config,
+) -> SegmentationEvaluation:
+    """Predicts every image of ``dataset``; the split's metrics and per-image scores."""
+    n = len(classes)
+    ignore = config.data.ignore_index
+    confusion = np.zeros((n, n), dtype=np.int64)
+    rows = []
+    for index, sample_id in enumerate(ids):
+        image, mask = dataset.read(index)
+        pred, _ = predictor.predict(image)
+        confusion += confusion_matrix(pred, mask, num_classes=n, ignore_index=ignore)
+        scores = per_sample_scores(pred, mask, num_classes=n, ignore_index=ignore)
+        rows.append({"id": sample_id, **scores})
+    table = pd.DataFrame(rows)
+    metrics = segmentation_report(confusion, classes)
+    metrics["n_samples"] = float(len(ids))
+    return SegmentationEvaluation(metrics, table)
+
+
+def _write_galleries(
+    out_dir: Path,
+    split: str,
+    predictor: SegmentationPredictor,
+    dataset: SegmentationDataset,
+    evaluation: SegmentationEvaluation,
+    classes: list[str],
+    k: int,
+) -> None:
+    table = evaluation.per_sample
+    if table.empty or k <= 0:
+        return
+    scores = list(zip(table["id"], table["dice"], strict=True))
+    best, worst = best_and_worst(scores, k)
+    position = {sample_id: i for i, sample_id in enumerate(table["id"])}
+    colors = class_colors(len(classes))
+    for name, chosen in (("best", best), ("worst", worst)):
+        items = []
+        for sample_id in chosen:
+            image, mask = dataset.read(position[sample_id])
+            pred, _ = predictor.predict(image)
+            dice = float(table["dice"].iloc[position[sample_id]])
+            items.append(GalleryItem(image=image, target=mask, pred=pred, title=sample_id, score=dice))
+        write_gallery(
+            out_dir / "plots" / f"{split}_{name}.png",
+            items,
+            colors=colors,
+            class_names=classes,
+            title=f"{split}: the {len(items)} {name} images by Dice",
+        )

@@ -1,0 +1,173 @@
+"""Whole-image segmentation: an image file → class probabilities at its own resolution.
+
+Two ways, set by the config's ``inference`` section:
+
+- whole image (default): resized to ``data.image_size`` as in training, predicted, and the
+  probabilities resized back to the image's size;
+- sliding window (``inference.window``): overlapping windows at full resolution, blended
+  with a Gaussian weight, for images larger than the training size.
+
+Either can average over flips (``inference.tta``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from albumentations.pytorch import ToTensorV2
+from PIL import Image
+from torch import nn
+
+from mediscope.config.schema import Config
+from mediscope.data.datamodule import MediscopeDataModule
+from mediscope.errors import DataError
+from mediscope.files import write_text_atomic, write_with
+from mediscope.inference.sliding_window import sliding_window_logits
+from mediscope.inference.tta import flip_tta
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+class SegmentationPredictor:
+    """Predicts per-pixel class probabilities of whole images.
+
+    Args:
+        model: The segmentation network (logits ``(B, K, H, W)``).
+        config: The run's config (image size, channels, ``inference`` section).
+        mean: Per-channel input mean (0..1), as in training.
+        std: Per-channel input std (0..1).
+    """
+
+    def __init__(
+        self, model: nn.Module, config: Config, *, mean: list[float], std: list[float]
+    ) -> None:
+        self.model = model.eval()
+        self.inference = config.inference
+        height, width = config.data.image_size
+        normalize = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
+        self.full = A.Compose(normalize)
+        self.resized = A.Compose([A.Resize(height=height, width=width), *normalize])
+        self.device = next(model.parameters()).device
+
+    def _forward(self) -> Forward:
+        def logits(x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.model(x)
+            return out
+
+        return flip_tta(logits) if self.inference.tta else _softmax(logits)
+
+    @torch.inference_mode()
+    def probabilities(self, image: np.ndarray) -> torch.Tensor:
+        """``(K, H, W)`` float32 probabilities of an ``H x W x C`` uint8 image."""
+        height, width = image.shape[:2]
+        forward = self._forward()
+        window = self.inference.window
+        if window is not None:
+            x = self.full(image=image)["image"].to(self.device)
+            probs = sliding_window_logits(
+                forward,
+                x,
+                window=window,
+                overlap=self.inference.overlap,
+                batch_size=self.inference.batch_size,
+                gaussian=self.inference.gaussian,
+            )[0]
+        else:
+            x = self.resized(image=image)["image"].to(self.device)[None]
+            probs = forward(x)
+            if probs.shape[-2:] != (height, width):
+                probs = F.interpolate(probs, size=(height, width), mode="bilinear")
+            probs = probs[0]
+        return probs.float().cpu()
+
+    def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The class-index mask ``(H, W)`` and probabilities ``(K, H, W)`` of an image."""
+        probs = self.probabilities(image)
+        return probs.argmax(dim=0).numpy().astype(np.uint8), probs.numpy()
+
+
+def _softmax(forward: Forward) -> Forward:
+    def probs(x: torch.Tensor) -> torch.Tensor:
+        return forward(x).softmax(dim=1)
+
+    return probs
+
+
+def predict_masks(
+    config: Config,
+    checkpoint: Path,
+    refs: list[str],
+    output: Path,
+    *,
+    probabilities: bool = False,
+) -> pd.DataFrame:
+    """Segments images; writes masks, overlays (and probability maps) under ``output``.
+
+    ``output/masks/<name>.png`` holds class indices (with a colour palette for viewers),
+    ``output/overlays/<name>.png`` the coloured mask and contours over the image,
+    ``output/probabilities/<name>.npz`` (with ``probabilities``) float16 ``(K, H, W)``,
+    and ``output/predictions.csv`` one row per image with each class's pixel share.
+
+    Returns:
+        The predictions table (``attrs["path"]`` is the CSV's path).
+    """
+    from mediscope.data.images import read_image
+    from mediscope.engine.api import task_from_checkpoint
+    from mediscope.reports.segmentation import (
+        class_colors,
+        overlay,
+        save_mask_png,
+        save_probability_map,
+    )
+
+    if output.suffix.lower() == ".csv" or (output.exists() and not output.is_dir()):
+        raise DataError(
+            "segmentation writes a folder of masks and overlays, not a file",
+            where=output,
+            hint="give --output a folder",
+        )
+    task, stats = task_from_checkpoint(config, checkpoint)
+    mean, std = stats or MediscopeDataModule(config).normalization_stats()
+    predictor = SegmentationPredictor(task.model, config, mean=mean, std=std)
+    colors = class_colors(len(task.classes))
+    names = unique_stems(refs)
+    rows = []
+    for ref, name in zip(refs, names, strict=True):
+        image = read_image(ref, channels=config.data.channels, window=config.data.window)
+        mask, probs = predictor.predict(image)
+        save_mask_png(output / "masks" / f"{name}.png", mask, colors)
+        rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+        write_with(
+            output / "overlays" / f"{name}.png",
+            lambda tmp, rgb=rgb, mask=mask: Image.fromarray(overlay(rgb, mask, colors)).save(
+                tmp, format="PNG"
+            ),
+        )
+        if probabilities:
+            save_probability_map(output / "probabilities" / f"{name}.npz", probs)
+        shares = np.bincount(mask.ravel(), minlength=len(task.classes)) / mask.size
+        row: dict[str, object] = {"path": ref, "mask": f"masks/{name}.png"}
+        row.update({c: round(float(v), 6) for c, v in zip(task.classes, shares, strict=True)})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    target = output / "predictions.csv"
+    write_text_atomic(target, table.to_csv(index=False))
+    table.attrs["path"] = str(target)
+    return table
+
+
+def unique_stems(refs: list[str]) -> list[str]:
+    """Output names from image stems; repeated stems get ``-2``, ``-3``, ... suffixes."""
+    seen: dict[str, int] = {}
+    names = []
+    for ref in refs:
+        stem = Path(ref.split("::")[0]).stem + ("-" + ref.split("::")[-1] if "::" in ref else "")
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names

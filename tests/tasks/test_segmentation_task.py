@@ -1,0 +1,187 @@
+"""The segmentation task end to end: every study architecture with every study loss,
+class weights from pixel frequencies, exclusion lists, evaluation outputs, prediction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from helpers import tiny_segmentation_config
+from mediscope.config import config_from_dict
+from mediscope.data.datamodule import MediscopeDataModule
+from mediscope.engine import api
+from mediscope.errors import ConfigError, DataError
+from mediscope.tasks import SegmentationTask
+
+ARCHITECTURES = ("segnet", "unet", "unet2", "dilated_unet")
+LOSSES = {
+    "BCEWithLogitsLoss": {},
+    "FocalLoss": {"gamma": 2.0},
+    "DiceLoss": {},
+    "TverskyLoss": {"alpha": 0.3, "beta": 0.7},
+    "ComboLoss": {"focal": 1.0, "dice": 1.0},
+}
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_study_architecture_and_loss_train_one_epoch(
+    arch: str, loss: str, tiny_lesions: Path, tmp_path: Path
+) -> None:
+    raw = tiny_segmentation_config(
+        tiny_lesions,
+        tmp_path,
+        model={"name": arch, "params": {"width": 4, "depth": 2}},
+        loss={"name": loss, "params": LOSSES[loss]},
+        checkpoint={"every_n_epochs": 0},
+    )
+    result = api.fit(config_from_dict(raw))
+    assert result.epochs_run == 1
+    history = pd.read_csv(result.run_dir / "metrics.csv")
+    assert np.isfinite(history["train/loss"].dropna()).all()
+    val = json.loads((result.run_dir / "val_metrics.json").read_text())
+    assert 0.0 <= val["dice_mean"] <= 1.0 and val["n_samples"] == 4
+    assert {"dice/lesion", "iou/background", "pixel_accuracy"} <= set(val)
+
+
+def test_evaluation_writes_per_sample_scores_and_galleries(
+    tiny_lesions: Path, tmp_path: Path
+) -> None:
+    config = config_from_dict(tiny_segmentation_config(tiny_lesions, tmp_path))
+    result = api.fit(config)
+    assert result.best_checkpoint is not None
+    metrics, path = api.test(config, result.best_checkpoint)
+    assert path == result.run_dir / "test_metrics.json"
+    table = pd.read_csv(result.run_dir / "test_per_sample.csv")
+    assert len(table) == 4 and {"id", "dice", "iou"} <= set(table.columns)
+    assert table["id"].str.startswith("img/test/").all()
+    # the split's Dice is over all pixels, the per-sample ones average images: both in [0, 1]
+    assert table["dice"].between(0, 1).all()
+    assert 0 <= metrics["dice_mean"] <= 1
+    for name in ("test_best.png", "test_worst.png", "val_best.png", "val_worst.png"):
+        with Image.open(result.run_dir / "plots" / name) as image:
+            assert image.size[0] > 200 and image.size[1] > 100
+    assert (result.run_dir / "plots" / "training_curves.png").is_file()
+
+
+def test_sliding_window_and_flip_inference_evaluate_too(
+    tiny_lesions: Path, tmp_path: Path
+) -> None:
+    config = config_from_dict(tiny_segmentation_config(tiny_lesions, tmp_path))
+    result = api.fit(config)
+    assert result.best_checkpoint is not None
+    whole, _ = api.test(config, result.best_checkpoint)
+    windowed = config_from_dict(
+        tiny_segmentation_config(
+            tiny_lesions, tmp_path, inference={"window": 16, "overlap": 0.5, "tta": True}
+        )
+    )
+    tiled, _ = api.test(windowed, result.best_checkpoint)
+    assert tiled["n_samples"] == whole["n_samples"] == 4
+    assert 0 <= tiled["dice_mean"] <= 1
+
+
+def test_inverse_pixel_frequency_weights(tiny_lesions: Path, tmp_path: Path) -> None:
+    raw = tiny_segmentation_config(
+        tiny_lesions, tmp_path, loss={"name": "CrossEntropyLoss", "class_weights": "inverse"}
+    )
+    config = config_from_dict(raw)
+    datamodule = MediscopeDataModule(config)
+    counts = datamodule.train_class_counts()
+    assert counts is not None and len(counts) == 2
+    total = 0
+    for sample in datamodule.train_set.samples:  # type: ignore[union-attr]
+        total += np.asarray(Image.open(sample.mask)).size
+    assert sum(counts) == total
+    task = SegmentationTask(config=config, classes=datamodule.classes, class_counts=counts)
+    weights = task.weights()
+    assert weights is not None
+    inverse = 1 / (np.array(counts) / total)
+    assert weights.tolist() == pytest.approx((inverse / inverse.mean()).tolist(), rel=1e-5)
+    assert weights[1] > weights[0]  # the lesion is the rarer class
+
+
+def test_exclude_list_drops_samples(tiny_lesions: Path, tmp_path: Path) -> None:
+    exclude = tmp_path / "exclude.txt"
+    names = sorted(p.stem for p in (tiny_lesions / "img" / "train").iterdir())[:3]
+    exclude.write_text("# bad masks\n" + "\n".join(names) + "\n")
+    raw = tiny_segmentation_config(tiny_lesions, tmp_path, data={"exclude": str(exclude)})
+    datamodule = MediscopeDataModule(config_from_dict(raw))
+    assert datamodule.split_sizes() == {"train": 12 - 3, "val": 4}
+
+
+def test_format_of_another_task_is_refused(tiny_lesions: Path, tmp_path: Path) -> None:
+    raw = tiny_segmentation_config(tiny_lesions, tmp_path, data={"format": "imagefolder"})
+    with pytest.raises(ConfigError, match="does not hold segmentation data.*formats: masks"):
+        MediscopeDataModule(config_from_dict(raw)).prepare_samples()
+
+
+def test_weighted_sampler_is_refused(tiny_lesions: Path, tmp_path: Path) -> None:
+    raw = tiny_segmentation_config(tiny_lesions, tmp_path, data={"sampler": "weighted"})
+    with pytest.raises(ConfigError, match="data.sampler"):
+        api.fit(config_from_dict(raw))
+    assert not (tmp_path / "tiny-seg").exists()
+
+
+def test_mask_of_another_size_names_the_file(tiny_lesions: Path, tmp_path: Path) -> None:
+    raw = tiny_segmentation_config(tiny_lesions, tmp_path)
+    datamodule = MediscopeDataModule(config_from_dict(raw))
+    datamodule.setup()
+    dataset = datamodule.train_dataset
+    assert dataset is not None
+    sample = dataset.samples[0]
+    broken = tmp_path / "broken.png"
+    Image.fromarray(np.zeros((5, 7), dtype=np.uint8)).save(broken)
+    dataset.samples[0] = type(sample)(image=sample.image, mask=str(broken))
+    with pytest.raises(DataError, match=r"broken.png: mask size 7x5 differs"):
+        dataset[0]
+
+
+def test_augmentation_moves_mask_with_image(tiny_lesions: Path, tmp_path: Path) -> None:
+    raw = tiny_segmentation_config(
+        tiny_lesions,
+        tmp_path,
+        augment={"hflip": 1.0, "crop_scale": [0.6, 1.0], "brightness": 0.3, "hue": 0.05},
+        data={"normalize": "none"},
+    )
+    datamodule = MediscopeDataModule(config_from_dict(raw))
+    datamodule.setup()
+    dataset = datamodule.train_dataset
+    assert dataset is not None
+    image, mask = dataset[(0, 0)]
+    assert image.shape == (3, 32, 32) and mask.shape == (32, 32) and mask.dtype == torch.long
+    assert set(mask.unique().tolist()) <= {0, 1}
+    # the lesion is darker than the skin in the augmented image too: they moved together
+    gray = image.mean(dim=0)
+    if 0 < mask.sum() < mask.numel():
+        assert gray[mask == 1].mean() < gray[mask == 0].mean()
+
+
+def test_predict_writes_masks_overlays_and_probabilities(
+    tiny_lesions: Path, tmp_path: Path, cli
+) -> None:
+    config = config_from_dict(tiny_segmentation_config(tiny_lesions, tmp_path))
+    result = api.fit(config)
+    out = tmp_path / "pred"
+    images = tiny_lesions / "img" / "test"
+    done = cli("predict", result.run_dir, "--input", images, "--output", out, "--probabilities")
+    assert done.code == 0, done.err
+    assert done.out.strip().splitlines()[-1] == f"predictions: {out / 'predictions.csv'}"
+    names = sorted(p.stem for p in images.iterdir())
+    assert sorted(p.stem for p in (out / "masks").iterdir()) == names
+    assert sorted(p.stem for p in (out / "overlays").iterdir()) == names
+    mask = np.asarray(Image.open(out / "masks" / f"{names[0]}.png"))
+    with Image.open(images.iterdir().__next__()) as source:
+        assert mask.shape == (source.height, source.width)
+    assert set(np.unique(mask)) <= {0, 1}
+    table = pd.read_csv(out / "predictions.csv")
+    assert (table["background"] + table["lesion"]).round(4).eq(1).all()
+    assert len(list((out / "probabilities").iterdir())) == len(names)
+    bad = cli("predict", result.run_dir, "--input", images, "--output", tmp_path / "x.csv")
+    assert bad.code == 2 and bad.err.startswith("error:") and "folder" in bad.err
