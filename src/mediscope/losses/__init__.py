@@ -12,8 +12,11 @@ import inspect
 from torch import nn
 from torch.nn.modules import loss as _torch_losses
 
-from mediscope.losses import classification
+from mediscope.losses import classification, segmentation
 from mediscope.registry import LOSSES
+
+# torch.nn losses that also fit segmentation (per-pixel logits, class-index masks).
+_SEGMENTATION_TORCH = ("CrossEntropyLoss", "BCEWithLogitsLoss")
 
 
 def _register_torch_losses() -> None:
@@ -23,7 +26,11 @@ def _register_torch_losses() -> None:
             and name.endswith("Loss")
             and cls.__module__ == (_torch_losses.__name__)
         ):
-            tasks = ("classification",) if name in classification.TORCH_ADAPTERS else ()
+            tasks: tuple[str, ...] = ()
+            if name in classification.TORCH_ADAPTERS:
+                tasks = ("classification",)
+            if name in _SEGMENTATION_TORCH:
+                tasks = (*tasks, "segmentation")
             LOSSES.register(name, cls, description=f"torch.nn.{name}", tasks=tasks)
 
 
@@ -32,7 +39,31 @@ LOSSES.register(
     "FocalLoss",
     classification.FocalLoss,
     description="focal loss (gamma, alpha) over softmax",
-    tasks=("classification",),
+    tasks=("classification", "segmentation"),
+)
+LOSSES.register(
+    "DiceLoss",
+    segmentation.DiceLoss,
+    description="soft multi-class Dice (smooth, include_background)",
+    tasks=("segmentation",),
+)
+LOSSES.register(
+    "TverskyLoss",
+    segmentation.TverskyLoss,
+    description="Tversky: alpha weighs false positives, beta false negatives",
+    tasks=("segmentation",),
+)
+LOSSES.register(
+    "ComboLoss",
+    segmentation.ComboLoss,
+    description="weighted sum of terms, e.g. params {ce: 1, dice: 3} or {focal: 1, dice: 1}",
+    tasks=("segmentation",),
+)
+LOSSES.register(
+    "DiceCELoss",
+    segmentation.ComboLoss,
+    description="cross-entropy + Dice, equal weights (the segmentation default)",
+    tasks=("segmentation",),
 )
 
 

@@ -30,6 +30,9 @@ TORCH_ADAPTERS: dict[str, tuple[str, str]] = {
 class FocalLoss(nn.Module):
     """Softmax focal loss: cross-entropy scaled by ``(1 - p_t) ** gamma``.
 
+    Works for classification (logits ``(N, C)``, targets ``(N,)``) and segmentation
+    (logits ``(N, C, H, W)``, targets ``(N, H, W)``); the mean is over counted targets.
+
     Args:
         gamma: Focusing parameter; 0 gives cross-entropy.
         alpha: Optional per-class weights (a list of C numbers) or one number for all.
@@ -46,9 +49,11 @@ class FocalLoss(nn.Module):
         weight: list[float] | torch.Tensor | None = None,
         label_smoothing: float = 0.0,
         reduction: str = "mean",
+        ignore_index: int | None = None,
     ) -> None:
         super().__init__()
         self.gamma = gamma
+        self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
         self.reduction = reduction
         per_class = alpha if alpha is not None else weight
@@ -58,6 +63,10 @@ class FocalLoss(nn.Module):
         )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = torch.ones_like(target, dtype=torch.bool)
+        if self.ignore_index is not None:
+            valid = target != self.ignore_index
+            target = torch.where(valid, target, torch.zeros_like(target))
         log_p = F.log_softmax(logits, dim=1)
         ce = F.nll_loss(log_p, target, reduction="none")
         if self.label_smoothing:
@@ -67,8 +76,9 @@ class FocalLoss(nn.Module):
         alpha = self.alpha
         if isinstance(alpha, torch.Tensor):
             loss = loss * (alpha[target] if alpha.ndim else alpha)
+        loss = loss * valid
         if self.reduction == "mean":
-            return loss.mean()
+            return loss.sum() / valid.sum().clamp(min=1)
         if self.reduction == "sum":
             return loss.sum()
         return loss

@@ -16,6 +16,8 @@ from mediscope.errors import UnknownNameError
 
 # Importing the task packages registers their models (explicit registration).
 from mediscope.models import classification as _classification  # noqa: F401
+from mediscope.models import segmentation as _segmentation  # noqa: F401
+from mediscope.models.segmentation.smp_models import SMP_PREFIX, build_smp_model, check_architecture
 from mediscope.registry import MODELS, unknown_name_hint
 
 TIMM_PREFIX = "timm:"
@@ -33,6 +35,11 @@ def resolve_model(name: str, *, task: str) -> str:
             guess = unknown_name_hint(arch, timm.list_models(), limit=10)
             raise UnknownNameError(f"unknown timm model '{arch}'", hint=guess)
         return "timm"
+    if name.startswith(SMP_PREFIX):
+        if task != "segmentation":
+            raise UnknownNameError(f"'{name}': smp models are segmentation models")
+        check_architecture(name[len(SMP_PREFIX) :])
+        return "smp"
     if name not in MODELS:
         raise UnknownNameError(f"unknown model '{name}'", hint=model_names_hint(name, task))
     entry = MODELS.entry(name)
@@ -52,6 +59,8 @@ def model_names(task: str | None = None) -> list[str]:
 def model_names_hint(name: str, task: str) -> str:
     """'did you mean ... valid: ...' for a model name, with the timm: escape hatch."""
     hint = unknown_name_hint(name, model_names(task))
+    if task == "segmentation":
+        return hint + ", or a segmentation_models_pytorch architecture as smp:<Arch>"
     return hint + (", or any timm model as timm:<name>" if task == "classification" else "")
 
 
@@ -64,7 +73,7 @@ def build_model(
     pretrained: bool | str | Path = False,
     **params: Any,
 ) -> nn.Module:
-    """Builds a model by its registered name (or ``timm:<name>``).
+    """Builds a model by its registered name (or ``timm:<name>``, ``smp:<Arch>``).
 
     Args:
         name: A registered name (``mediscope list models``) or ``timm:<name>``.
@@ -77,7 +86,16 @@ def build_model(
     Example:
         >>> model = build_model("simple_cnn", task="classification", num_classes=4)
     """
-    if resolve_model(name, task=task) == "timm":
+    how = resolve_model(name, task=task)
+    if how == "smp":
+        return build_smp_model(
+            name[len(SMP_PREFIX) :],
+            num_classes=num_classes,
+            in_chans=in_chans,
+            pretrained=pretrained,
+            **params,
+        )
+    if how == "timm":
         from mediscope.models.classification.timm_models import build_timm_classifier
 
         return build_timm_classifier(
