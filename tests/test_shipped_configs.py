@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from mediscope.config import load_config
-from mediscope.engine.api import fit, test
+from mediscope.engine import api
+from mediscope.engine.api import fit
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
 
@@ -104,6 +105,6 @@ def test_shipped_config_trains_one_epoch(path: Path, tiny_crops: Path, tmp_path:
     assert result.epochs_run == 1
     if config.task == "segmentation":
         assert result.best_checkpoint is not None
-        metrics, _ = test(config, result.best_checkpoint)
+        metrics, _ = api.test(config, result.best_checkpoint)
         assert metrics["n_samples"] == 4
         assert (result.run_dir / "test_per_sample.csv").is_file()

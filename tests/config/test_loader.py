@@ -185,3 +185,39 @@ def test_early_stopping_monitor_defaults_to_checkpoint_monitor() -> None:
     assert cfg.trainer.early_stopping.mode == "max"
     cfg = config_from_text(TEN_LINES + "checkpoint:\n  monitor: val/loss\n")
     assert cfg.checkpoint.mode == "min"
+
+
+SEGMENTATION = """\
+task: segmentation
+data:
+  format: masks
+  path: data/lesions
+  classes: [background, lesion]
+model:
+  name: unet
+"""
+
+
+def test_segmentation_defaults_and_mask_keys(tmp_path: Path) -> None:
+    cfg = load_text(SEGMENTATION, tmp_path, "inference.window=128", "data.ignore_index=255")
+    assert cfg.loss.name == "DiceCELoss"
+    assert (cfg.checkpoint.monitor, cfg.checkpoint.mode) == ("val/dice_mean", "max")
+    assert cfg.inference.window == (128, 128) and cfg.inference.overlap == 0.25
+    assert cfg.data.ignore_index == 255 and cfg.data.mask_suffix == ".png"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("  palette: {lesoin: [255, 0, 0]}\n", "palette names lesoin are not in data.classes"),
+        ("augment:\n  crop_scale: [0.8, 0.5]\n", "augment.crop_scale: give [low, high]"),
+        ("  ignore_index: 300\n", "data.ignore_index"),
+    ],
+)
+def test_segmentation_key_errors(tmp_path: Path, extra: str, expected: str) -> None:
+    if extra.startswith("  "):
+        text = SEGMENTATION.replace("  classes: [background, lesion]\n", "  classes: [background, lesion]\n" + extra)
+    else:
+        text = SEGMENTATION + extra
+    with pytest.raises(ConfigError, match=expected.replace("[", r"\[")):
+        load_text(text, tmp_path)

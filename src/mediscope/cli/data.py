@@ -50,6 +50,41 @@ def gram_crops(
     console.print(f"data: {summary.root}", soft_wrap=True)
 
 
+@synth_app.command("lesions")
+def lesions(
+    dst: Path = typer.Argument(
+        ..., help="Output folder (must not exist or be empty).", metavar="DST"
+    ),
+    train: int = typer.Option(200, help="Training images."),
+    val: int = typer.Option(50, help="Validation images."),
+    test: int = typer.Option(50, help="Test images."),
+    size: int = typer.Option(128, help="Image side in pixels."),
+    multiclass: bool = typer.Option(
+        False, "--multiclass", help="Masks of nevus (1) and melanoma (2) instead of lesion (1)."
+    ),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same files."),
+    overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
+) -> None:
+    """Dermoscopy-like images with lesion masks (MMSeg layout: img/, labels/)."""
+    from mediscope.data.synthetic.lesions import generate_lesions
+
+    summary = generate_lesions(
+        dst,
+        train=train,
+        val=val,
+        test=test,
+        size=size,
+        seed=seed,
+        multiclass=multiclass,
+        overwrite=overwrite,
+    )
+    console = Console(highlight=False)
+    console.print(", ".join(f"{split} {n}" for split, n in summary.counts.items()) + " images")
+    shares = ", ".join(f"{c} {100 * v:.1f} %" for c, v in summary.pixel_shares.items())
+    console.print(f"pixels: {shares}")
+    console.print(f"data: {summary.root}", soft_wrap=True)
+
+
 @app.command("fetch")
 def fetch(
     name: str = typer.Argument(

@@ -199,6 +199,7 @@ def _is_union_tag(part: str | int) -> bool:
 
 
 def _clean(msg: str) -> str:
+    msg = msg.removeprefix("Value error, ")  # pydantic's prefix for validator messages
     return msg[0].lower() + msg[1:] if msg else msg
 
 

@@ -335,6 +335,11 @@ class Config(Section):
     @model_validator(mode="after")
     def _task_defaults(self) -> Config:
         """Fills the task-dependent defaults so the resolved config says what runs."""
+        if self.task != "classification" and self.data.sampler == "weighted":
+            raise ValueError(
+                "data.sampler: weighted draws classes of whole images (classification); "
+                "use loss.class_weights"
+            )
         if self.loss.name is None:
             self.loss.name = DEFAULT_LOSS[self.task]
         monitor, mode = DEFAULT_MONITOR[self.task]

@@ -283,12 +283,6 @@ class MediscopeDataModule(L.LightningDataModule):
         batch = self.config.data.batch_size
         weights = None
         if train and self.config.data.sampler == "weighted":
-            if self.config.task != "classification":
-                raise ConfigError(
-                    "the weighted sampler draws classes of whole images (classification)",
-                    where="data.sampler",
-                    hint="use loss.class_weights for segmentation",
-                )
             labels = np.array([s.label if s.label is not None else 0 for s in dataset.samples])
             counts = np.bincount(labels, minlength=len(self.classes)).astype(float)
             weights = 1.0 / counts[labels]

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 
 from mediscope.errors import ConfigError
+from mediscope.losses.segmentation import build_segmentation_loss, pixel_class_weights
+from mediscope.metrics.segmentation import SegmentationEpochMetrics
 from mediscope.models import build_model
 from mediscope.tasks.base import BaseTask
 
@@ -32,8 +34,6 @@ class SegmentationTask(BaseTask):
         )
 
     def configure_losses(self) -> None:
-        from mediscope.losses.segmentation import build_segmentation_loss
-
         assert self.config.loss.name is not None
         self.criterion = build_segmentation_loss(
             self.config.loss.name,
@@ -53,8 +53,6 @@ class SegmentationTask(BaseTask):
             if self.class_counts is None:
                 # Evaluation of an old checkpoint: weights do not change the metrics.
                 return torch.ones(n)
-            from mediscope.losses.segmentation import pixel_class_weights
-
             return pixel_class_weights(self.class_counts, setting)
         if len(setting) != n:
             raise ConfigError(
@@ -65,8 +63,6 @@ class SegmentationTask(BaseTask):
         return torch.tensor(setting, dtype=torch.float32)
 
     def configure_metrics(self) -> None:
-        from mediscope.metrics.segmentation import SegmentationEpochMetrics
-
         n, ignore = len(self.classes), self.config.data.ignore_index
         self.train_metrics = SegmentationEpochMetrics(n, ignore_index=ignore, prefix="train/")
         self.val_metrics = SegmentationEpochMetrics(n, ignore_index=ignore, prefix="val/")

@@ -5,7 +5,7 @@ A format is a reader ``read(path, *, classes, task, root) -> SampleSet``.
 
 from __future__ import annotations
 
-from mediscope.data.formats import csv, dicom, imagefolder, npz
+from mediscope.data.formats import csv, dicom, imagefolder, masks, npz
 from mediscope.registry import FORMATS
 
 FORMATS.register(
@@ -33,4 +33,11 @@ FORMATS.register(
     tasks=("classification",),
 )
 
-__all__ = ["csv", "dicom", "imagefolder", "npz"]
+FORMATS.register(
+    "masks",
+    masks.read_masks,
+    description="image + mask pairs: img/{train,val,test} + labels/{...}, or a CSV image,mask",
+    tasks=("segmentation",),
+)
+
+__all__ = ["csv", "dicom", "imagefolder", "masks", "npz"]
