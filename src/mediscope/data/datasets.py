@@ -116,13 +116,15 @@ class SegmentationDataset(ImageDataset):
         """The image (H x W x C uint8) and mask (H x W) of sample ``index``, unresized."""
         sample = self.samples[index]
         image = read_image(sample.image, channels=self.channels, window=self.window)
+        mask: np.ndarray
         if sample.mask is None:
             mask = np.zeros(image.shape[:2], dtype=np.uint8)
         else:
             mask = self.decode_mask(sample.mask)
             if mask.shape != image.shape[:2]:
+                mask_h, mask_w = int(mask.shape[0]), int(mask.shape[1])
                 raise DataError(
-                    f"mask size {mask.shape[1]}x{mask.shape[0]} differs from the image's "
+                    f"mask size {mask_w}x{mask_h} differs from the image's "
                     f"{image.shape[1]}x{image.shape[0]}",
                     where=sample.mask,
                     hint="masks must have their image's width and height",

@@ -13,6 +13,7 @@ Either can average over flips (``inference.tta``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import albumentations as A
@@ -143,12 +144,8 @@ def predict_masks(
         mask, probs = predictor.predict(image)
         save_mask_png(output / "masks" / f"{name}.png", mask, colors)
         rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-        write_with(
-            output / "overlays" / f"{name}.png",
-            lambda tmp, rgb=rgb, mask=mask: Image.fromarray(overlay(rgb, mask, colors)).save(
-                tmp, format="PNG"
-            ),
-        )
+        picture = Image.fromarray(overlay(rgb, mask, colors))
+        write_with(output / "overlays" / f"{name}.png", partial(_save_png, picture))
         if probabilities:
             save_probability_map(output / "probabilities" / f"{name}.npz", probs)
         shares = np.bincount(mask.ravel(), minlength=len(task.classes)) / mask.size
@@ -171,3 +168,7 @@ def unique_stems(refs: list[str]) -> list[str]:
         seen[stem] = seen.get(stem, 0) + 1
         names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return names
+
+
+def _save_png(picture: Image.Image, path: Path) -> None:
+    picture.save(path, format="PNG")

@@ -78,7 +78,7 @@ class TverskyLoss(nn.Module):
         fn = ((1 - probs) * onehot).sum(dims)
         score = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
         loss = 1 - score
-        weight = self.weight
+        weight = self.weight if isinstance(self.weight, torch.Tensor) else None
         if not self.include_background:
             loss = loss[1:]
             weight = weight[1:] if isinstance(weight, torch.Tensor) else None
@@ -138,9 +138,9 @@ class SegmentationBCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid, onehot = _valid_and_onehot(logits, target, self.ignore_index)
-        pos_weight = self.pos_weight
-        if isinstance(pos_weight, torch.Tensor):
-            pos_weight = pos_weight.view(1, -1, 1, 1)
+        pos_weight = None
+        if isinstance(self.pos_weight, torch.Tensor):
+            pos_weight = self.pos_weight.view(1, -1, 1, 1)
         loss = F.binary_cross_entropy_with_logits(
             logits, onehot, pos_weight=pos_weight, reduction="none"
         )

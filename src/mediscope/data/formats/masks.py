@@ -112,9 +112,9 @@ def _read_layout(base: Path, img_suffix: str | None, mask_suffix: str) -> list[S
             hint="use the layout img/{train,val,test} + labels/{train,val,test}, or a manifest CSV",
         )
     split_dirs = [s for s in SPLITS if (images_dir / s).is_dir()]
-    pairs = [(images_dir / s, masks_dir / s, s) for s in split_dirs] or [
-        (images_dir, masks_dir, None)
-    ]
+    pairs: list[tuple[Path, Path, str | None]] = [
+        (images_dir / s, masks_dir / s, s) for s in split_dirs
+    ] or [(images_dir, masks_dir, None)]
     samples: list[Sample] = []
     for image_dir, mask_dir, split in pairs:
         images = {_stem(p, img_suffix): p for p in sorted(image_dir.iterdir()) if _is_image(p, img_suffix)}
