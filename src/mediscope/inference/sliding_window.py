@@ -178,9 +178,7 @@ def sliding_window_logits(
         if output == "probs":
             maps = maps.softmax(dim=1)
         if total is None:
-            total = torch.zeros(
-                image.shape[0], maps.shape[1], full_h, full_w, device=image.device
-            )
+            total = torch.zeros(image.shape[0], maps.shape[1], full_h, full_w, device=image.device)
         for (b, y, x), tile_map in zip(chunk, maps, strict=True):
             total[b, :, y : y + win_h, x : x + win_w] += tile_map * weight
     assert total is not None  # there is always at least one window

@@ -7,6 +7,7 @@ Every file is written atomically: a crash or a bad input never leaves half a PNG
 
 from __future__ import annotations
 
+import colorsys
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,21 +47,27 @@ HEADER_HEIGHT = 0.75
 def class_colors(n: int) -> np.ndarray:
     """Colours of ``n`` classes: black for the background (class 0), distinct ones after.
 
-    The first seven object classes get the Okabe-Ito colours; more classes continue with
-    matplotlib's ``tab20``.
+    The first seven object classes get the Okabe-Ito colours; the next twenty
+    matplotlib's ``tab20``; any more, hues spaced by the golden ratio at a few
+    saturations and brightnesses. No two classes share a colour.
 
     Returns:
         ``(n, 3)`` uint8 RGB.
     """
-    colours: list[tuple[int, int, int]] = [(0, 0, 0)]
-    extra = plt.get_cmap("tab20")
-    for i in range(1, n):
-        if i - 1 < len(OKABE_ITO):
-            colours.append(OKABE_ITO[i - 1])
-        else:
-            r, g, b, _ = extra((i - 1 - len(OKABE_ITO)) % 20)
-            colours.append((round(r * 255), round(g * 255), round(b * 255)))
-    return np.array(colours[:n], dtype=np.uint8).reshape(n, 3)
+    colours: list[tuple[int, int, int]] = [(0, 0, 0), *OKABE_ITO]
+    table = plt.get_cmap("tab20")
+    colours += [tuple(round(255 * c) for c in table(i)[:3]) for i in range(20)]  # type: ignore[misc]
+    taken = set(colours)
+    step = 0
+    while len(colours) < n:
+        hue = (step * 0.618034) % 1.0
+        rgb = colorsys.hsv_to_rgb(hue, (0.85, 0.55)[step % 2], (0.95, 0.75, 0.55)[step % 3])
+        colour = (round(255 * rgb[0]), round(255 * rgb[1]), round(255 * rgb[2]))
+        step += 1
+        if colour not in taken:
+            taken.add(colour)
+            colours.append(colour)
+    return np.array(colours[: max(n, 0)], dtype=np.uint8).reshape(-1, 3)
 
 
 def save_mask_png(path: str | Path, mask: np.ndarray, colors: np.ndarray) -> Path:
@@ -287,10 +294,14 @@ def write_gallery(
     width = 3 * panel + 0.3
     height = HEADER_HEIGHT + ROW_HEIGHT * max(len(items), 1)
     fig = plt.figure(figsize=(width, height), dpi=dpi, layout="constrained")
-    header, body = fig.subfigures(2, 1, height_ratios=[HEADER_HEIGHT, height - HEADER_HEIGHT])
+    parts = fig.subfigures(
+        2, 1, squeeze=False, height_ratios=[HEADER_HEIGHT, height - HEADER_HEIGHT]
+    )
+    header, body = parts[0, 0], parts[1, 0]
     _header(header, title, colors, class_names)
     if items:
-        rows = body.subfigures(len(items), 1) if len(items) > 1 else [body]
+        # one subfigure per row, so each row gets its own title above its three panels
+        rows = body.subfigures(len(items), 1, squeeze=False)[:, 0]
         for row, item in zip(rows, items, strict=True):
             _row(row, item, colors, score_name, round((ROW_HEIGHT - 0.45) * dpi))
     else:
@@ -327,9 +338,10 @@ def _row(fig: Any, item: GalleryItem, colors: np.ndarray, score_name: str, pixel
         label = f"{label}   {score_name} {item.score:.3f}"
     fig.suptitle(label, fontsize=9)
     axes = fig.subplots(1, 3)
+    truth = None if target is None else overlay(image, target, colors, thickness=2)
     panels = [
         (image, "image"),
-        (overlay(image, target, colors, thickness=2) if target is not None else None, "ground truth"),
+        (truth, "ground truth"),
         (overlay(image, pred, colors, thickness=2), "prediction"),
     ]
     for ax, (picture, name) in zip(axes, panels, strict=True):
