@@ -65,7 +65,10 @@ def lesions(
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same files."),
     overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
 ) -> None:
-    """Dermoscopy-like images with lesion masks (MMSeg layout: img/, labels/)."""
+    """Dermoscopy-like lesion images and masks (MMSeg layout: DST/img, DST/labels).
+
+    Images are JPEG, masks single-channel PNGs of class indices.
+    """
     from mediscope.data.synthetic.lesions import generate_lesions
 
     summary = generate_lesions(
@@ -79,7 +82,9 @@ def lesions(
         overwrite=overwrite,
     )
     console = Console(highlight=False)
-    console.print(", ".join(f"{split} {n}" for split, n in summary.counts.items()) + " images")
+    for split, n in summary.counts.items():
+        console.print(f"{split}: {n} images")
+    console.print("lesions: " + ", ".join(f"{c} {n}" for c, n in summary.lesions.items()))
     shares = ", ".join(f"{c} {100 * v:.1f} %" for c, v in summary.pixel_shares.items())
     console.print(f"pixels: {shares}")
     console.print(f"data: {summary.root}", soft_wrap=True)
