@@ -184,3 +184,32 @@ def test_predict_writes_masks_overlays_and_probabilities(
     assert len(list((out / "probabilities").iterdir())) == len(names)
     bad = cli("predict", result.run_dir, "--input", images, "--output", tmp_path / "x.csv")
     assert bad.code == 2 and bad.err.startswith("error:") and "folder" in bad.err
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode"), [("val/dice_mean", "max"), ("val/loss", "min"), (None, "min")]
+)
+def test_plateau_schedule_follows_the_monitored_metric(
+    monitor: str | None, mode: str, tiny_lesions: Path, tmp_path: Path
+) -> None:
+    raw = tiny_segmentation_config(
+        tiny_lesions,
+        tmp_path,
+        scheduler={"name": "ReduceLROnPlateau", "monitor": monitor, "params": {"factor": 0.5}},
+    )
+    task = SegmentationTask(config=config_from_dict(raw), classes=["background", "lesion"])
+    configured = task.configure_optimizers()
+    scheduler = configured["lr_scheduler"]
+    assert scheduler["monitor"] == (monitor or "val/loss")
+    assert scheduler["scheduler"].mode == mode and scheduler["scheduler"].factor == 0.5
+
+
+@pytest.mark.parametrize("name", ["PolyLR", "CosineAnnealingLR"])
+def test_decaying_schedules_run(name: str, tiny_lesions: Path, tmp_path: Path) -> None:
+    raw = tiny_segmentation_config(
+        tiny_lesions, tmp_path, scheduler={"name": name}, trainer={"max_epochs": 2}
+    )
+    result = api.fit(config_from_dict(raw))
+    history = pd.read_csv(result.run_dir / "metrics.csv")
+    rates = history["train/lr"].dropna().tolist()
+    assert len(rates) == 2 and rates[1] < rates[0]
