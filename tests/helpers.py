@@ -23,12 +23,7 @@ def tiny_config(data_root: Path, runs: Path, /, **sections: Any) -> dict[str, An
         "logging": {"progress": "none"},
         "run": {"name": "tiny", "dir": str(runs)},
     }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return config
+    return merge_sections(config, sections)
 
 
 def tiny_segmentation_config(data_root: Path, runs: Path, /, **sections: Any) -> dict[str, Any]:
@@ -48,6 +43,11 @@ def tiny_segmentation_config(data_root: Path, runs: Path, /, **sections: Any) ->
         "logging": {"progress": "none"},
         "run": {"name": "tiny-seg", "dir": str(runs)},
     }
+    return merge_sections(config, sections)
+
+
+def merge_sections(config: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with each section updated key by key (other values replaced)."""
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}

@@ -33,6 +33,9 @@ class BaseTask(L.LightningModule):
     """
 
     model: nn.Module
+    criterion: nn.Module
+    train_metrics: Any
+    val_metrics: Any
 
     def __init__(
         self,
@@ -63,10 +66,51 @@ class BaseTask(L.LightningModule):
         """Builds the metric collections."""
         raise NotImplementedError
 
+    #: Metric names logged per epoch besides the loss (``train/`` and ``val/`` prefixed).
+    epoch_metrics: tuple[str, ...] = ()
+    #: The one of them shown in the progress line.
+    main_metric = ""
+
     @property
     def metric_names(self) -> list[str]:
         """Everything this task logs per epoch (for monitors)."""
+        names = ("loss", *self.epoch_metrics)
+        return [f"{split}/{name}" for split in ("train", "val") for name in names]
+
+    def metric_inputs(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the epoch metrics are updated with, from the model's logits."""
         raise NotImplementedError
+
+    # -- steps: models return predictions, the task computes the loss ------------------
+    def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        logits = self.model(images)
+        return self.criterion(logits, targets), logits, targets
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, logits, targets = self._step(batch)
+        self.train_metrics.update(self.metric_inputs(logits.detach()), targets)
+        size = targets.shape[0]
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=size)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        loss, logits, targets = self._step(batch)
+        self.val_metrics.update(self.metric_inputs(logits), targets)
+        self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=targets.shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        key = f"val/{self.main_metric}"
+        main = values.pop(key)
+        self.log_dict(values)
+        self.log(key, main, prog_bar=True)
+        self.val_metrics.reset()
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.model(x)

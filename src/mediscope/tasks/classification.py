@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from mediscope.errors import ConfigError
@@ -58,40 +56,13 @@ class ClassificationTask(BaseTask):
         self.train_metrics = epoch_metrics(n, prefix="train/")
         self.val_metrics = epoch_metrics(n, prefix="val/")
 
-    @property
-    def metric_names(self) -> list[str]:
-        return [
-            f"{split}/{name}" for split in ("train", "val") for name in ("loss", *EPOCH_METRICS)
-        ]
+    #: What the task logs per epoch besides the loss; the first is shown in progress.
+    epoch_metrics = EPOCH_METRICS
+    main_metric = "f1_macro"
 
-    def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, labels = batch
-        logits = self.model(images)
-        return self.criterion(logits, labels), logits, labels
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, logits, labels = self._step(batch)
-        self.train_metrics.update(logits.detach().softmax(dim=1), labels)
-        size = labels.shape[0]
-        self.log("loss", loss, prog_bar=True, logger=False, batch_size=size)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=size)
-        return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute())
-        self.train_metrics.reset()
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        loss, logits, labels = self._step(batch)
-        self.val_metrics.update(logits.softmax(dim=1), labels)
-        self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=labels.shape[0])
-
-    def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        main = values.pop("val/f1_macro")
-        self.log_dict(values)
-        self.log("val/f1_macro", main, prog_bar=True)
-        self.val_metrics.reset()
+    def metric_inputs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities, what the epoch metrics (AUROC included) take."""
+        return logits.softmax(dim=1)
 
     @torch.inference_mode()
     def predict_probs(self, images: torch.Tensor) -> torch.Tensor:

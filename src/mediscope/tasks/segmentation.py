@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from mediscope.errors import ConfigError
@@ -67,40 +65,12 @@ class SegmentationTask(BaseTask):
         self.train_metrics = SegmentationEpochMetrics(n, ignore_index=ignore, prefix="train/")
         self.val_metrics = SegmentationEpochMetrics(n, ignore_index=ignore, prefix="val/")
 
-    @property
-    def metric_names(self) -> list[str]:
-        return [
-            f"{split}/{name}" for split in ("train", "val") for name in ("loss", *EPOCH_METRICS)
-        ]
+    epoch_metrics = EPOCH_METRICS
+    main_metric = "dice_mean"
 
-    def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, masks = batch
-        logits = self.model(images)
-        return self.criterion(logits, masks), logits, masks
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, logits, masks = self._step(batch)
-        self.train_metrics.update(logits.detach().argmax(dim=1), masks)
-        size = masks.shape[0]
-        self.log("loss", loss, prog_bar=True, logger=False, batch_size=size)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=size)
-        return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute())
-        self.train_metrics.reset()
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        loss, logits, masks = self._step(batch)
-        self.val_metrics.update(logits.argmax(dim=1), masks)
-        self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=masks.shape[0])
-
-    def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        main = values.pop("val/dice_mean")
-        self.log_dict(values)
-        self.log("val/dice_mean", main, prog_bar=True)
-        self.val_metrics.reset()
+    def metric_inputs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Predicted class per pixel, what the confusion-matrix metrics take."""
+        return logits.argmax(dim=1)
 
     @torch.inference_mode()
     def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
