@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,3 +57,51 @@ def _finite(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [_finite(v) for v in data]
     return data
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Moves folder ``new`` to ``target``; an existing ``target`` is swapped out first and
+    put back if the move fails, then deleted."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)  # put the previous folder back rather than lose it
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged_dir(target: Path, *, overwrite: bool) -> Iterator[Path]:
+    """Yields an empty hidden folder beside ``target`` that becomes ``target`` on success.
+
+    A failure (or Ctrl-C) removes the staging folder, so ``target`` is either the old
+    content or the complete new one, never half-written.
+
+    Raises:
+        DataError: when ``target`` is a file, or a non-empty folder and not ``overwrite``.
+    """
+    from mediscope.errors import DataError
+
+    if target.exists() and not target.is_dir():
+        raise DataError("exists and is not a folder", where=target, hint="choose another path")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise DataError(
+            "folder exists and is not empty",
+            where=target,
+            hint="choose another folder or pass overwrite=True (--overwrite)",
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)  # leftover of a crashed run with a reused pid
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -141,7 +141,8 @@ def test_refuses_to_overwrite_non_empty_destination(tmp_path: Path) -> None:
     dst.mkdir()
     (dst / "keep.txt").write_text("precious")
     expected = (
-        f"{dst} already exists and is not empty; choose another folder or pass overwrite=True"
+        f"{dst}: folder exists and is not empty; "
+        "choose another folder or pass overwrite=True (--overwrite)"
     )
     with pytest.raises(DataError, match=re.escape(expected)):
         generate_gram_crops(dst, per_class=1, test_per_class=1, size=16)

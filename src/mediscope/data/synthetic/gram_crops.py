@@ -9,8 +9,6 @@ debris, stain precipitate, host cells and neighbouring organisms.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy.typing as npt
 
 from mediscope.data.synthetic import stain as st
 from mediscope.errors import DataError
+from mediscope.files import staged_dir
 
 GRAM_CLASSES: tuple[str, ...] = ("G-cocci", "G+cocci", "G-bacilli", "G+bacilli")
 
@@ -245,16 +244,6 @@ def _validate(per_class: int, test_per_class: int, size: int, seed: int) -> None
         raise DataError(f"seed must be 0 or more, got {seed}")
 
 
-def _check_destination(dst: Path, overwrite: bool) -> None:
-    """Refuse to clobber an existing dataset (or a file) unless asked to."""
-    if dst.exists() and not dst.is_dir():
-        raise DataError(f"{dst} exists and is not a folder")
-    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
-        raise DataError(
-            f"{dst} already exists and is not empty; choose another folder or pass overwrite=True"
-        )
-
-
 def _write_split(root: Path, split_index: int, n: int, size: int, seed: int) -> dict[str, int]:
     """Render and save ``n`` images per class of one split; returns class -> count."""
     counts: dict[str, int] = {}
@@ -324,35 +313,10 @@ def generate_gram_crops(
     _validate(per_class, test_per_class, size, seed)
     root = Path(dst)
     dst = root.expanduser().resolve()  # "." or "data/" must still have a name and a parent
-    _check_destination(dst, overwrite)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)  # leftover of a crashed run with a reused pid
-    try:
-        tmp.mkdir()
+    with staged_dir(dst, overwrite=overwrite) as tmp:
         counts = {"train": _write_split(tmp, 0, per_class, size, seed)}
         if test_per_class > 0:
             counts["test"] = _write_split(tmp, 1, test_per_class, size, seed)
         (tmp / "classes.txt").write_text("\n".join(GRAM_CLASSES) + "\n", encoding="utf-8")
         (tmp / "README.txt").write_text(_readme(seed, size, counts), encoding="utf-8")
-        _replace_dir(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return SynthSummary(root=root, counts=counts)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; an existing ``dst`` is swapped out first, then deleted."""
-    if not dst.exists():
-        src.rename(dst)
-        return
-    old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-    shutil.rmtree(old, ignore_errors=True)
-    dst.rename(old)
-    try:
-        src.rename(dst)
-    except BaseException:
-        old.rename(dst)  # put the previous dataset back rather than lose it
-        raise
-    shutil.rmtree(old, ignore_errors=True)

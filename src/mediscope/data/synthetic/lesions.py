@@ -23,8 +23,6 @@ coverage, so image and mask line up to the pixel; hairs and bubbles never change
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -35,6 +33,7 @@ import numpy.typing as npt
 
 from mediscope.data.synthetic import stain as st
 from mediscope.errors import DataError
+from mediscope.files import staged_dir
 
 FloatImage = npt.NDArray[np.float32]
 RGB = tuple[float, float, float]
@@ -588,18 +587,6 @@ def _validate(counts: dict[str, int], seed: int) -> None:
         raise DataError(f"seed must be 0 or more, got {seed}", where="seed", hint="e.g. 0")
 
 
-def _check_destination(dst: Path, overwrite: bool) -> None:
-    """Refuse to clobber an existing dataset (or a file) unless asked to."""
-    if dst.exists() and not dst.is_dir():
-        raise DataError("exists and is not a folder", where=dst, hint="choose another path")
-    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
-        raise DataError(
-            "folder exists and is not empty",
-            where=dst,
-            hint="choose another folder or pass overwrite=True (--overwrite)",
-        )
-
-
 def _write_split(
     root: Path,
     split_index: int,
@@ -696,24 +683,15 @@ def generate_lesions(
     shape = _shape(size)
     root = Path(dst)
     target = root.expanduser().resolve()  # "." or "data/" must still have a name and a parent
-    _check_destination(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)  # leftover of a crashed run with a reused pid
     classes = MULTICLASS_LESION_CLASSES if multiclass else LESION_CLASSES
     tally = np.zeros((2, 3), np.int64)
-    try:
-        tmp.mkdir()
+    with staged_dir(target, overwrite=overwrite) as tmp:
         for split_index, split in enumerate(SPLITS):
             if wanted[split] > 0:
                 _write_split(tmp, split_index, wanted[split], shape, seed, multiclass, tally)
         summary = _summary(root, classes, wanted, tally)
         (tmp / "classes.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
         (tmp / "README.txt").write_text(_readme(summary, seed, shape), encoding="utf-8")
-        _replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 
@@ -732,19 +710,3 @@ def _summary(
         pixel_shares={c: int(pixels[i]) / total for i, c in enumerate(classes)},
         lesions={c: int(lesions[i]) for i, c in enumerate(classes) if i > 0},
     )
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; an existing ``dst`` is swapped out first, then deleted."""
-    if not dst.exists():
-        src.rename(dst)
-        return
-    old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-    shutil.rmtree(old, ignore_errors=True)
-    dst.rename(old)
-    try:
-        src.rename(dst)
-    except BaseException:
-        old.rename(dst)  # put the previous dataset back rather than lose it
-        raise
-    shutil.rmtree(old, ignore_errors=True)
