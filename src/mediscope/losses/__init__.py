@@ -61,7 +61,7 @@ LOSSES.register(
 )
 LOSSES.register(
     "DiceCELoss",
-    segmentation.ComboLoss,
+    segmentation.DiceCELoss,
     description="cross-entropy + Dice, equal weights (the segmentation default)",
     tasks=("segmentation",),
 )

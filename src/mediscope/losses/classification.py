@@ -39,6 +39,7 @@ class FocalLoss(nn.Module):
         weight: Alias of a per-class ``alpha`` list (as torch losses name it).
         label_smoothing: Smoothing of the one-hot targets.
         reduction: ``mean``, ``sum`` or ``none``.
+        ignore_index: Target value that is not counted (segmentation masks' void pixels).
     """
 
     def __init__(
