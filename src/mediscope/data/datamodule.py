@@ -69,16 +69,10 @@ def pixel_counts(
     samples: SampleSet, decode: Callable[[str], np.ndarray], ignore_index: int | None
 ) -> np.ndarray:
     """Pixels per class over the masks of ``samples`` (ignored pixels not counted)."""
-    n = len(samples.classes)
-    counts = np.zeros(n, dtype=np.int64)
-    for sample in samples.samples:
-        if sample.mask is None:
-            continue
-        values = decode(sample.mask).ravel()
-        if ignore_index is not None:
-            values = values[values != ignore_index]
-        counts += np.bincount(values, minlength=n)[:n]
-    return counts
+    from mediscope.losses.segmentation import count_mask_pixels
+
+    masks = (decode(s.mask) for s in samples.samples if s.mask is not None)
+    return count_mask_pixels(masks, len(samples.classes), ignore_index)
 
 
 def class_counts(samples: SampleSet) -> np.ndarray:

@@ -96,7 +96,7 @@ def score_dataset(
         image, mask = dataset.read(index)
         pred, _ = predictor.predict(image)
         confusion += confusion_matrix(pred, mask, num_classes=n, ignore_index=ignore)
-        scores = per_sample_scores(pred, mask, num_classes=n, ignore_index=ignore)
+        scores = per_sample_scores(pred, mask, num_classes=n, ignore_index=ignore, classes=classes)
         rows.append({"id": sample_id, **scores})
     table = pd.DataFrame(rows)
     metrics = segmentation_report(confusion, classes)
@@ -126,7 +126,9 @@ def _write_galleries(
             image, mask = dataset.read(position[sample_id])
             pred, _ = predictor.predict(image)
             dice = float(table["dice"].iloc[position[sample_id]])
-            items.append(GalleryItem(image=image, target=mask, pred=pred, title=sample_id, score=dice))
+            items.append(
+                GalleryItem(image=image, target=mask, pred=pred, title=sample_id, score=dice)
+            )
         write_gallery(
             out_dir / "plots" / f"{split}_{name}.png",
             items,
