@@ -121,6 +121,8 @@ class SegmentationDataset(ImageDataset):
             mask = np.zeros(image.shape[:2], dtype=np.uint8)
         else:
             mask = self.decode_mask(sample.mask)
+            if not mask.flags.writeable:  # a view of the file's buffer; torch wants its own
+                mask = mask.copy()
             if mask.shape != image.shape[:2]:
                 mask_h, mask_w = int(mask.shape[0]), int(mask.shape[1])
                 raise DataError(
