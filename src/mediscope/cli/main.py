@@ -11,7 +11,7 @@ import click
 import typer
 
 from mediscope import __version__
-from mediscope.cli import data, demo, listing, predict, train
+from mediscope.cli import convert, data, demo, listing, predict, train
 from mediscope.errors import MediscopeError
 
 app = typer.Typer(
@@ -47,6 +47,7 @@ app.command("predict")(predict.predict_command)
 app.command("ensemble")(predict.ensemble_command)
 app.add_typer(data.app, name="data")
 app.command("list")(listing.list_command)
+app.command("convert")(convert.convert_command)
 app.command("demo")(demo.demo_command)
 
 

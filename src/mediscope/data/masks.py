@@ -4,10 +4,15 @@ Masks come as class-index PNGs (mode L, or P whose pixel values are the indices)
 binary masks (0/255 or 0/1), or as RGB images whose colours map to classes through a
 palette. Values that are neither a class nor ``ignore_index`` are an error naming the
 file: a wrong mask must not train silently.
+
+:func:`read_mask` runs for every sample in every epoch, so it stays vectorised: the
+values present are counted with one ``bincount`` (no sort), and RGB colours are looked up
+with one ``searchsorted`` over the palette's sorted colour codes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -19,40 +24,9 @@ from mediscope.errors import DataError
 
 MaskMode = Literal["auto", "index", "binary", "palette"]
 Palette = Mapping[str, Sequence[int]] | Sequence[Sequence[int]]
-
-
-def _palette_table(
-    palette: Palette, classes: list[str] | None, num_classes: int
-) -> dict[tuple[int, int, int], int]:
-    """Colour → class index."""
-    if isinstance(palette, Mapping):
-        names = classes or []
-        table = {}
-        for name, colour in palette.items():
-            if name not in names:
-                raise DataError(f"palette class '{name}' is not in data.classes", where="data.palette")
-            table[tuple(int(c) for c in colour)] = names.index(name)
-        return table  # type: ignore[return-value]
-    return {tuple(int(c) for c in colour): i for i, colour in enumerate(palette)}  # type: ignore[misc]
-
-
-def _load(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode == "P":
-                return np.asarray(img)  # the palette indices are the classes
-            if img.mode in ("RGB", "RGBA"):
-                return np.asarray(img.convert("RGB"))
-            if img.mode in ("I;16", "I;16B", "I", "F"):
-                return np.asarray(img).astype(np.int64)
-            return np.asarray(img.convert("L"))
-    except FileNotFoundError:
-        raise DataError("mask file not found", where=path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(
-            f"unreadable or truncated mask ({exc})", where=path, hint="re-export this mask"
-        ) from None
+#: Marks colours not in the palette; palette_table keeps class indices below it.
+UNKNOWN = 255
+MASK_HINT = "check data.classes / data.ignore_index / data.palette"
 
 
 def read_mask(
@@ -71,76 +45,187 @@ def read_mask(
         num_classes: Number of classes, background included.
         palette: RGB colour per class, ``{name: [r, g, b]}`` or a list in class order.
         classes: Class names (to resolve a palette given by name).
-        ignore_index: A value that is neither class nor error (e.g. 255).
+        ignore_index: A value that is neither class nor error (e.g. 255). Colours that
+            are not in the palette become this value when it is set.
         mode: ``index``, ``binary`` (0/255 or 0/1 → 0/1), ``palette``, or ``auto``:
-            palette for RGB masks, binary for 2 classes whose values are 0 and 255, index
-            otherwise.
+            palette for RGB masks, binary for 2 classes whose values are a subset of
+            {0, 255} (unless ``ignore_index`` is 255), index otherwise.
+
+    Returns:
+        The class index of every pixel, uint8.
 
     Raises:
         DataError: naming the file, for unreadable masks, colours not in the palette and
             values outside the classes.
+
+    Example:
+        >>> mask = read_mask("labels/train/case1.png", num_classes=2)  # doctest: +SKIP
+        >>> mask.shape, mask.dtype  # doctest: +SKIP
+        ((512, 512), dtype('uint8'))
     """
     path = Path(path)
     raw = _load(path)
     if raw.ndim == 3:
-        if mode not in ("auto", "palette") or palette is None:
-            # An RGB mask whose channels are equal is a gray one saved as RGB.
-            if (raw[..., 0] == raw[..., 1]).all() and (raw[..., 1] == raw[..., 2]).all():
-                raw = raw[..., 0]
-            else:
-                raise DataError(
-                    "colour mask but no palette",
-                    where=path,
-                    hint="give data.palette: {class: [r, g, b]} or save class-index PNGs",
-                )
-        else:
-            return _map_palette(raw, _palette_table(palette, classes, num_classes), path, ignore_index)
-    values = np.unique(raw)
-    if mode == "binary" or (
-        mode == "auto"
-        and num_classes == 2
-        and ignore_index != 255
-        and 255 in values
-        and set(values.tolist()) <= {0, 255}
-    ):
-        if not set(values.tolist()) <= {0, 1, 255}:
-            raise DataError(
-                f"binary mask with values {_show(values)}", where=path, hint="use 0 and 255 (or 0 and 1)"
-            )
-        return (raw > 0).astype(np.uint8)
-    bad = values[(values >= num_classes) & (values != (ignore_index if ignore_index is not None else -1))]
+        if mode in ("auto", "palette") and palette is not None:
+            table = palette_table(palette, classes=classes, num_classes=num_classes)
+            return map_colours(raw, table, where=path, ignore_index=ignore_index)
+        raw = _gray(raw, path)
+    top = int(raw.max()) if raw.size else 0
+    if mode != "binary" and top < num_classes and (raw.dtype == np.uint8 or raw.min() >= 0):
+        return raw if raw.dtype == np.uint8 else raw.astype(np.uint8)  # the common case, fast
+    present = _present_values(raw)
+    if mode == "binary" or (mode == "auto" and _looks_binary(present, num_classes, ignore_index)):
+        return _binary(raw, present, path)
+    ignored = -1 if ignore_index is None else ignore_index
+    bad = present[((present >= num_classes) | (present < 0)) & (present != ignored)]
     if len(bad):
         raise DataError(
             f"mask values {_show(bad)} are not classes 0..{num_classes - 1}",
             where=path,
-            hint="check data.classes, data.ignore_index and data.mask_mode",
+            hint=MASK_HINT,
         )
-    return raw.astype(np.uint8)
+    return raw if raw.dtype == np.uint8 else raw.astype(np.uint8)
 
 
-def _map_palette(
+def _load(path: Path) -> np.ndarray:
+    """The pixel values as stored: indices for L and P, RGB for colour images."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "P":
+                return np.asarray(img)  # the palette indices are the classes
+            if img.mode == "PA":
+                return np.asarray(img)[..., 0]
+            if img.mode in ("RGB", "RGBA"):
+                array = np.asarray(img)
+                return array[..., :3] if img.mode == "RGBA" else array
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(img).astype(np.int64)
+            # 1 (bilevel) → 0/255, LA → L
+            return np.asarray(img if img.mode == "L" else img.convert("L"))
+    except FileNotFoundError:
+        raise DataError("mask file not found", where=path) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(
+            f"unreadable or truncated mask ({exc})", where=path, hint="re-export this mask"
+        ) from None
+
+
+def _present_values(raw: np.ndarray) -> np.ndarray:
+    """Distinct values of ``raw``; a bincount is linear where np.unique sorts."""
+    if raw.dtype == np.uint8:
+        return np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
+    return np.unique(raw)
+
+
+def _looks_binary(present: np.ndarray, num_classes: int, ignore_index: int | None) -> bool:
+    if num_classes != 2 or ignore_index == 255 or 255 not in present:
+        return False
+    return bool(np.isin(present, (0, 255)).all())
+
+
+def _binary(raw: np.ndarray, present: np.ndarray, path: Path) -> np.ndarray:
+    if not np.isin(present, (0, 1, 255)).all():
+        raise DataError(
+            f"binary mask with values {_show(present)}",
+            where=path,
+            hint="a binary mask holds 0 and 255 (or 0 and 1); check data.mask_mode",
+        )
+    return (raw > 0).astype(np.uint8)
+
+
+def _gray(rgb: np.ndarray, path: Path) -> np.ndarray:
+    """The gray values of an RGB mask whose channels are equal (a gray mask saved as RGB)."""
+    gray = rgb[..., 0]
+    if np.array_equal(gray, rgb[..., 1]) and np.array_equal(gray, rgb[..., 2]):
+        return np.ascontiguousarray(gray)
+    raise DataError(
+        "colour mask but no palette",
+        where=path,
+        hint="give data.palette: {class: [r, g, b]} or save class-index PNGs",
+    )
+
+
+def palette_table(
+    palette: Palette, *, classes: list[str] | None, num_classes: int
+) -> dict[tuple[int, int, int], int]:
+    """Colour → class index, from ``{name: [r, g, b]}`` or a list in class order.
+
+    Raises:
+        DataError: for names not in ``classes``, colours that are not three 0..255
+            values, a colour given twice, or more colours than classes.
+    """
+    if isinstance(palette, Mapping):
+        if classes is None:
+            raise DataError("a palette by class name needs the class names", where="data.classes")
+        unknown = [name for name in palette if name not in classes]
+        if unknown:
+            raise DataError(
+                f"palette classes {', '.join(unknown)} are not in data.classes",
+                where="data.palette",
+                hint=f"data.classes: {', '.join(classes)}",
+            )
+        items = [(classes.index(name), colour) for name, colour in palette.items()]
+    else:
+        items = list(enumerate(palette))
+    if not items:
+        raise DataError("the palette is empty", where="data.palette")
+    table: dict[tuple[int, int, int], int] = {}
+    for index, colour in items:
+        rgb = tuple(int(c) for c in colour)
+        if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+            raise DataError(f"palette colour {list(colour)} is not [r, g, b]", where="data.palette")
+        if index >= min(num_classes, UNKNOWN):
+            raise DataError(
+                f"palette has {index + 1}+ colours for {num_classes} classes", where="data.palette"
+            )
+        if rgb in table:
+            raise DataError(f"palette colour {list(rgb)} is given twice", where="data.palette")
+        table[(rgb[0], rgb[1], rgb[2])] = index
+    return table
+
+
+def map_colours(
     rgb: np.ndarray,
-    table: dict[tuple[int, int, int], int],
-    path: Path,
-    ignore_index: int | None,
+    table: Mapping[tuple[int, int, int], int],
+    *,
+    where: str | Path,
+    ignore_index: int | None = None,
 ) -> np.ndarray:
-    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    lookup = {(r << 16) | (g << 8) | b: index for (r, g, b), index in table.items()}
-    unique, inverse = np.unique(codes, return_inverse=True)
-    mapped = np.empty(len(unique), dtype=np.int64)
-    for i, code in enumerate(unique.tolist()):
-        if code in lookup:
-            mapped[i] = lookup[code]
-        elif ignore_index is not None:
-            mapped[i] = ignore_index
-        else:
+    """Maps an ``H x W x 3`` uint8 colour mask to uint8 class indices through ``table``.
+
+    Raises:
+        DataError: naming ``where`` and the first colour not in ``table`` (unless
+            ``ignore_index`` is set: such pixels then get ``ignore_index``).
+    """
+    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8)
+    codes |= rgb[..., 2]
+    lut = _colour_lut(
+        tuple(sorted(((r << 16) | (g << 8) | b, i) for (r, g, b), i in table.items()))
+    )
+    out = np.take(lut, codes)
+    if out.size and int(out.max()) == UNKNOWN:
+        unknown = out == UNKNOWN
+        if ignore_index is None:
+            code = int(codes[unknown].flat[0])
             colour = [(code >> 16) & 255, (code >> 8) & 255, code & 255]
             raise DataError(
                 f"colour {colour} is not in the palette",
-                where=path,
+                where=where,
                 hint="add it to data.palette, or set data.ignore_index to ignore it",
             )
-    return mapped[inverse].reshape(codes.shape).astype(np.uint8)
+        out[unknown] = ignore_index
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _colour_lut(items: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """A class index for each of the 2**24 colour codes (16 MB, built once per palette):
+    one gather per mask instead of a sort."""
+    lut = np.full(1 << 24, UNKNOWN, dtype=np.uint8)
+    for code, index in items:
+        lut[code] = index
+    return lut
 
 
 def _show(values: np.ndarray, limit: int = 8) -> str:

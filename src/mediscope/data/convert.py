@@ -1,0 +1,282 @@
+"""Dataset format conversion: ``mediscope convert --from FMT --to FMT SRC DST``.
+
+Each conversion is a function ``(src, dst, options) -> ConvertResult`` in the table
+:data:`CONVERTERS`, keyed by ``(from, to)``; a new pair is one more entry.
+
+- ``masks → coco``: SRC is an MMSeg root (``img/`` + ``labels/``), a manifest CSV
+  (``image,mask[,split]``) or a folder of masks with ``images`` set. One COCO JSON is
+  written per split: ``DST/annotations_<split>.json`` (``DST/annotations.json`` for
+  samples without a split); DST may name the JSON file itself when there is one split
+  only. ``file_name`` is the image path relative to its split folder (the image folder,
+  or the manifest's folder).
+- ``coco → masks``: SRC is a COCO JSON; DST a folder receiving one class-index PNG per
+  image, ``<file_name without suffix>.png``, and ``classes.txt``.
+
+Outputs are complete or absent: everything is computed (or written to a staging folder)
+before anything replaces DST, and existing outputs are kept unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from mediscope.data.formats import coco as coco_format
+from mediscope.data.formats import masks as masks_format
+from mediscope.data.samples import Sample
+from mediscope.errors import ConfigError, DataError
+from mediscope.files import staged_dir, write_text_atomic
+from mediscope.registry import did_you_mean
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Options of the conversions; each conversion reads the ones it needs.
+
+    Attributes:
+        classes: Class names, background first (default: ``classes.txt`` of the source,
+            or the COCO categories).
+        encoding: COCO segmentation written: ``rle`` (exact) or ``polygon`` (lossy).
+        images: Image folder, when the masks source is a plain folder of masks.
+        img_suffix: Image file ending (default: any image suffix).
+        mask_suffix: Mask file ending, e.g. ``.png`` or ``_mask.png``.
+        ignore_index: Mask value left out of COCO (it comes back as background).
+        overwrite: Replace existing outputs.
+    """
+
+    classes: list[str] | None = None
+    encoding: Literal["rle", "polygon"] = "rle"
+    images: Path | None = None
+    img_suffix: str | None = None
+    mask_suffix: str = ".png"
+    ignore_index: int | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class ConvertResult:
+    """What a conversion wrote: the files or folders, and one summary line for each."""
+
+    outputs: list[Path] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+
+Converter = Callable[[Path, Path, ConvertOptions], ConvertResult]
+
+
+def convert(
+    source: str, target: str, src: Path, dst: Path, options: ConvertOptions | None = None
+) -> ConvertResult:
+    """Converts the dataset ``src`` in format ``source`` to ``dst`` in format ``target``.
+
+    Raises:
+        ConfigError: for a pair not in :data:`CONVERTERS`, listing the supported ones.
+        DataError: for bad input, naming the file; nothing is written then.
+
+    Example:
+        >>> convert("masks", "coco", Path("data/lesions"), Path("coco"))  # doctest: +SKIP
+    """
+    converter = CONVERTERS.get((source.lower(), target.lower()))
+    if converter is None:
+        raise ConfigError(
+            f"no conversion from '{source}' to '{target}'",
+            where="--from/--to",
+            hint=_supported_hint(source, target),
+        )
+    return converter(src, dst, options or ConvertOptions())
+
+
+def supported() -> list[str]:
+    """The supported conversions, as ``from -> to``."""
+    return [f"{a} -> {b}" for a, b in CONVERTERS]
+
+
+def _supported_hint(source: str, target: str) -> str:
+    known = sorted({name for pair in CONVERTERS for name in pair})
+    guesses = [
+        f"'{guess}'"
+        for name in (source, target)
+        if name.lower() not in known and (guess := did_you_mean(name, known))
+    ]
+    prefix = f"did you mean {' / '.join(guesses)}? " if guesses else ""
+    return f"{prefix}supported: {', '.join(supported())}"
+
+
+# -- masks → COCO --------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """Samples written to one COCO file."""
+
+    split: str | None
+    samples: list[Sample]
+    image_root: Path
+
+
+def masks_to_coco_files(src: Path, dst: Path, options: ConvertOptions) -> ConvertResult:
+    """``masks → coco``: one COCO JSON per split of a masks dataset (see the module doc).
+
+    Raises:
+        DataError: for an unreadable source, missing class names, DST a JSON file when
+            there are several splits, or existing outputs without ``overwrite``.
+    """
+    groups, class_dirs = _mask_groups(src, options)
+    classes = _classes(options, class_dirs)
+    targets = _json_targets(dst, groups)
+    existing = [t for t in targets if t.exists()]
+    if existing and not options.overwrite:
+        raise DataError(
+            "file exists", where=existing[0], hint="choose another DST or pass --overwrite"
+        )
+    documents = [
+        coco_format.masks_to_coco(
+            g.samples,
+            classes,
+            encoding=options.encoding,
+            ignore_index=options.ignore_index,
+            image_root=g.image_root,
+        )
+        for g in groups
+    ]
+    result = ConvertResult()
+    for target, document in zip(targets, documents, strict=True):
+        coco_format.write_coco(target, document)
+        result.outputs.append(target)
+        result.lines.append(
+            f"{target}: {len(document['images'])} images, "
+            f"{len(document['annotations'])} annotations ({options.encoding})"
+        )
+    return result
+
+
+def _mask_groups(src: Path, options: ConvertOptions) -> tuple[list[_Group], list[Path]]:
+    """The samples of ``src`` by split, and the folders that may hold ``classes.txt``."""
+    if src.is_file() and src.suffix.lower() == ".csv":
+        samples = masks_format.read_manifest(src, root=options.images)
+        base = options.images or src.parent
+        return _by_split(samples, lambda _: base), [base, src.parent]
+    if not src.is_dir():
+        raise DataError(
+            "not found", where=src, hint="SRC is an MMSeg root, a manifest CSV or a mask folder"
+        )
+    layout = masks_format.find_layout(src)
+    if layout is not None:
+        folders = masks_format.split_folders(layout)
+        samples = masks_format.read_layout(
+            src, img_suffix=options.img_suffix, mask_suffix=options.mask_suffix
+        )
+        split_dir: dict[str | None, Path] = {s: layout.images / d for d, s in folders.items()}
+        return _by_split(samples, lambda s: split_dir.get(s, layout.images)), [src]
+    if options.images is None:
+        raise DataError(
+            "no img/ and labels/ folders here",
+            where=src,
+            hint="give an MMSeg root, or the image folder of these masks with --images",
+        )
+    samples = masks_format.pair_folders(
+        options.images, src, img_suffix=options.img_suffix, mask_suffix=options.mask_suffix
+    )
+    if not samples:
+        raise DataError("no images found", where=options.images, hint=masks_format.SUFFIX_HINT)
+    return [_Group(None, samples, options.images)], [src, src.parent]
+
+
+def _by_split(samples: list[Sample], root_of: Callable[[str | None], Path]) -> list[_Group]:
+    splits = list(dict.fromkeys(s.split for s in samples))
+    return [
+        _Group(split, [s for s in samples if s.split == split], root_of(split)) for split in splits
+    ]
+
+
+def _classes(options: ConvertOptions, folders: list[Path]) -> list[str]:
+    if options.classes is not None:
+        names = [c.strip() for c in options.classes if c.strip()]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise DataError(
+                "give two or more distinct class names", where="--classes", hint="background first"
+            )
+        return names
+    if not any((f / masks_format.CLASSES_FILE).is_file() for f in folders):
+        raise DataError(
+            "the class names are not given",
+            where="--classes",
+            hint=f"pass --classes background,... or write {folders[0] / masks_format.CLASSES_FILE}",
+        )
+    return masks_format.read_classes(*folders)
+
+
+def _json_targets(dst: Path, groups: list[_Group]) -> list[Path]:
+    if dst.suffix.lower() == ".json":
+        if len(groups) > 1:
+            splits = ", ".join(str(g.split) for g in groups)
+            raise DataError(
+                f"one file for {len(groups)} splits ({splits})",
+                where=dst,
+                hint="give a folder as DST: it receives annotations_<split>.json",
+            )
+        return [dst]
+    if dst.exists() and not dst.is_dir():
+        raise DataError("exists and is not a folder", where=dst, hint="choose another DST")
+    return [
+        dst / (f"annotations_{g.split}.json" if g.split else "annotations.json") for g in groups
+    ]
+
+
+# -- COCO → masks --------------------------------------------------------------------------
+
+
+def coco_to_mask_files(src: Path, dst: Path, options: ConvertOptions) -> ConvertResult:
+    """``coco → masks``: a folder of class-index PNGs and ``classes.txt`` (see the module doc).
+
+    Raises:
+        DataError: for an unreadable or malformed COCO file, file names that leave DST or
+            collide, or a non-empty DST without ``overwrite``.
+    """
+    document = coco_format.read_coco(src)
+    classes = coco_format.coco_classes(document, options.classes)
+    masks = coco_format.coco_to_masks(document, classes=classes, where=str(src))
+    names = _mask_names(list(masks), src)
+    with staged_dir(dst, overwrite=options.overwrite) as tmp:
+        for file_name, mask in masks.items():
+            coco_format.write_mask_png(tmp / names[file_name], mask)
+        write_text_atomic(tmp / masks_format.CLASSES_FILE, "\n".join(classes) + "\n")
+    annotated = sum(1 for m in masks.values() if m.any())
+    return ConvertResult(
+        outputs=[dst],
+        lines=[
+            f"{dst}: {len(masks)} masks ({annotated} with objects), "
+            f"classes {', '.join(f'{i} {c}' for i, c in enumerate(classes))}"
+        ],
+    )
+
+
+def _mask_names(file_names: list[str], src: Path) -> dict[str, str]:
+    """``file_name`` → relative mask path ``<folders>/<stem>.png``, checked to stay inside."""
+    names: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for file_name in file_names:
+        path = PurePosixPath(file_name.replace("\\", "/"))
+        if path.is_absolute() or ".." in path.parts or not path.stem:
+            raise DataError(
+                f"file_name '{file_name}' is not a relative path", where=src, hint="fix the file"
+            )
+        name = path.with_suffix(".png").as_posix()
+        if name in taken:
+            raise DataError(
+                f"images '{taken[name]}' and '{file_name}' would both write {name}", where=src
+            )
+        taken[name] = file_name
+        names[file_name] = name
+    return names
+
+
+#: ``(from, to)`` → conversion. Detection formats (yolo, voc) add their pairs here.
+CONVERTERS: dict[tuple[str, str], Converter] = {
+    ("masks", "coco"): masks_to_coco_files,
+    ("coco", "masks"): coco_to_mask_files,
+}
+
+__all__ = ["CONVERTERS", "ConvertOptions", "ConvertResult", "convert", "supported"]
