@@ -24,7 +24,9 @@ def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
     assert val["f1_macro"] >= 0.90, val
     # the segmentation part: held-out Dice, galleries and overlays
     seg_test = json.loads((seg_run / "test_metrics.json").read_text())
-    print(f"demo segmentation: test dice_mean {seg_test['dice_mean']:.4f}, iou_mean {seg_test['iou_mean']:.4f}")
+    print(
+        f"demo segmentation: test dice_mean {seg_test['dice_mean']:.4f}, iou_mean {seg_test['iou_mean']:.4f}"
+    )
     assert seg_test["n_samples"] == 60
     assert seg_test["dice_mean"] >= 0.85, seg_test
     for name in ("test_best.png", "test_worst.png", "val_best.png"):

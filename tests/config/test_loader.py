@@ -216,7 +216,9 @@ def test_segmentation_defaults_and_mask_keys(tmp_path: Path) -> None:
 )
 def test_segmentation_key_errors(tmp_path: Path, extra: str, expected: str) -> None:
     if extra.startswith("  "):
-        text = SEGMENTATION.replace("  classes: [background, lesion]\n", "  classes: [background, lesion]\n" + extra)
+        text = SEGMENTATION.replace(
+            "  classes: [background, lesion]\n", "  classes: [background, lesion]\n" + extra
+        )
     else:
         text = SEGMENTATION + extra
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[")):

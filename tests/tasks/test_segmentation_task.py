@@ -70,9 +70,7 @@ def test_evaluation_writes_per_sample_scores_and_galleries(
     assert (result.run_dir / "plots" / "training_curves.png").is_file()
 
 
-def test_sliding_window_and_flip_inference_evaluate_too(
-    tiny_lesions: Path, tmp_path: Path
-) -> None:
+def test_sliding_window_and_flip_inference_evaluate_too(tiny_lesions: Path, tmp_path: Path) -> None:
     config = config_from_dict(tiny_segmentation_config(tiny_lesions, tmp_path))
     result = api.fit(config)
     assert result.best_checkpoint is not None

@@ -29,7 +29,7 @@ class SegNet(nn.Module):
         super().__init__()
         channels = [width * 2**i for i in range(depth)]
         ins = [in_chans, *channels[:-1]]
-        self.encoders = nn.ModuleList(DoubleConv(i, o) for i, o in zip(ins, channels))
+        self.encoders = nn.ModuleList(DoubleConv(i, o) for i, o in zip(ins, channels, strict=True))
         self.pool = nn.MaxPool2d(2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2)
         outs = [*channels[:-1][::-1], channels[0]]
@@ -73,7 +73,9 @@ def build_segnet(
     if params:
         key = next(iter(params))
         raise ConfigError(
-            f"segnet has no parameter '{key}'", where=f"model.params.{key}", hint="valid: width, depth"
+            f"segnet has no parameter '{key}'",
+            where=f"model.params.{key}",
+            hint="valid: width, depth",
         )
     model = PadToMultiple(
         SegNet(num_classes=num_classes, in_chans=in_chans, width=width, depth=depth), 2**depth

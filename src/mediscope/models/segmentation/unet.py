@@ -81,7 +81,10 @@ class UNet(nn.Module):
 
     def backbone_stages(self) -> list[nn.Module]:
         """The encoder levels, input → output (what ``freeze: N`` counts)."""
-        return [self.stem, *(nn.Sequential(d, b) for d, b in zip(self.downs, self.down_blocks))]
+        return [
+            self.stem,
+            *(nn.Sequential(d, b) for d, b in zip(self.downs, self.down_blocks, strict=True)),
+        ]
 
     def classifier(self) -> nn.Module:
         """The 1x1 output convolution, never frozen."""
