@@ -18,6 +18,12 @@ synth_app = typer.Typer(
     help="Generate a realistic synthetic dataset.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(synth_app, name="synth")
+import_app = typer.Typer(
+    help="Bring a dataset copy you obtained yourself into a mediscope layout.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(import_app, name="import")
 
 
 @synth_app.command("gram-crops")
@@ -141,3 +147,89 @@ def _print_catalog(console: Console) -> None:
         table.add_row(entry.name, human_size(entry.size), entry.licence, entry.title + source)
     Console(width=132, highlight=False).print(table)
     console.print("size ?: the source publishes no file size")
+
+
+@import_app.command("ph2")
+def import_ph2(
+    src: Path = typer.Argument(
+        ...,
+        help="The PH2 folder (holding 'PH2 Dataset images'), that folder itself, or a .zip.",
+        metavar="SRC",
+    ),
+    dst: Path = typer.Argument(
+        ..., help="Output folder (must not exist or be empty).", metavar="DST"
+    ),
+    split: str = typer.Option(
+        "50,25,25", "--split", metavar="TRAIN,VAL,TEST", help="Shares of the cases per split."
+    ),
+    seed: int = typer.Option(0, help="Random seed of the split; the same seed, the same split."),
+    size: int | None = typer.Option(
+        None, "--size", min=1, help="Resize images and masks to SIZE x SIZE (default: keep)."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
+) -> None:
+    """PH2 dermoscopy images and lesion masks: DST/images, DST/masks (0/1), manifest.csv.
+
+    PH2 is given out after registration, so it is not downloaded: SRC is your copy.
+    """
+    from mediscope.data.prepare.ph2 import check_split
+    from mediscope.data.prepare.ph2 import import_ph2 as run_import
+
+    console = Console(highlight=False)
+    summary = run_import(
+        src,
+        dst,
+        split=check_split(split),
+        seed=seed,
+        size=size,
+        overwrite=overwrite,
+        log=lambda message: console.print(message, markup=False, soft_wrap=True),
+    )
+    for part, n in summary.counts.items():
+        console.print(f"{part}: {n} cases")
+    console.print(f"lesion pixels: {100 * summary.lesion_share:.1f} %")
+    console.print(f"data: {summary.root / 'manifest.csv'}", markup=False, soft_wrap=True)
+
+
+@import_app.command("oxford-pets")
+def import_oxford_pets(
+    src: Path = typer.Argument(
+        ...,
+        help="Folder of the unpacked archives (images/, annotations/) or of images.tar.gz "
+        "and annotations.tar.gz.",
+        metavar="SRC",
+    ),
+    dst: Path = typer.Argument(
+        ..., help="Output folder (must not exist or be empty).", metavar="DST"
+    ),
+    size: int = typer.Option(256, min=0, help="Side of images and masks; 0 keeps the originals."),
+    border: str = typer.Option(
+        "ignore", "--border", help="Trimap border: 'ignore' (255) or 'pet' (cat or dog)."
+    ),
+    val_every: int = typer.Option(5, min=2, help="Every Nth trainval image goes to val."),
+    overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
+) -> None:
+    """Oxford-IIIT Pet as background / cat / dog masks (MMSeg layout: DST/img, DST/labels).
+
+    'data fetch oxford-pets DST' downloads and prepares it with the defaults; this command
+    prepares a copy you have, with other options.
+    """
+    from mediscope.data.prepare.oxford_pets import prepare_pets
+
+    if border not in ("ignore", "pet"):
+        raise click.BadParameter("'ignore' or 'pet'", param_hint="--border")
+    console = Console(highlight=False)
+    summary = prepare_pets(
+        src,
+        dst,
+        size=size or None,
+        border="pet" if border == "pet" else "ignore",
+        val_every=val_every,
+        overwrite=overwrite,
+        log=lambda message: console.print(message, markup=False, soft_wrap=True),
+    )
+    for part, n in summary.counts.items():
+        console.print(f"{part}: {n} images")
+    if summary.skipped:
+        console.print("skipped: " + ", ".join(f"{n} {r}" for r, n in summary.skipped.items()))
+    console.print(f"data: {summary.root}", markup=False, soft_wrap=True)

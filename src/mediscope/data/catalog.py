@@ -71,6 +71,9 @@ class DatasetEntry:
         expected: Paths inside the folder that a complete copy has (class folders).
         kaggle: ``owner/slug`` of a Kaggle dataset fetched with the user's credentials.
         samples: Number of images, shown by ``--list`` when the byte size is unknown.
+        prepare: ``"module:function"`` that turns the unpacked files into ``layout``; it is
+            called as ``function(folder, log=log)`` on the temporary folder before that is
+            renamed into place, so a failed preparation leaves no dataset behind.
     """
 
     name: str
@@ -84,6 +87,7 @@ class DatasetEntry:
     expected: tuple[str, ...] = ()
     kaggle: str | None = None
     samples: int | None = None
+    prepare: str | None = None
 
     @property
     def size(self) -> int | None:
@@ -204,6 +208,46 @@ register(
         expected=_COVID_CLASSES,
         kaggle="tawsifurrahman/covid19-radiography-database",
         samples=21_165,
+    )
+)
+
+# --- Oxford-IIIT Pet (study S5): Parkhi et al. 2012 -------------------------------------------
+# URLs and MD5s as listed by torchvision's OxfordIIITPet dataset class; byte sizes from the
+# TensorFlow Datasets checksum list of the same two files. The archives hold images/ and
+# annotations/ (trimaps, list.txt, trainval.txt, test.txt); the preparation step turns them
+# into background / cat / dog masks in the MMSeg layout, 256 x 256.
+_PETS = "https://www.robots.ox.ac.uk/~vgg/data/pets"
+_PETS_DIRS = tuple(f"{k}/{s}" for k in ("img", "labels") for s in ("train", "val", "test"))
+register(
+    DatasetEntry(
+        name="oxford-pets",
+        title="Oxford-IIIT Pet: 7,349 cat and dog photos as background / cat / dog masks, 256 px",
+        licence="CC BY-SA 4.0",
+        homepage=f"{_PETS}/",
+        target="oxford-pets",
+        layout="masks (MMSeg): oxford-pets/img/{train,val,test}/*.jpg + labels/{train,val,test}/"
+        "*.png; 0 background, 1 cat, 2 dog, 255 trimap border (ignore_index)",
+        resources=(
+            Resource(
+                url=f"{_PETS}/data/images.tar.gz",
+                filename="oxford-pets-images.tar.gz",
+                md5="5c4f3ee8e5d25df40f4fd59a7f44e54c",
+                size=791_918_971,
+                unpack="tar",
+                strip_top=False,  # keep images/ beside annotations/
+            ),
+            Resource(
+                url=f"{_PETS}/data/annotations.tar.gz",
+                filename="oxford-pets-annotations.tar.gz",
+                md5="95a8c909bbe2e81eed6a22bccdf3f68f",
+                size=19_173_078,
+                unpack="tar",
+                strip_top=False,
+            ),
+        ),
+        expected=_PETS_DIRS,
+        samples=7_349,
+        prepare="mediscope.data.prepare.oxford_pets:prepare_fetched",
     )
 )
 

@@ -11,7 +11,8 @@
 - Verify: a checksum mismatch deletes the file and names both sums.
 - Unpack into a temporary sibling folder, then rename it into place: a crash or a bad
   archive never leaves a half-extracted dataset, and members that would land outside
-  the folder (``../``, absolute paths, links) are refused.
+  the folder (``../``, absolute paths, links) are refused. An entry's ``prepare`` step
+  (e.g. trimaps to masks) runs in that temporary folder too.
 - Idempotent: a present, verified dataset is not downloaded again.
 - ``MEDISCOPE_DOWNLOAD_BASE`` (or ``mirror=``) replaces the scheme and host of every URL,
   for a lab mirror, and for tests against a local server.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import importlib
 import importlib.util
 import json
 import os
@@ -250,6 +252,8 @@ def _assemble(
                 extract(archive, into, kind=resource.unpack, strip_top=resource.strip_top)
             else:
                 shutil.copy2(archive, into / resource.filename)
+        if entry.prepare:
+            _prepare(entry, tmp, job)
         missing = [p for p in entry.expected if not (tmp / p).exists()]
         if missing:
             job.log(f"warning: {entry.name} has no {', '.join(missing)}; layout: {entry.layout}")
@@ -258,6 +262,12 @@ def _assemble(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _prepare(entry: DatasetEntry, folder: Path, job: _Job) -> None:
+    """Runs the entry's preparation step (``module:function``) on the unpacked folder."""
+    module, _, function = (entry.prepare or "").partition(":")
+    getattr(importlib.import_module(module), function)(folder, log=job.log)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
