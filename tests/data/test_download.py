@@ -83,8 +83,10 @@ class RangeHandler(PlainHandler):
         self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        # Recorded before writing: the client may finish reading before this thread
+        # runs again, and the test looks at the record right after the download.
         self.server.sent.append(len(body))  # type: ignore[attr-defined]
+        self.wfile.write(body)
 
 
 class StallHandler(PlainHandler):
