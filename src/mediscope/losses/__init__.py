@@ -22,7 +22,8 @@ _SEGMENTATION_TORCH = ("CrossEntropyLoss", "BCEWithLogitsLoss")
 def _register_torch_losses() -> None:
     for name, cls in inspect.getmembers(_torch_losses, inspect.isclass):
         if (
-            issubclass(cls, _torch_losses._Loss)
+            not name.startswith("_")
+            and issubclass(cls, _torch_losses._Loss)
             and name.endswith("Loss")
             and cls.__module__ == (_torch_losses.__name__)
         ):

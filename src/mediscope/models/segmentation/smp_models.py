@@ -38,7 +38,7 @@ def check_architecture(arch: str) -> None:
     if arch not in names:
         raise UnknownNameError(
             f"unknown segmentation_models_pytorch architecture '{arch}'",
-            hint=unknown_name_hint(arch, names).replace("valid: ", "valid: smp:"),
+            hint=unknown_name_hint(SMP_PREFIX + arch, [SMP_PREFIX + n for n in names]),
         )
 
 
