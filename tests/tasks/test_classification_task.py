@@ -95,3 +95,11 @@ def test_weighted_sampler_and_balanced_weights_train(tiny_crops: Path, tmp_path:
     counts = state["mediscope"]["class_counts"]
     assert len(counts) == 4 and sum(counts) == 51 and min(counts) >= 12
     assert "criterion.alpha" in state["state_dict"]  # the focal loss got the weights
+
+
+def test_inverse_frequency_class_weights(tmp_path: Path) -> None:
+    # frequencies 0.6, 0.3, 0.1 → 1/f = 5/3, 10/3, 10 → mean 5 → normalised
+    weights = task(tmp_path, [60, 30, 10], class_weights="inverse").weights()
+    assert weights is not None
+    assert weights.tolist() == pytest.approx([1 / 3, 2 / 3, 2.0])
+    assert task(tmp_path, None, class_weights="inverse_sqrt").weights().tolist() == [1, 1, 1]

@@ -16,6 +16,7 @@ from torch import nn
 from mediscope import __version__
 from mediscope.config.schema import Config, metric_mode
 from mediscope.engine.optim import build_optimizer, build_scheduler, scheduler_length_key
+from mediscope.errors import ConfigError
 from mediscope.models.freeze import apply_freeze
 
 CHECKPOINT_KEY = "mediscope"
@@ -114,6 +115,16 @@ class BaseTask(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.model(x)
+
+    def listed_class_weights(self, setting: list[float]) -> torch.Tensor:
+        """``loss.class_weights`` given as a list: one number per class."""
+        if len(setting) != len(self.classes):
+            raise ConfigError(
+                f"{len(setting)} class weights for {len(self.classes)} classes",
+                where="loss.class_weights",
+                hint=f"give one weight per class: {', '.join(self.classes)}",
+            )
+        return torch.tensor(setting, dtype=torch.float32)
 
     # -- freezing -------------------------------------------------------------------
     def frozen_now(self) -> bool:

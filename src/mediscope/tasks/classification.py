@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from mediscope.errors import ConfigError
 from mediscope.losses.classification import build_classification_loss
+from mediscope.losses.segmentation import pixel_class_weights
 from mediscope.metrics.classification import EPOCH_METRICS, epoch_metrics
 from mediscope.models import build_model
 from mediscope.tasks.base import BaseTask
@@ -43,13 +43,11 @@ class ClassificationTask(BaseTask):
             counts = torch.tensor(self.class_counts, dtype=torch.float32)
             # sklearn's "balanced": n_samples / (n_classes * count); absent classes get 0
             return torch.where(counts > 0, counts.sum() / (n * counts.clamp(min=1)), 0.0)
-        if len(setting) != n:
-            raise ConfigError(
-                f"{len(setting)} class weights for {n} classes",
-                where="loss.class_weights",
-                hint=f"give one weight per class: {', '.join(self.classes)}",
-            )
-        return torch.tensor(setting, dtype=torch.float32)
+        if isinstance(setting, str):  # inverse, inverse_sqrt: of the sample frequencies
+            if self.class_counts is None:
+                return torch.ones(n)
+            return pixel_class_weights(self.class_counts, setting)
+        return self.listed_class_weights(setting)
 
     def configure_metrics(self) -> None:
         n = len(self.classes)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from mediscope.errors import ConfigError
 from mediscope.losses.segmentation import build_segmentation_loss, pixel_class_weights
 from mediscope.metrics.segmentation import SegmentationEpochMetrics
 from mediscope.models import build_model
@@ -52,13 +51,7 @@ class SegmentationTask(BaseTask):
                 # Evaluation of an old checkpoint: weights do not change the metrics.
                 return torch.ones(n)
             return pixel_class_weights(self.class_counts, setting)
-        if len(setting) != n:
-            raise ConfigError(
-                f"{len(setting)} class weights for {n} classes",
-                where="loss.class_weights",
-                hint=f"give one weight per class: {', '.join(self.classes)}",
-            )
-        return torch.tensor(setting, dtype=torch.float32)
+        return self.listed_class_weights(setting)
 
     def configure_metrics(self) -> None:
         n, ignore = len(self.classes), self.config.data.ignore_index
