@@ -1,8 +1,9 @@
 """Models by name: ``mediscope list models``.
 
-Classification models are built by ``build_model(name, task=..., num_classes=...,
-in_chans=..., pretrained=...)``. Registered names are listed by ``mediscope list
-models``; any timm model is also available as ``timm:<name>``.
+Models are built by ``build_model(name, task=..., num_classes=..., in_chans=...,
+pretrained=...)``. Registered names are listed by ``mediscope list models``; any timm
+classifier is also available as ``timm:<name>``, and any segmentation_models_pytorch
+architecture as ``smp:<Arch>`` (with ``encoder=...``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from mediscope.errors import UnknownNameError
 # Importing the task packages registers their models (explicit registration).
 from mediscope.models import classification as _classification  # noqa: F401
 from mediscope.models import segmentation as _segmentation  # noqa: F401
-from mediscope.models.segmentation.smp_models import SMP_PREFIX, build_smp_model, check_architecture
+from mediscope.models.segmentation.smp_models import (
+    SMP_PREFIX,
+    build_smp_model,
+    check_architecture,
+    smp_architectures,
+)
 from mediscope.registry import MODELS, unknown_name_hint
 
 TIMM_PREFIX = "timm:"
@@ -57,10 +63,11 @@ def model_names(task: str | None = None) -> list[str]:
 
 
 def model_names_hint(name: str, task: str) -> str:
-    """'did you mean ... valid: ...' for a model name, with the timm: escape hatch."""
+    """'did you mean ... valid: ...' for a model name, with the timm: / smp: escape hatch."""
     hint = unknown_name_hint(name, model_names(task))
     if task == "segmentation":
-        return hint + ", or a segmentation_models_pytorch architecture as smp:<Arch>"
+        archs = ", ".join(SMP_PREFIX + arch for arch in smp_architectures())
+        return hint + f", or a segmentation_models_pytorch architecture: {archs}"
     return hint + (", or any timm model as timm:<name>" if task == "classification" else "")
 
 
@@ -76,12 +83,13 @@ def build_model(
     """Builds a model by its registered name (or ``timm:<name>``, ``smp:<Arch>``).
 
     Args:
-        name: A registered name (``mediscope list models``) or ``timm:<name>``.
+        name: A registered name (``mediscope list models``), ``timm:<name>``
+            (classification) or ``smp:<Arch>`` (segmentation).
         task: ``classification``, ``segmentation`` or ``detection``.
         num_classes: Number of output classes.
         in_chans: Input channels (1 for grayscale, 3 for RGB).
         pretrained: False, True (download ImageNet weights) or a local weights file.
-        **params: Keywords of the builder (e.g. ``drop_rate``).
+        **params: Keywords of the builder (e.g. ``drop_rate``; ``encoder`` for smp).
 
     Example:
         >>> model = build_model("simple_cnn", task="classification", num_classes=4)

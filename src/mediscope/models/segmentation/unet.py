@@ -1,6 +1,18 @@
-"""U-Net and the study's variants: ``unet`` (max-pool down, upsampling up), ``unet2``
-(stride-2 convolution down, transposed convolution up) and ``dilated_unet`` (unet2 with
-dilation 2 in the down and up blocks)."""
+"""U-Net and the S4 variants built on it.
+
+* ``unet``: max-pool down, bilinear upsampling + 1x1 convolution up.
+* ``unet2``: stride-2 convolution down, transposed convolution up (learned resampling).
+* ``dilated_unet``: ``unet2`` with dilation 2 in the down and up blocks, so each block
+  sees a wider context at the same cost.
+
+::
+
+    image → stem ──────────────────────────────────────→ cat → block → 1x1 → logits
+             └→ down → block ─────────────────→ cat → block → up ┘
+                        └→ down → block → up ┘         (depth levels)
+
+Every level doubles the channels (``width``, ``2 width``, ... ``2**depth width``).
+"""
 
 from __future__ import annotations
 
@@ -10,25 +22,51 @@ from typing import Any
 import torch
 from torch import nn
 
-from mediscope.errors import ConfigError
 from mediscope.models.pretrained import load_local_weights
 from mediscope.models.segmentation.blocks import DoubleConv
-from mediscope.models.segmentation.padding import PadToMultiple
+from mediscope.models.segmentation.keywords import check_width_depth, reject_unknown_params
+from mediscope.models.segmentation.padding import crop_to, pad_to_multiple
 from mediscope.registry import MODELS
 
 
+def downsample(channels: int, *, strided: bool) -> nn.Module:
+    """Halves the resolution: a 2x2 max-pool, or a learned 3x3 stride-2 convolution."""
+    if strided:
+        return nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+    return nn.MaxPool2d(2)
+
+
+def upsample(in_ch: int, out_ch: int, *, strided: bool) -> nn.Module:
+    """Doubles the resolution and maps ``in_ch`` to ``out_ch`` channels.
+
+    Either a 2x2 transposed convolution (learned), or bilinear interpolation followed by
+    a 1x1 convolution; the double conv after the skip concatenation does the smoothing.
+    """
+    if strided:
+        return nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+        nn.Conv2d(in_ch, out_ch, 1),
+    )
+
+
 class UNet(nn.Module):
-    """Encoder-decoder with skip connections.
+    """Encoder-decoder with skip concatenations; any input size.
 
     Args:
         num_classes: Output channels (classes, background included).
         in_chans: Input channels.
         width: Channels of the first level, doubled per level.
-        depth: Number of downsamplings (the input side must divide by ``2 ** depth``;
-            wrap in :class:`PadToMultiple` for any size).
+        depth: Number of downsamplings; the input is padded to a multiple of
+            ``2 ** depth`` and the output cropped back.
         strided: Stride-2 convolutions down and transposed convolutions up (UNet2)
             instead of max-pooling and bilinear upsampling.
         dilation: Dilation of the convolutions in the down and up blocks.
+
+    Example:
+        >>> model = UNet(num_classes=3, width=4, depth=2)
+        >>> model(torch.zeros(1, 3, 37, 53)).shape
+        torch.Size([1, 3, 37, 53])
     """
 
     def __init__(
@@ -42,62 +80,44 @@ class UNet(nn.Module):
         dilation: int = 1,
     ) -> None:
         super().__init__()
+        self.multiple = 2**depth
         channels = [width * 2**i for i in range(depth + 1)]
         self.stem = DoubleConv(in_chans, channels[0])
-        self.downs = nn.ModuleList()
-        self.down_blocks = nn.ModuleList()
-        for i in range(depth):
-            if strided:
-                down: nn.Module = nn.Conv2d(channels[i], channels[i], 3, stride=2, padding=1)
-            else:
-                down = nn.MaxPool2d(2)
-            self.downs.append(down)
-            self.down_blocks.append(DoubleConv(channels[i], channels[i + 1], dilation=dilation))
-        self.ups = nn.ModuleList()
-        self.up_blocks = nn.ModuleList()
-        for i in reversed(range(depth)):
-            if strided:
-                up: nn.Module = nn.ConvTranspose2d(channels[i + 1], channels[i], 2, stride=2)
-            else:
-                up = nn.Sequential(
-                    nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                    nn.Conv2d(channels[i + 1], channels[i], 1),
-                )
-            self.ups.append(up)
-            self.up_blocks.append(DoubleConv(2 * channels[i], channels[i], dilation=dilation))
+        self.downs = nn.ModuleList(
+            nn.Sequential(
+                downsample(channels[i], strided=strided),
+                DoubleConv(channels[i], channels[i + 1], dilation=dilation),
+            )
+            for i in range(depth)
+        )
+        # Deepest level first, as the decoder runs.
+        self.ups = nn.ModuleList(
+            upsample(channels[i + 1], channels[i], strided=strided) for i in reversed(range(depth))
+        )
+        self.up_blocks = nn.ModuleList(
+            DoubleConv(2 * channels[i], channels[i], dilation=dilation)
+            for i in reversed(range(depth))
+        )
         self.head = nn.Conv2d(channels[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        skips = [x]
-        for down, block in zip(self.downs, self.down_blocks, strict=True):
-            x = block(down(x))
+        height, width = x.shape[-2:]
+        x = self.stem(pad_to_multiple(x, self.multiple))
+        skips = []
+        for down in self.downs:
             skips.append(x)
-        skips.pop()
+            x = down(x)
         for up, block in zip(self.ups, self.up_blocks, strict=True):
             x = block(torch.cat([up(x), skips.pop()], dim=1))
-        out: torch.Tensor = self.head(x)
-        return out
+        return crop_to(self.head(x), height, width)
 
     def backbone_stages(self) -> list[nn.Module]:
         """The encoder levels, input → output (what ``freeze: N`` counts)."""
-        return [
-            self.stem,
-            *(nn.Sequential(d, b) for d, b in zip(self.downs, self.down_blocks, strict=True)),
-        ]
+        return [self.stem, *self.downs]
 
     def classifier(self) -> nn.Module:
         """The 1x1 output convolution, never frozen."""
         return self.head
-
-
-def _check_params(name: str, params: dict[str, Any]) -> None:
-    if params:
-        raise ConfigError(
-            f"{name} has no parameter '{next(iter(params))}'",
-            where=f"model.params.{next(iter(params))}",
-            hint="valid: width, depth",
-        )
 
 
 def _build(
@@ -108,14 +128,13 @@ def _build(
     pretrained: bool | str | Path,
     width: int,
     depth: int,
+    params: dict[str, Any],
     strided: bool,
     dilation: int,
-    params: dict[str, Any],
 ) -> nn.Module:
-    _check_params(name, params)
-    if width < 1 or depth < 1:
-        raise ConfigError("width and depth must be at least 1", where="model.params")
-    net = UNet(
+    reject_unknown_params(name, params)
+    check_width_depth(width, depth)
+    model = UNet(
         num_classes=num_classes,
         in_chans=in_chans,
         width=width,
@@ -123,12 +142,15 @@ def _build(
         strided=strided,
         dilation=dilation,
     )
-    model = PadToMultiple(net, 2**depth)
     load_local_weights(model, pretrained, name=name)
     return model
 
 
-@MODELS.register("unet", task="segmentation", description="U-Net: max-pool down, upsample up")
+@MODELS.register(
+    "unet",
+    task="segmentation",
+    description="U-Net: max-pool down, bilinear upsampling up (width 32, depth 4)",
+)
 def build_unet(
     *,
     num_classes: int,
@@ -138,7 +160,11 @@ def build_unet(
     depth: int = 4,
     **params: Any,
 ) -> nn.Module:
-    """U-Net for inputs of any size."""
+    """Builds the U-Net; ``pretrained`` may only be a local weights file.
+
+    Raises:
+        ConfigError: An unknown keyword, a bad width or depth, or ``pretrained: true``.
+    """
     return _build(
         "unet",
         num_classes=num_classes,
@@ -146,14 +172,16 @@ def build_unet(
         pretrained=pretrained,
         width=width,
         depth=depth,
+        params=params,
         strided=False,
         dilation=1,
-        params=params,
     )
 
 
 @MODELS.register(
-    "unet2", task="segmentation", description="U-Net: stride-2 conv down, transposed conv up"
+    "unet2",
+    task="segmentation",
+    description="U-Net with stride-2 conv down and transposed conv up (width 32, depth 4)",
 )
 def build_unet2(
     *,
@@ -164,7 +192,11 @@ def build_unet2(
     depth: int = 4,
     **params: Any,
 ) -> nn.Module:
-    """UNet2 (the study's): strided convolutions instead of pooling and upsampling."""
+    """Builds UNet2 (learned down- and upsampling); ``pretrained`` only a local file.
+
+    Raises:
+        ConfigError: An unknown keyword, a bad width or depth, or ``pretrained: true``.
+    """
     return _build(
         "unet2",
         num_classes=num_classes,
@@ -172,14 +204,16 @@ def build_unet2(
         pretrained=pretrained,
         width=width,
         depth=depth,
+        params=params,
         strided=True,
         dilation=1,
-        params=params,
     )
 
 
 @MODELS.register(
-    "dilated_unet", task="segmentation", description="UNet2 with dilation 2 in its blocks"
+    "dilated_unet",
+    task="segmentation",
+    description="UNet2 with dilation 2 in the down and up blocks (width 32, depth 4)",
 )
 def build_dilated_unet(
     *,
@@ -190,7 +224,11 @@ def build_dilated_unet(
     depth: int = 4,
     **params: Any,
 ) -> nn.Module:
-    """DilatedUNet (the study's): UNet2 with dilation 2 in the down and up blocks."""
+    """Builds the dilated UNet2; ``pretrained`` may only be a local weights file.
+
+    Raises:
+        ConfigError: An unknown keyword, a bad width or depth, or ``pretrained: true``.
+    """
     return _build(
         "dilated_unet",
         num_classes=num_classes,
@@ -198,7 +236,7 @@ def build_dilated_unet(
         pretrained=pretrained,
         width=width,
         depth=depth,
+        params=params,
         strided=True,
         dilation=2,
-        params=params,
     )
