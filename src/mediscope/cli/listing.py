@@ -32,6 +32,10 @@ def list_command(
     console.print(table)
     if kind == "models":
         console.print("\nAny timm classifier also works as timm:<name>, e.g. timm:convnext_nano.")
+        console.print(
+            "Any segmentation_models_pytorch architecture works as smp:<Arch> with "
+            "model.encoder, e.g. smp:Unet with resnet34."
+        )
     if kind == "schedulers":
         console.print(
             "\nAny scheduler can start with a linear warm-up: scheduler.warmup_epochs: N."
