@@ -16,6 +16,7 @@ Every level doubles the channels (``width``, ``2 width``, ... ``2**depth width``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,123 +121,53 @@ class UNet(nn.Module):
         return self.head
 
 
-def _build(
-    name: str,
-    *,
-    num_classes: int,
-    in_chans: int,
-    pretrained: bool | str | Path,
-    width: int,
-    depth: int,
-    params: dict[str, Any],
-    strided: bool,
-    dilation: int,
-) -> nn.Module:
-    reject_unknown_params(name, params)
-    check_width_depth(width, depth)
-    model = UNet(
-        num_classes=num_classes,
-        in_chans=in_chans,
-        width=width,
-        depth=depth,
-        strided=strided,
-        dilation=dilation,
-    )
-    load_local_weights(model, pretrained, name=name)
-    return model
+def unet_builder(name: str, *, strided: bool, dilation: int) -> Callable[..., nn.Module]:
+    """The builder of one U-Net variant; ``pretrained`` may only be a local weights file.
+
+    The builder raises ConfigError for an unknown keyword, a bad width or depth, or
+    ``pretrained: true``.
+    """
+
+    def build(
+        *,
+        num_classes: int,
+        in_chans: int = 3,
+        pretrained: bool | str | Path = False,
+        width: int = 32,
+        depth: int = 4,
+        **params: Any,
+    ) -> nn.Module:
+        reject_unknown_params(name, params)
+        check_width_depth(width, depth)
+        model = UNet(
+            num_classes=num_classes,
+            in_chans=in_chans,
+            width=width,
+            depth=depth,
+            strided=strided,
+            dilation=dilation,
+        )
+        load_local_weights(model, pretrained, name=name)
+        return model
+
+    return build
 
 
-@MODELS.register(
+MODELS.register(
     "unet",
+    unet_builder("unet", strided=False, dilation=1),
     task="segmentation",
     description="U-Net: max-pool down, bilinear upsampling up (width 32, depth 4)",
 )
-def build_unet(
-    *,
-    num_classes: int,
-    in_chans: int = 3,
-    pretrained: bool | str | Path = False,
-    width: int = 32,
-    depth: int = 4,
-    **params: Any,
-) -> nn.Module:
-    """Builds the U-Net; ``pretrained`` may only be a local weights file.
-
-    Raises:
-        ConfigError: An unknown keyword, a bad width or depth, or ``pretrained: true``.
-    """
-    return _build(
-        "unet",
-        num_classes=num_classes,
-        in_chans=in_chans,
-        pretrained=pretrained,
-        width=width,
-        depth=depth,
-        params=params,
-        strided=False,
-        dilation=1,
-    )
-
-
-@MODELS.register(
+MODELS.register(
     "unet2",
+    unet_builder("unet2", strided=True, dilation=1),
     task="segmentation",
     description="U-Net with stride-2 conv down and transposed conv up (width 32, depth 4)",
 )
-def build_unet2(
-    *,
-    num_classes: int,
-    in_chans: int = 3,
-    pretrained: bool | str | Path = False,
-    width: int = 32,
-    depth: int = 4,
-    **params: Any,
-) -> nn.Module:
-    """Builds UNet2 (learned down- and upsampling); ``pretrained`` only a local file.
-
-    Raises:
-        ConfigError: An unknown keyword, a bad width or depth, or ``pretrained: true``.
-    """
-    return _build(
-        "unet2",
-        num_classes=num_classes,
-        in_chans=in_chans,
-        pretrained=pretrained,
-        width=width,
-        depth=depth,
-        params=params,
-        strided=True,
-        dilation=1,
-    )
-
-
-@MODELS.register(
+MODELS.register(
     "dilated_unet",
+    unet_builder("dilated_unet", strided=True, dilation=2),
     task="segmentation",
     description="UNet2 with dilation 2 in the down and up blocks (width 32, depth 4)",
 )
-def build_dilated_unet(
-    *,
-    num_classes: int,
-    in_chans: int = 3,
-    pretrained: bool | str | Path = False,
-    width: int = 32,
-    depth: int = 4,
-    **params: Any,
-) -> nn.Module:
-    """Builds the dilated UNet2; ``pretrained`` may only be a local weights file.
-
-    Raises:
-        ConfigError: An unknown keyword, a bad width or depth, or ``pretrained: true``.
-    """
-    return _build(
-        "dilated_unet",
-        num_classes=num_classes,
-        in_chans=in_chans,
-        pretrained=pretrained,
-        width=width,
-        depth=depth,
-        params=params,
-        strided=True,
-        dilation=2,
-    )
