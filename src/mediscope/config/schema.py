@@ -111,8 +111,22 @@ class DataConfig(Section):
     exclude: Path | None = Field(
         None, description="a text file of samples to drop, one image name or stem per line"
     )
+    # -- detection labels ---------------------------------------------------------------
+    on_bad_label: Literal["error", "skip"] = Field(
+        "error",
+        description="detection: a malformed label line (bad class id, field count, "
+        "coordinates) stops with an error naming file and line, or is skipped with a warning",
+    )
+    crop_size: tuple[int, int] | None = Field(
+        None,
+        description="detection: train on random crops of this size H W (or one number) of "
+        "large images, then resized to image_size; none: whole images",
+    )
+    crop_object_prob: float = Field(
+        0.8, ge=0, le=1, description="detection: share of random crops centred on an object"
+    )
 
-    @field_validator("image_size", mode="before")
+    @field_validator("image_size", "crop_size", mode="before")
     @classmethod
     def _square(cls, value: Any) -> Any:
         if isinstance(value, int | float | str) and not isinstance(value, bool):
@@ -235,7 +249,7 @@ class AugmentConfig(Section):
 
 
 class InferenceConfig(Section):
-    """How a segmentation model predicts whole images (test, predict)."""
+    """How a model predicts whole images (test, predict): windows, TTA, box merging."""
 
     window: tuple[int, int] | None = Field(
         None,
@@ -246,6 +260,17 @@ class InferenceConfig(Section):
     gaussian: bool = Field(True, description="weight window centres more than their borders")
     tta: bool = Field(False, description="average over horizontal and vertical flips")
     batch_size: int = Field(4, ge=1, description="windows per forward pass")
+    # -- detection ----------------------------------------------------------------------
+    score_threshold: float = Field(
+        0.05, ge=0, le=1, description="detection: boxes scoring less are dropped"
+    )
+    iou_threshold: float = Field(
+        0.5, gt=0, le=1, description="detection: IoU above which NMS / WBF merge boxes"
+    )
+    max_detections: int = Field(300, ge=1, description="detection: boxes kept per image")
+    merge: Literal["nms", "wbf"] = Field(
+        "nms", description="detection: how boxes of overlapping windows are merged"
+    )
 
     @field_validator("window", mode="before")
     @classmethod
