@@ -26,6 +26,67 @@ import_app = typer.Typer(
 app.add_typer(import_app, name="import")
 
 
+@synth_app.command("gram-stain")
+def gram_stain(
+    dst: Path = typer.Argument(
+        ..., help="Output folder (must not exist or be empty).", metavar="DST"
+    ),
+    count: int = typer.Option(200, help="Training images."),
+    test_count: int = typer.Option(50, help="Test images (0: no test split)."),
+    size: int = typer.Option(320, help="Image side in pixels (cells scale with it)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same files."),
+    large: str | None = typer.Option(
+        None,
+        "--large",
+        metavar="WxH",
+        help="Also write large smears of WxH pixels for tiled inference, e.g. 2000x1500.",
+    ),
+    large_count: int | None = typer.Option(
+        None, "--large-count", help="Number of large smears (default 2 with --large)."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
+) -> None:
+    """Gram-stained smears with YOLO boxes in 4 classes (DST/data.yaml, images/, labels/).
+
+    One box per bacterial cell; debris and host cells have none; some images are negatives.
+    """
+    from mediscope.data.synthetic.gram_stain import generate_gram_stain
+
+    large_size = _parse_size(large) if large is not None else None
+    if large_count is None:
+        large_count = 2 if large_size is not None else 0
+    summary = generate_gram_stain(
+        dst,
+        count=count,
+        test_count=test_count,
+        size=size,
+        seed=seed,
+        large=large_size,
+        large_count=large_count,
+        overwrite=overwrite,
+    )
+    console = Console(highlight=False)
+    for split, n in summary.images.items():
+        objects = summary.objects[split]
+        detail = ", ".join(f"{k} {v}" for k, v in objects.items())
+        console.print(
+            f"{split}: {n} images ({summary.negatives[split]} without bacteria), "
+            f"{sum(objects.values())} boxes ({detail})",
+            soft_wrap=True,
+        )
+    console.print(f"data: {summary.root}", markup=False, soft_wrap=True)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """``"2000x1500"`` as ``(2000, 1500)``."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+        raise click.BadParameter(
+            f"'{text}' is not WIDTHxHEIGHT, e.g. 2000x1500", param_hint="--large"
+        )
+    return int(width), int(height)
+
+
 @synth_app.command("gram-crops")
 def gram_crops(
     dst: Path = typer.Argument(
