@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from mediscope.errors import ConfigError
+
 
 def predict_command(
     source: Path = typer.Argument(
@@ -53,12 +55,73 @@ def predict_command(
 
 
 def ensemble_command(
-    predictions: list[Path] = typer.Argument(..., help="Prediction CSVs.", metavar="PRED..."),
-    method: str = typer.Option("vote", "--method", help="vote (majority) or mean (soft)."),
-    output: Path = typer.Option(..., "--output", help="The CSV to write."),
+    predictions: list[Path] = typer.Argument(
+        ...,
+        help="Prediction files: classification CSVs, or detection predictions.csv / "
+        "predictions.json (or their folders).",
+        metavar="PRED...",
+    ),
+    method: str = typer.Option(
+        "vote",
+        "--method",
+        help="Classification: vote (majority) or mean (soft). Detection: wbf (weighted "
+        "boxes fusion) or nms.",
+    ),
+    output: Path = typer.Option(
+        ..., "--output", help="The CSV to write (classification) or a folder (detection)."
+    ),
+    weights: list[float] | None = typer.Option(
+        None,
+        "--weight",
+        help="Detection: one weight per file, in order (repeatable).",
+        metavar="WEIGHT",
+    ),
+    iou_threshold: float | None = typer.Option(
+        None,
+        "--iou-threshold",
+        help="Detection: boxes overlapping more are one object (default 0.55 wbf, 0.5 nms).",
+    ),
+    score_threshold: float = typer.Option(
+        0.0, "--score-threshold", help="Detection: boxes scoring less are dropped first."
+    ),
+    max_detections: int | None = typer.Option(
+        None, "--max-detections", help="Detection: boxes kept per image (default: all)."
+    ),
 ) -> None:
-    """Combine prediction CSVs of several models by majority vote or mean probability."""
-    from mediscope.inference.ensemble import ensemble
+    """Combine the predictions of several models: classification CSVs by majority vote or
+    mean probability; detection files by weighted boxes fusion or NMS, image by image,
+    into predictions.csv, predictions.json, labels/ and counts.csv."""
+    from mediscope.inference.ensemble import DETECTION_METHODS, ensemble, ensemble_detections
 
+    console = Console(highlight=False)
+    if method in DETECTION_METHODS:
+        records, _ = ensemble_detections(
+            predictions,
+            output=output,
+            method=method,
+            weights=weights or None,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            max_detections=max_detections,
+        )
+        boxes = sum(len(r.boxes) for r in records)
+        console.print(
+            f"{len(records)} images, {boxes} boxes; ensemble ({method}): {output}",
+            soft_wrap=True,
+        )
+        return
+    detection_options = {
+        "--weight": bool(weights),
+        "--iou-threshold": iou_threshold is not None,
+        "--score-threshold": score_threshold != 0.0,
+        "--max-detections": max_detections is not None,
+    }
+    for option, given in detection_options.items():
+        if given:
+            raise ConfigError(
+                f"{option} is for detection ensembles",
+                where=option,
+                hint=f"drop it, or use --method wbf or nms (method here: {method})",
+            )
     table = ensemble(predictions, method=method, output=output)
-    Console(highlight=False).print(f"{len(table)} images; ensemble: {output}", soft_wrap=True)
+    console.print(f"{len(table)} images; ensemble: {output}", soft_wrap=True)
