@@ -181,6 +181,21 @@ def test_equals_pycocotools_and_faster_coco_eval(seed: int) -> None:
     compare("faster_coco_eval", faster_eval(preds, targets, CLASSES), report, CLASSES)
 
 
+def test_equals_pycocotools_with_tied_scores_and_whole_pixel_boxes() -> None:
+    """Scores rounded to one decimal and boxes to whole pixels: many equal scores and
+    equal IoUs, so the order of ties (images, then boxes, in their given order) counts."""
+    preds, targets = random_case(8, n_images=60)
+    for pred, target in zip(preds, targets, strict=True):
+        pred["scores"] = np.round(pred["scores"], 1)
+        pred["boxes"] = np.round(pred["boxes"])
+        target["boxes"] = np.round(target["boxes"])
+        pred["boxes"][:, 2:] = np.maximum(pred["boxes"][:, 2:], pred["boxes"][:, :2] + 1)
+        target["boxes"][:, 2:] = np.maximum(target["boxes"][:, 2:], target["boxes"][:, :2] + 1)
+    report = evaluate_detections(preds, targets, CLASSES)
+    compare("pycocotools", pycocotools_eval(preds, targets, CLASSES), report, CLASSES)
+    compare("faster_coco_eval", faster_eval(preds, targets, CLASSES), report, CLASSES)
+
+
 def test_equals_references_with_few_detections_allowed() -> None:
     """maxDets [1, 10, 100] against the default; here many boxes per image and class, so
     the limits cut."""
