@@ -122,7 +122,9 @@ def _image(item: Mapping[str, Any], index: int, kind: str, *, scores: bool) -> d
     except KeyError as exc:
         raise ValueError(f"{kind} of image {index} has no {exc.args[0]!r}") from None
     except ValueError:
-        raise ValueError(f"{kind} of image {index}: boxes must be (N, 4)") from None
+        raise ValueError(
+            f"{kind} of image {index}: boxes must be (N, 4), scores and labels numbers"
+        ) from None
     if any(len(v) != len(boxes) for v in out.values()):
         sizes = {k: len(v) for k, v in out.items()}
         raise ValueError(f"{kind} of image {index}: different lengths {sizes}")
