@@ -1,11 +1,12 @@
 """Dataset formats by name: ``mediscope list formats``.
 
-A format is a reader ``read(path, *, classes, task, root) -> SampleSet``.
+A format is a reader ``read(path, *, classes, task, root) -> SampleSet``; detection
+readers take ``on_bad_label`` (``error`` or ``skip``) too.
 """
 
 from __future__ import annotations
 
-from mediscope.data.formats import csv, dicom, imagefolder, masks, npz
+from mediscope.data.formats import coco_detection, csv, dicom, imagefolder, masks, npz, voc, yolo
 from mediscope.registry import FORMATS
 
 FORMATS.register(
@@ -40,4 +41,23 @@ FORMATS.register(
     tasks=("segmentation",),
 )
 
-__all__ = ["csv", "dicom", "imagefolder", "masks", "npz"]
+FORMATS.register(
+    "yolo",
+    yolo.read_yolo,
+    description="YOLO boxes: data.yaml, images/{train,val,test} + labels/{...} (class cx cy w h)",
+    tasks=("detection",),
+)
+FORMATS.register(
+    "coco",
+    coco_detection.read_coco_detection,
+    description="COCO JSON boxes: a file, or annotations_<split>.json; file_name beside the JSON",
+    tasks=("detection",),
+)
+FORMATS.register(
+    "voc",
+    voc.read_voc,
+    description="Pascal VOC XML: Annotations/ + JPEGImages/ (+ ImageSets/Main) or beside images",
+    tasks=("detection",),
+)
+
+__all__ = ["coco_detection", "csv", "dicom", "imagefolder", "masks", "npz", "voc", "yolo"]
