@@ -5,9 +5,9 @@ how to unpack them and the layout they give under ``DST``. URLs and checksums ar
 ones the publishers list (zenodo records), never guesses; a checksum that is not
 published is ``None`` and the download is then taken as it comes.
 
-Adding a dataset is one :func:`register` call; a later ``clinical-bacteria`` (zenodo
-record 10526360) is a ``folder`` entry with one or more ``Resource`` archives, a ``subdir``
-for each when they unpack side by side.
+Adding a dataset is one :func:`register` call; ``clinical-bacteria`` (zenodo record
+10526360) shows a ``folder`` entry of two archives, one unpacked into a ``subdir``, with a
+``prepare`` step that arranges them.
 
 Example:
     >>> from mediscope.data.catalog import get_dataset
@@ -208,6 +208,46 @@ register(
         expected=_COVID_CLASSES,
         kaggle="tawsifurrahman/covid19-radiography-database",
         samples=21_165,
+    )
+)
+
+# --- Gram-stained bacteria (study S1): Wang et al. 2024, zenodo record 10526360 -------------
+# The archive names are the folder names of the dataset's README (RawImageDataSet,
+# DeepDataSet with 640DataSet / DetectionDataSet / SegmentationDataSet); they could not be
+# checked against the record's file list here (no network), and the record's MD5s and sizes
+# are not copied: md5 and size stay None until someone checks them on the record page.
+# If zenodo names the files otherwise, the fetch fails with HTTP 404 naming the URL; put
+# the downloaded archives in DST under these names (or fix them here) and fetch again.
+_BACTERIA = "https://zenodo.org/records/10526360"
+register(
+    DatasetEntry(
+        name="clinical-bacteria",
+        title="Clinical Bacteria DataSet: Gram-stained smears, 640 px crops with 11,824 boxes "
+        "(G-cocci, G+cocci, G-bacilli, G+bacilli) + 1,705 raw 4912 x 3684 images (~19 GB)",
+        licence="see zenodo record",
+        homepage=_BACTERIA,
+        target="clinical-bacteria",
+        layout="yolo: clinical-bacteria/data.yaml + images/{train,val,test}/*.jpg + "
+        "labels/{train,val,test}/*.txt (0 G-cocci, 1 G+cocci, 2 G-bacilli, 3 G+bacilli); "
+        "raw/ the full-size images for tiled inference",
+        resources=(
+            Resource(
+                url=f"{_BACTERIA}/files/DeepDataSet.zip?download=1",
+                filename="DeepDataSet.zip",
+                md5=None,  # not checked against the record (see above)
+                unpack="zip",
+            ),
+            Resource(
+                url=f"{_BACTERIA}/files/RawImageDataSet.zip?download=1",
+                filename="RawImageDataSet.zip",
+                md5=None,  # not checked against the record (see above)
+                unpack="zip",
+                subdir="raw",
+            ),
+        ),
+        expected=("data.yaml", "images", "labels"),
+        samples=1_705,
+        prepare="mediscope.data.prepare.clinical_bacteria:prepare_fetched",
     )
 )
 
