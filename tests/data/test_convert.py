@@ -142,9 +142,9 @@ def test_bad_input_exits_2_and_writes_nothing(cli: Cli, tmp_path: Path) -> None:
 
 def test_unsupported_pair_lists_the_supported_ones(cli: Cli, tmp_path: Path) -> None:
     make_mmseg(tmp_path / "ds", {"train": 1})
-    result = cli("convert", "--from", "masks", "--to", "yolo", tmp_path / "ds", tmp_path / "o")
+    result = cli("convert", "--from", "voc", "--to", "masks", tmp_path / "ds", tmp_path / "o")
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1
-    assert "no conversion from 'masks' to 'yolo'" in result.err
+    assert "no conversion from 'voc' to 'masks'" in result.err
     assert "supported: masks -> coco, coco -> masks" in result.err
     result = cli("convert", "--from", "mask", "--to", "coco", tmp_path / "ds", tmp_path / "o")
     assert result.code == 2 and "did you mean 'masks'?" in result.err

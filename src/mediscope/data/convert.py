@@ -3,14 +3,31 @@
 Each conversion is a function ``(src, dst, options) -> ConvertResult`` in the table
 :data:`CONVERTERS`, keyed by ``(from, to)``; a new pair is one more entry.
 
+Segmentation masks and COCO:
+
 - ``masks → coco``: SRC is an MMSeg root (``img/`` + ``labels/``), a manifest CSV
   (``image,mask[,split]``) or a folder of masks with ``images`` set. One COCO JSON is
   written per split: ``DST/annotations_<split>.json`` (``DST/annotations.json`` for
   samples without a split); DST may name the JSON file itself when there is one split
   only. ``file_name`` is the image path relative to its split folder (the image folder,
-  or the manifest's folder).
+  or the manifest's folder). Annotations carry the segmentation and its ``bbox``.
 - ``coco → masks``: SRC is a COCO JSON; DST a folder receiving one class-index PNG per
   image, ``<file_name without suffix>.png``, and ``classes.txt``.
+
+Detection boxes, between ``yolo``, ``voc`` and ``coco`` (every pair): SRC is read by the
+format's reader (:mod:`~mediscope.data.formats.yolo`, ``.voc``,
+``.coco_detection``; ``coco`` as a source of a detection target means its ``bbox``
+boxes) and DST is a complete dataset of the target format, images included (copied, or
+hard-linked with ``link``), splits kept. Coordinates survive any chain of conversions
+to within 1e-6 pixels (the writers write exact numbers). ``classes`` are the detection
+class names (no background); bad labels follow ``on_bad_label``.
+
+Masks to boxes, ``masks → yolo`` and ``masks → voc``: one box per 8-connected region of
+each class, as ``masks → coco`` makes one annotation per region. The masks' background
+(class 0) is not a detection class: mask class ``k`` becomes detection class ``k - 1``
+and the class names are those of the masks without the first. ``ignore_index`` pixels
+make no box. (``masks → coco`` keeps writing segmentation + bbox, which the ``coco``
+detection reader reads as boxes of the same classes.)
 
 Outputs are complete or absent: everything is computed (or written to a staging folder)
 before anything replaces DST, and existing outputs are kept unless ``overwrite``.
@@ -20,12 +37,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from mediscope.data.formats import coco as coco_format
+from mediscope.data.formats import coco_detection, voc, yolo
 from mediscope.data.formats import masks as masks_format
-from mediscope.data.samples import Sample
+from mediscope.data.formats.boxes import image_size, mask_boxes
+from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import ConfigError, DataError
 from mediscope.files import staged_dir, write_text_atomic
 from mediscope.registry import did_you_mean
@@ -36,14 +56,18 @@ class ConvertOptions:
     """Options of the conversions; each conversion reads the ones it needs.
 
     Attributes:
-        classes: Class names, background first (default: ``classes.txt`` of the source,
-            or the COCO categories).
+        classes: Class names: for masks, background first (default: ``classes.txt`` of
+            the source, or the COCO categories); for detection sources, no background
+            (default: the source's own names).
         encoding: COCO segmentation written: ``rle`` (exact) or ``polygon`` (lossy).
         images: Image folder, when the masks source is a plain folder of masks.
         img_suffix: Image file ending (default: any image suffix).
         mask_suffix: Mask file ending, e.g. ``.png`` or ``_mask.png``.
         ignore_index: Mask value left out of COCO (it comes back as background).
         overwrite: Replace existing outputs.
+        on_bad_label: Detection sources: ``error`` stops at a bad label line naming
+            ``file:line``; ``skip`` drops it with one warning.
+        link: Detection targets: hard-link the images instead of copying them.
     """
 
     classes: list[str] | None = None
@@ -53,6 +77,8 @@ class ConvertOptions:
     mask_suffix: str = ".png"
     ignore_index: int | None = None
     overwrite: bool = False
+    on_bad_label: Literal["error", "skip"] = "error"
+    link: bool = False
 
 
 @dataclass
@@ -273,10 +299,106 @@ def _mask_names(file_names: list[str], src: Path) -> dict[str, str]:
     return names
 
 
-#: ``(from, to)`` → conversion. Detection formats (yolo, voc) add their pairs here.
+# -- detection boxes -----------------------------------------------------------------------
+
+BoxReader = Callable[..., SampleSet]
+BoxWriter = Callable[..., Path]
+BOX_READERS: dict[str, BoxReader] = {
+    "yolo": yolo.read_yolo,
+    "voc": voc.read_voc,
+    "coco": coco_detection.read_coco_detection,
+}
+BOX_WRITERS: dict[str, BoxWriter] = {
+    "yolo": yolo.write_yolo,
+    "voc": voc.write_voc,
+    "coco": coco_detection.write_coco_detection,
+}
+
+
+def convert_boxes(
+    src: Path, dst: Path, options: ConvertOptions, *, source: str, target: str
+) -> ConvertResult:
+    """``source → target`` between the detection formats (see the module doc).
+
+    Raises:
+        DataError: for an unreadable source, bad labels (``on_bad_label: error``),
+            boxes the target cannot hold, or a non-empty DST without ``overwrite``.
+    """
+    samples = BOX_READERS[source](
+        src,
+        classes=options.classes,
+        task="detection",
+        root=options.images,
+        on_bad_label=options.on_bad_label,
+    )
+    return _write_boxes(samples, dst, options, target)
+
+
+def masks_to_boxes(src: Path, dst: Path, options: ConvertOptions, *, target: str) -> ConvertResult:
+    """``masks → yolo`` / ``masks → voc``: a box per connected region (see the module doc).
+
+    Raises:
+        DataError: for an unreadable source, missing class names, masks of another size
+            than their image, or a non-empty DST without ``overwrite``.
+    """
+    from mediscope.data.masks import read_mask
+
+    groups, class_dirs = _mask_groups(src, options)
+    classes = _classes(options, class_dirs)
+    samples: list[Sample] = []
+    for group in groups:
+        for sample in group.samples:
+            assert sample.mask is not None
+            mask = read_mask(
+                sample.mask, num_classes=len(classes), ignore_index=options.ignore_index
+            )
+            width, height = image_size(sample.image)
+            if mask.shape != (height, width):
+                raise DataError(
+                    f"mask is {mask.shape[1]} x {mask.shape[0]}, its image {width} x {height}",
+                    where=sample.mask,
+                    hint="masks must have the size of their images",
+                )
+            boxes, labels = mask_boxes(mask, len(classes), ignore_index=options.ignore_index)
+            samples.append(Sample(sample.image, boxes=boxes, box_labels=labels, split=sample.split))
+    base = src if src.is_dir() else src.parent
+    return _write_boxes(SampleSet(classes[1:], samples, base), dst, options, target)
+
+
+def _write_boxes(
+    samples: SampleSet, dst: Path, options: ConvertOptions, target: str
+) -> ConvertResult:
+    BOX_WRITERS[target](samples, dst, overwrite=options.overwrite, link=options.link)
+    counts = [0 if s.box_labels is None else len(s.box_labels) for s in samples.samples]
+    splits: dict[str, int] = {}
+    for sample in samples.samples:
+        splits[sample.split or "no split"] = splits.get(sample.split or "no split", 0) + 1
+    line = (
+        f"{dst}: {len(samples)} images ({counts.count(0)} without objects), "
+        f"{sum(counts)} boxes ({target}); "
+        f"classes {', '.join(f'{i} {c}' for i, c in enumerate(samples.classes))}; "
+        f"{', '.join(f'{k} {v}' for k, v in splits.items())}"
+    )
+    return ConvertResult(outputs=[dst], lines=[line])
+
+
+def _box_converters() -> dict[tuple[str, str], Converter]:
+    pairs: dict[tuple[str, str], Converter] = {}
+    for source in BOX_READERS:
+        for target in BOX_WRITERS:
+            if source != target:
+                pairs[source, target] = partial(convert_boxes, source=source, target=target)
+    for target in ("yolo", "voc"):
+        pairs["masks", target] = partial(masks_to_boxes, target=target)
+    return pairs
+
+
+#: ``(from, to)`` → conversion. ``coco`` is COCO segmentation with masks, COCO boxes with
+#: yolo and voc.
 CONVERTERS: dict[tuple[str, str], Converter] = {
     ("masks", "coco"): masks_to_coco_files,
     ("coco", "masks"): coco_to_mask_files,
+    **_box_converters(),
 }
 
 __all__ = ["CONVERTERS", "ConvertOptions", "ConvertResult", "convert", "supported"]
