@@ -12,7 +12,13 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from mediscope.config.schema import Config
-from mediscope.data.datasets import ClassificationDataset, ImageDataset, SegmentationDataset
+from mediscope.data.datasets import (
+    ClassificationDataset,
+    DetectionDataset,
+    ImageDataset,
+    SegmentationDataset,
+    detection_collate,
+)
 from mediscope.data.images import read_image
 from mediscope.data.samplers import EpochSampler
 from mediscope.data.samples import SampleSet
@@ -45,6 +51,8 @@ def read_samples(config: Config, path: Path, classes: list[str] | None = None) -
             "mask_suffix": data.mask_suffix,
             "exclude": data.exclude,
         }
+    elif config.task == "detection":
+        extra = {"on_bad_label": data.on_bad_label}
     samples: SampleSet = entry.obj(path, classes=classes, task=config.task, root=data.root, **extra)
     return samples
 
@@ -76,7 +84,11 @@ def pixel_counts(
 
 
 def class_counts(samples: SampleSet) -> np.ndarray:
-    """Samples per class index."""
+    """Samples per class index (objects per class for detection samples)."""
+    if any(s.box_labels is not None for s in samples.samples):
+        found = [s.box_labels for s in samples.samples if s.box_labels is not None]
+        boxes = np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
+        return np.bincount(boxes, minlength=len(samples.classes))
     labels = samples.labels()
     return np.bincount(labels[labels >= 0], minlength=len(samples.classes))
 
@@ -183,7 +195,7 @@ class MediscopeDataModule(L.LightningDataModule):
         )
 
     def train_class_counts(self) -> list[int] | None:
-        """Training samples per class (pixels for segmentation), for class weights.
+        """Training samples per class (pixels for segmentation, objects for detection).
 
         Segmentation reads every training mask for this, so only when the loss is
         class-weighted from frequencies.
@@ -246,13 +258,15 @@ class MediscopeDataModule(L.LightningDataModule):
         cfg = self.config
         mean, std = self.normalization_stats()
         size = cfg.data.image_size
-        plain = build_transform(image_size=size, mean=tuple(mean), std=tuple(std))
+        boxes = cfg.task == "detection"
+        plain = build_transform(image_size=size, mean=tuple(mean), std=tuple(std), boxes=boxes)
         transform = build_transform(
             image_size=size,
             mean=tuple(mean),
             std=tuple(std),
             augment=cfg.augment,
             channels=cfg.data.channels,
+            boxes=boxes,
         )
         common: dict[str, Any] = {
             "transform": transform if train else plain,
@@ -265,6 +279,14 @@ class MediscopeDataModule(L.LightningDataModule):
         if cfg.task == "segmentation":
             decode = mask_decoder(cfg, samples.classes)
             return SegmentationDataset(samples.samples, decode_mask=decode, **common)
+        if cfg.task == "detection":
+            return DetectionDataset(
+                samples.samples,
+                crop_size=cfg.data.crop_size,
+                crop_object_prob=cfg.data.crop_object_prob,
+                train=train,
+                **common,
+            )
         return ClassificationDataset(samples.samples, **common)
 
     def set_epoch(self, epoch: int) -> None:
@@ -287,6 +309,7 @@ class MediscopeDataModule(L.LightningDataModule):
             sampler=sampler,
             drop_last=train and len(dataset) > batch,  # a batch of 1 breaks BatchNorm
             num_workers=self.config.data.num_workers,
+            collate_fn=detection_collate if self.config.task == "detection" else None,
         )
 
     def train_dataloader(self) -> DataLoader[Any]:

@@ -139,3 +139,101 @@ class SegmentationDataset(ImageDataset):
         out = self.apply(epoch, index, image=image, mask=mask)
         target = torch.as_tensor(np.asarray(out["mask"]), dtype=torch.long)
         return out["image"], target  # type: ignore[return-value]
+
+
+class DetectionDataset(ImageDataset):
+    """Yields ``(image CxHxW float tensor, {"boxes": (N, 4) xyxy, "labels": (N,)})``.
+
+    Boxes are in the pixels of the returned (resized) image. With ``crop_size`` the
+    image is first cut to a crop of that size (for large images): during training a
+    random crop, centred on a random object with probability ``crop_object_prob``;
+    in evaluation a fixed crop per image (seeded by its index), so that validation
+    metrics compare across epochs. Boxes are clipped to the crop and dropped when
+    less than :data:`~mediscope.data.transforms.MIN_BOX_VISIBILITY` of them is inside.
+
+    Args:
+        crop_size: ``(H, W)`` of the crop, or None for whole images.
+        crop_object_prob: Share of crops placed on an object.
+        train: Random crops (training) or fixed ones (evaluation).
+        **kwargs: As :class:`ImageDataset`.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        *,
+        crop_size: tuple[int, int] | None = None,
+        crop_object_prob: float = 0.8,
+        train: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(samples, **kwargs)
+        self.crop_size = crop_size
+        self.crop_object_prob = crop_object_prob
+        self.train = train
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The image (H x W x C uint8), its boxes (N, 4) and labels (N,), uncropped."""
+        sample = self.samples[index]
+        image = read_image(sample.image, channels=self.channels, window=self.window)
+        boxes = np.zeros((0, 4), np.float32) if sample.boxes is None else sample.boxes
+        labels = np.zeros(0, np.int64) if sample.box_labels is None else sample.box_labels
+        return image, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)
+
+    def crop(
+        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A crop of ``crop_size`` (whole sides where the image is smaller)."""
+        assert self.crop_size is not None
+        height, width = image.shape[:2]
+        ch, cw = min(self.crop_size[0], height), min(self.crop_size[1], width)
+        if len(boxes) and rng.random() < self.crop_object_prob:
+            box = boxes[rng.integers(len(boxes))]
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            x0 = int(np.clip(cx - rng.uniform(0.15, 0.85) * cw, 0, width - cw))
+            y0 = int(np.clip(cy - rng.uniform(0.15, 0.85) * ch, 0, height - ch))
+        else:
+            x0 = int(rng.integers(0, width - cw + 1))
+            y0 = int(rng.integers(0, height - ch + 1))
+        return (image[y0 : y0 + ch, x0 : x0 + cw], *crop_boxes(boxes, labels, x0, y0, cw, ch))
+
+    def __getitem__(  # type: ignore[override]
+        self, key: int | tuple[int, int]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        epoch, index = self.locate(key)
+        image, boxes, labels = self.read(index)
+        if self.crop_size is not None:
+            crop_epoch = epoch if self.train else 0
+            entropy = np.random.SeedSequence([self.seed, crop_epoch, index, 7]).generate_state(2)
+            image, boxes, labels = self.crop(image, boxes, labels, np.random.default_rng(entropy))
+        out = self.apply(epoch, index, image=image, bboxes=boxes, labels=labels)
+        out_boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+        out_labels = np.asarray(out["labels"], dtype=np.int64).reshape(-1)
+        target = {"boxes": torch.from_numpy(out_boxes), "labels": torch.from_numpy(out_labels)}
+        return out["image"], target  # type: ignore[return-value]
+
+
+def crop_boxes(
+    boxes: np.ndarray, labels: np.ndarray, x0: int, y0: int, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes moved into a crop, clipped, and dropped when mostly outside it."""
+    from mediscope.data.transforms import MIN_BOX_VISIBILITY
+
+    if not len(boxes):
+        return boxes, labels
+    moved = boxes - np.array([x0, y0, x0, y0], dtype=np.float32)
+    clipped = moved.copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    area = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
+    kept_area = (clipped[:, 2] - clipped[:, 0]).clip(0) * (clipped[:, 3] - clipped[:, 1]).clip(0)
+    keep = (kept_area >= MIN_BOX_VISIBILITY * np.maximum(area, 1e-6)) & (kept_area > 0)
+    return clipped[keep], labels[keep]
+
+
+def detection_collate(
+    batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]],
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Stacks images; targets stay a list (each image has its own number of boxes)."""
+    images = torch.stack([item[0] for item in batch])
+    return images, [item[1] for item in batch]

@@ -10,6 +10,8 @@ from mediscope.config.schema import AugmentConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: A box keeping less than this share of its area after a crop or rotation is dropped.
+MIN_BOX_VISIBILITY = 0.4
 
 
 def normalization(
@@ -82,11 +84,14 @@ def build_transform(
     std: tuple[float, ...],
     augment: AugmentConfig | None = None,
     channels: int = 3,
+    boxes: bool = False,
 ) -> A.Compose:
     """Resize → (augmentations) → normalise → tensor; ``augment=None`` for evaluation.
 
     Masks passed as ``mask=`` move with the image (nearest-neighbour resampling).
-    ``augment.crop_scale`` replaces the resize by a random scale and crop.
+    ``augment.crop_scale`` replaces the resize by a random scale and crop. With
+    ``boxes``, ``bboxes=`` (xyxy pixels) and ``labels=`` move with the image: clipped to
+    it, and dropped when less than :data:`MIN_BOX_VISIBILITY` of a box stays inside.
     """
     ops: list[A.BasicTransform]
     if augment is not None and augment.crop_scale is not None:
@@ -96,4 +101,12 @@ def build_transform(
     if augment is not None:
         ops.extend(augmentations(augment, channels))
     ops.extend([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
+    if boxes:
+        params = A.BboxParams(
+            format="pascal_voc",
+            label_fields=["labels"],
+            min_visibility=MIN_BOX_VISIBILITY,
+            clip=True,
+        )
+        return A.Compose(ops, bbox_params=params)
     return A.Compose(ops)

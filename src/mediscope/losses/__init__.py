@@ -12,7 +12,7 @@ import inspect
 from torch import nn
 from torch.nn.modules import loss as _torch_losses
 
-from mediscope.losses import classification, segmentation
+from mediscope.losses import classification, detection, segmentation
 from mediscope.registry import LOSSES
 
 # torch.nn losses that also fit segmentation (per-pixel logits, class-index masks).
@@ -65,6 +65,13 @@ LOSSES.register(
     segmentation.DiceCELoss,
     description="cross-entropy + Dice, equal weights (the segmentation default)",
     tasks=("segmentation",),
+)
+LOSSES.register(
+    "DetectionLoss",
+    detection.DetectionLoss,
+    description="assignment (maxiou/atss/tal) + focal or CE classes + objectness + "
+    "SmoothL1/GIoU boxes (the detection default)",
+    tasks=("detection",),
 )
 
 

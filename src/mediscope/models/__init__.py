@@ -17,6 +17,7 @@ from mediscope.errors import UnknownNameError
 
 # Importing the task packages registers their models (explicit registration).
 from mediscope.models import classification as _classification  # noqa: F401
+from mediscope.models import detection as _detection  # noqa: F401
 from mediscope.models import segmentation as _segmentation  # noqa: F401
 from mediscope.models.segmentation.smp_models import (
     SMP_PREFIX,

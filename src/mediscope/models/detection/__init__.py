@@ -1,0 +1,8 @@
+"""Detection models: ``retinanet`` (S1's one-stage detector) and torchvision's FCOS and
+Faster R-CNN over the same timm backbones."""
+
+from __future__ import annotations
+
+from mediscope.models.detection import retinanet
+
+__all__ = ["retinanet"]

@@ -1,0 +1,151 @@
+"""The detection task: image → boxes, scores and classes.
+
+The model returns raw outputs; the loss (label assignment and its parts) is the
+task's ``criterion`` for mediscope's detectors, or the network's own for torchvision's.
+Both training and validation steps compute the loss, so every detector reports a
+validation loss; validation also decodes boxes and accumulates COCO mAP.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from mediscope.errors import ConfigError
+from mediscope.losses.detection import DetectionLoss
+from mediscope.losses.segmentation import pixel_class_weights
+from mediscope.metrics.detection import DetectionMAP
+from mediscope.models import build_model
+from mediscope.models.detection.base import Detector
+from mediscope.tasks.base import BaseTask
+
+#: Score threshold of the boxes validation mAP is computed on (as COCO evaluations do).
+EVAL_SCORE_THRESHOLD = 0.001
+#: Boxes per image validation mAP keeps.
+EVAL_MAX_DETECTIONS = 100
+
+
+class DetectionTask(BaseTask):
+    """Trains a detector; logs its losses and validation mAP, mAP@.5 and mAP@.75."""
+
+    model: Detector
+    criterion: Any
+
+    def configure_models(self) -> None:
+        cfg = self.config.model
+        model = build_model(
+            cfg.name,
+            task="detection",
+            num_classes=len(self.classes),
+            in_chans=self.config.data.channels,
+            pretrained=cfg.pretrained,
+            **cfg.params,
+        )
+        assert isinstance(model, Detector)
+        self.model = model
+
+    def configure_losses(self) -> None:
+        loss = self.config.loss
+        if loss.name != "DetectionLoss":
+            raise ConfigError(
+                f"'{loss.name}' is not a detection loss",
+                where="loss.name",
+                hint="use DetectionLoss and choose its parts in loss.params",
+            )
+        if not self.model.uses_criterion:
+            if loss.params or loss.class_weights is not None:
+                raise ConfigError(
+                    f"{self.config.model.name} trains with its own losses",
+                    where="loss.params",
+                    hint="remove loss.params and loss.class_weights for this model",
+                )
+            self.criterion = None
+            return
+        params = dict(loss.params)
+        try:
+            criterion = DetectionLoss(
+                num_classes=len(self.classes), class_weights=self.weights(), **params
+            )
+        except TypeError as exc:
+            raise ConfigError(
+                str(exc).replace("DetectionLoss.__init__() ", ""),
+                where="loss.params",
+                hint="keywords: assigner, assigner_params, classification, objectness, box, "
+                "weights, focal_alpha, focal_gamma, smooth_l1_beta",
+            ) from None
+        self.criterion = criterion
+        self.model.score_mode = criterion.score_mode  # type: ignore[assignment]
+
+    def weights(self) -> torch.Tensor | None:
+        """Per-class weights from ``loss.class_weights`` (object frequencies)."""
+        setting = self.config.loss.class_weights
+        if setting is None:
+            return None
+        if isinstance(setting, str):
+            if self.class_counts is None:
+                return torch.ones(len(self.classes))
+            return pixel_class_weights(self.class_counts, setting)
+        return self.listed_class_weights(setting)
+
+    def configure_metrics(self) -> None:
+        self.train_metrics = None
+        self.val_metrics = DetectionMAP(len(self.classes), prefix="val/")
+
+    epoch_metrics = ("map", "map_50", "map_75")
+    main_metric = "map_50"
+
+    @property
+    def metric_names(self) -> list[str]:
+        names = ["train/loss", "val/loss"]
+        for split in ("train", "val"):
+            names += [f"{split}/loss_{part}" for part in ("cls", "obj", "box")]
+        return names + [f"val/{name}" for name in self.epoch_metrics]
+
+    def _losses(self, batch: Any) -> tuple[dict[str, torch.Tensor], Any, list[dict[str, Any]]]:
+        images, targets = batch
+        raw = self.model(images)
+        losses = self.model.losses(raw, targets, self.criterion)
+        return losses, raw, targets
+
+    def _log_losses(self, split: str, losses: dict[str, torch.Tensor], size: int) -> None:
+        for name, value in losses.items():
+            key = f"{split}/{name}"
+            self.log(key, value, on_step=False, on_epoch=True, batch_size=size)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        losses, _, targets = self._losses(batch)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss is {float(loss)} at epoch {self.current_epoch}, step {batch_idx}"
+            )
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=len(targets))
+        self._log_losses("train", losses, len(targets))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        pass
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        losses, raw, targets = self._losses(batch)
+        self._log_losses("val", losses, len(targets))
+        detections = self.model.detect(
+            raw,
+            score_threshold=EVAL_SCORE_THRESHOLD,
+            iou_threshold=self.config.inference.iou_threshold,
+            max_detections=EVAL_MAX_DETECTIONS,
+        )
+        self.val_metrics.update(detections, targets)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        for key, value in values.items():
+            number = float(value)
+            # No object in the validation split: mAP is undefined; 0 keeps monitors sane.
+            self.log(key, 0.0 if math.isnan(number) else number, prog_bar=key == "val/map_50")
+        self.val_metrics.reset()
+
+    def metric_inputs(self, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("detection metrics take boxes, see validation_step")
