@@ -3,6 +3,15 @@
 Methods: ``holdout`` (stratified by class), ``column`` (the data's own train / val /
 test column), ``kfold`` (stratified k-fold). When samples carry a patient id the split
 is made by patient (StratifiedGroupKFold), so that no patient is in two splits.
+
+Detection samples (with ``boxes``) have no single class: their stratified ``holdout``
+and ``kfold`` use iterative stratification (Sechidis, Tsoumakas and Vlahavas 2011,
+"On the stratification of multi-label data") over each image's vector of object counts
+per class, so that every split receives its share of the objects of every class, rare
+ones first (:func:`iterative_stratification`). Images without objects are spread over
+the splits by their share of images. With patient ids, each patient is one unit whose
+vector is the sum of its images' and whose weight is its number of images, so patients
+never straddle splits and the shares still hold as far as the patients allow.
 """
 
 from __future__ import annotations
@@ -38,7 +47,11 @@ def make_split(
     folds: int = 5,
     fold: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Indices of ``train`` and ``val`` (and ``test`` for a split column with test rows)."""
+    """Indices of ``train`` and ``val`` (and ``test`` for a split column with test rows).
+
+    Detection samples are stratified iteratively by their object counts per class (see
+    the module doc); classification and segmentation samples by their label.
+    """
     if method == "auto":
         method = "column" if any(s.split for s in samples.samples) else "holdout"
     if method == "column":
@@ -62,6 +75,13 @@ def make_split(
         return {"train": pool[parts["train"]], "val": pool[parts["val"]], "test": test}
     labels = samples.labels()
     groups = group_ids(samples)
+    counts = box_counts(samples)
+    if counts is not None and stratify:
+        if method == "kfold":
+            train, val = iterative_kfold(counts, groups, folds, fold, seed)
+        else:
+            train, val = iterative_holdout(counts, groups, val_fraction=val_fraction, seed=seed)
+        return {"train": train, "val": val}
     if method == "kfold":
         train, val = kfold_split(labels, groups, folds, fold, seed, stratify)
     elif groups is not None:  # a holdout by patient: the first of round(1/fraction) folds
@@ -177,6 +197,165 @@ def holdout_split(
             )
     train, val = train_test_split(indices, test_size=n_val, random_state=seed, stratify=strata)
     return np.sort(train), np.sort(val)
+
+
+# -- detection: iterative stratification --------------------------------------------------
+
+
+def box_counts(samples: SampleSet) -> np.ndarray | None:
+    """Objects per class of each image, ``(N, C)`` int64, for detection samples; else None.
+
+    A set is a detection set when any sample has ``boxes``; samples without are images
+    without objects.
+    """
+    if not any(s.boxes is not None for s in samples.samples):
+        return None
+    num_classes = len(samples.classes)
+    counts = np.zeros((len(samples), num_classes), dtype=np.int64)
+    for i, sample in enumerate(samples.samples):
+        if sample.box_labels is not None and len(sample.box_labels):
+            labels = np.asarray(sample.box_labels, dtype=np.int64)
+            counts[i] = np.bincount(labels, minlength=num_classes)[:num_classes]
+    return counts
+
+
+def iterative_stratification(
+    counts: np.ndarray,
+    fractions: list[float] | np.ndarray,
+    *,
+    seed: int,
+    sizes: np.ndarray | None = None,
+) -> np.ndarray:
+    """The fold of each row of ``counts`` by iterative stratification (Sechidis et al.).
+
+    The desired number of objects of each class per fold is its total times the fold's
+    fraction. Repeatedly, the class with the fewest objects still unassigned is taken,
+    and each unassigned row holding it (in a seeded random order) goes to the fold that
+    most wants that class; ties go to the fold wanting the most rows (by ``sizes``), then
+    to a seeded random one. The fold's wants drop by the row's counts and size. Rows
+    without objects go last, to the folds wanting the most rows.
+
+    Args:
+        counts: ``(N, C)`` objects per class of each row (image or group of images).
+        fractions: Share of each fold (normalised to sum to 1).
+        seed: Random seed; the same seed gives the same folds.
+        sizes: Weight of each row in the row wants (e.g. images per group); default 1.
+
+    Returns:
+        ``(N,)`` int64 fold index of each row.
+
+    Example:
+        >>> counts = np.array([[2, 0], [1, 0], [0, 1], [0, 1], [3, 0], [0, 0]])
+        >>> iterative_stratification(counts, [0.5, 0.5], seed=0).tolist()
+        [1, 1, 1, 0, 0, 0]
+    """
+    counts = np.asarray(counts, dtype=np.float64).reshape(len(counts), -1)
+    share = np.asarray(fractions, dtype=np.float64)
+    share = share / share.sum()
+    weights = np.ones(len(counts)) if sizes is None else np.asarray(sizes, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(counts))
+    want_rows = weights.sum() * share
+    want_objects = share[:, None] * counts.sum(axis=0)[None, :]
+    fold = np.full(len(counts), -1, dtype=np.int64)
+    left = np.ones(len(counts), dtype=bool)
+    while True:
+        totals = counts[left].sum(axis=0)
+        active = np.flatnonzero(totals > 0)
+        if not len(active):
+            break
+        rarest = active[totals[active] == totals[active].min()]
+        label = int(rarest[rng.integers(len(rarest))]) if len(rarest) > 1 else int(rarest[0])
+        for row in order[left[order] & (counts[order, label] > 0)]:
+            chosen = _best_fold(want_objects[:, label], want_rows, rng)
+            fold[row], left[row] = chosen, False
+            want_objects[chosen] -= counts[row]
+            want_rows[chosen] -= weights[row]
+    for row in order[left[order]]:
+        chosen = _best_fold(want_rows, None, rng)
+        fold[row] = chosen
+        want_rows[chosen] -= weights[row]
+    return fold
+
+
+def _best_fold(first: np.ndarray, second: np.ndarray | None, rng: np.random.Generator) -> int:
+    best = np.flatnonzero(first == first.max())
+    if len(best) > 1 and second is not None:
+        best = best[second[best] == second[best].max()]
+    return int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
+
+
+def _units(counts: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and sizes of the units split: images, or groups (summed, sized)."""
+    if groups is None:
+        return counts, np.ones(len(counts))
+    n_groups = int(groups.max()) + 1
+    summed = np.zeros((n_groups, counts.shape[1]), dtype=np.int64)
+    np.add.at(summed, groups, counts)
+    return summed, np.bincount(groups, minlength=n_groups).astype(np.float64)
+
+
+def iterative_holdout(
+    counts: np.ndarray, groups: np.ndarray | None, *, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices of detection images, stratified by object counts.
+
+    Raises:
+        DataError: when the fraction leaves a split empty, or there are fewer than two
+            patients.
+    """
+    n = len(counts)
+    n_val = round(n * val_fraction)
+    if n_val < 1 or n_val >= n:
+        raise DataError(
+            f"{n} samples cannot be split with val_fraction={val_fraction}",
+            where="data.split.val_fraction",
+            hint="add data or change the fraction",
+        )
+    units, sizes = _units(counts, groups)
+    if len(units) < 2:
+        raise DataError("1 patient cannot be split in two", where="data.split")
+    unit_fold = iterative_stratification(
+        units, [1 - val_fraction, val_fraction], seed=seed, sizes=sizes
+    )
+    fold = unit_fold[groups] if groups is not None else unit_fold
+    train, val = np.flatnonzero(fold == 0), np.flatnonzero(fold == 1)
+    if not len(train) or not len(val):
+        raise DataError(
+            f"val_fraction={val_fraction} leaves a split empty",
+            where="data.split.val_fraction",
+            hint="add data, change the fraction, or set data.split.stratify: false",
+        )
+    return train, val
+
+
+def iterative_kfold(
+    counts: np.ndarray, groups: np.ndarray | None, n_splits: int, fold: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices of ``fold`` of a k-fold of detection images.
+
+    Raises:
+        DataError: for fewer images (patients) than folds, a fold out of range, or a
+            fold left empty.
+    """
+    units, sizes = _units(counts, groups)
+    if len(units) < n_splits:
+        what = "patients" if groups is not None else "samples"
+        raise DataError(
+            f"{len(units)} {what} cannot be split into {n_splits} folds", where="data.split"
+        )
+    if not 0 <= fold < n_splits:
+        raise DataError(f"fold {fold} does not exist in {n_splits} folds", where="data.split.fold")
+    unit_fold = iterative_stratification(units, [1.0] * n_splits, seed=seed, sizes=sizes)
+    folds = unit_fold[groups] if groups is not None else unit_fold
+    empty = [k for k in range(n_splits) if not (folds == k).any()]
+    if empty:
+        raise DataError(
+            f"fold {empty[0]} of {n_splits} receives no image",
+            where="data.split",
+            hint="use fewer folds, or set data.split.stratify: false",
+        )
+    return np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
 
 
 def save_split(
