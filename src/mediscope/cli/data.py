@@ -294,3 +294,68 @@ def import_oxford_pets(
     if summary.skipped:
         console.print("skipped: " + ", ".join(f"{n} {r}" for r, n in summary.skipped.items()))
     console.print(f"data: {summary.root}", markup=False, soft_wrap=True)
+
+
+@app.command("tile")
+def tile(
+    src: Path = typer.Argument(..., help="The detection dataset to tile.", metavar="SRC"),
+    dst: Path = typer.Argument(
+        ..., help="Output folder, YOLO layout (must not exist or be empty).", metavar="DST"
+    ),
+    size: int = typer.Option(640, "--size", min=1, help="Tile side in pixels."),
+    overlap: float = typer.Option(
+        0.2, "--overlap", min=0.0, max=0.99, help="Share of a tile its neighbours overlap."
+    ),
+    source_format: str = typer.Option(
+        "yolo", "--format", help="Format of SRC: yolo, coco or voc.", metavar="FMT"
+    ),
+    min_visibility: float = typer.Option(
+        0.5,
+        "--min-visibility",
+        min=0.0,
+        max=1.0,
+        help="Share of a box's area that must be inside a tile to keep it there.",
+    ),
+    keep_empty: bool = typer.Option(
+        True, "--keep-empty/--drop-empty", help="Write tiles without boxes (negatives) too."
+    ),
+    classes: str | None = typer.Option(
+        None, "--classes", help="Class names (default: the source's).", metavar="A,B,C"
+    ),
+    on_bad_label: str = typer.Option(
+        "error", "--on-bad-label", help="'error' stops at a bad label, 'skip' drops it."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
+) -> None:
+    """Cut large detection images into overlapping tiles with their boxes (YOLO layout).
+
+    The last tile of a row or column is aligned to the image edge; image sides shorter
+    than --size are kept whole. Boxes are clipped to each tile and kept where at least
+    --min-visibility of their area is inside. Splits and sub-folders are kept.
+    """
+    from mediscope.data.prepare.tiles import tile_dataset
+
+    if on_bad_label not in ("error", "skip"):
+        raise click.BadParameter("'error' or 'skip'", param_hint="--on-bad-label")
+    summary = tile_dataset(
+        src,
+        dst,
+        size=size,
+        overlap=overlap,
+        format=source_format,
+        min_visibility=min_visibility,
+        keep_empty=keep_empty,
+        overwrite=overwrite,
+        classes=[c.strip() for c in classes.split(",")] if classes is not None else None,
+        on_bad_label=on_bad_label,
+    )
+    console = Console(highlight=False)
+    per_split = ", ".join(f"{split} {n}" for split, n in summary.splits.items())
+    console.print(f"{summary.images} images -> {summary.tiles} tiles ({per_split or 'none'})")
+    boxes = f"boxes: {summary.boxes_kept} kept, {summary.boxes_dropped} dropped at tile edges"
+    if summary.boxes_lost:
+        boxes += f", {summary.boxes_lost} in no tile"
+    console.print(boxes)
+    if summary.empty_skipped:
+        console.print(f"tiles without boxes left out: {summary.empty_skipped}")
+    console.print(f"data: {summary.root}", markup=False, soft_wrap=True)
