@@ -267,3 +267,5 @@ def test_registered_format_takes_the_datamodule_arguments(tmp_path: Path) -> Non
     assert entry.tags["tasks"] == ("detection",)
     samples = entry.obj(tmp_path, classes=None, task="detection", root=None, on_bad_label="skip")
     assert len(samples) == 3
+    with pytest.raises(DataError, match="data.on_bad_label: unknown on_bad_label 'ignore'"):
+        read_yolo(tmp_path, on_bad_label="ignore")
