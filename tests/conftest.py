@@ -34,6 +34,18 @@ def tiny_lesions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_smears(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small synthetic Gram-stained smears in YOLO layout (train, test, 1 large), 128 px."""
+    from mediscope.data.synthetic.gram_stain import generate_gram_stain
+
+    root = tmp_path_factory.mktemp("data") / "smears"
+    generate_gram_stain(
+        root, count=16, test_count=4, size=128, seed=2, large=(600, 450), large_count=1
+    )
+    return root
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Writes a config dict (or YAML text) to a file in ``tmp_path``; returns its path."""

@@ -46,6 +46,29 @@ def tiny_segmentation_config(data_root: Path, runs: Path, /, **sections: Any) ->
     return merge_sections(config, sections)
 
 
+def tiny_detection_config(data_root: Path, runs: Path, /, **sections: Any) -> dict[str, Any]:
+    """A fast detection config over a YOLO folder (images/, labels/, data.yaml)."""
+    config: dict[str, Any] = {
+        "task": "detection",
+        "seed": 3,
+        "data": {
+            "format": "yolo",
+            "path": str(data_root),
+            "image_size": 64,
+            "batch_size": 4,
+            "split": {"method": "holdout", "val_fraction": 0.25},
+        },
+        "model": {
+            "name": "retinanet",
+            "params": {"backbone": "resnet18", "channels": 16, "head_depth": 1},
+        },
+        "trainer": {"max_epochs": 1},
+        "logging": {"progress": "none"},
+        "run": {"name": "tiny-det", "dir": str(runs)},
+    }
+    return merge_sections(config, sections)
+
+
 def merge_sections(config: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
     """``config`` with each section updated key by key (other values replaced)."""
     for key, value in sections.items():

@@ -300,6 +300,12 @@ def evaluate_and_write(
         return evaluate_segmentation(
             config, checkpoint, split=split, out_dir=out_dir, datamodule=datamodule
         )
+    if config.task == "detection":
+        from mediscope.engine.detection_eval import evaluate_detection
+
+        return evaluate_detection(
+            config, checkpoint, split=split, out_dir=out_dir, datamodule=datamodule
+        )
     evaluation = evaluate_checkpoint(config, checkpoint, split=split, datamodule=datamodule)
     return _write_evaluation(out_dir, split, evaluation)
 

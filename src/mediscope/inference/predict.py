@@ -109,6 +109,10 @@ def predict(
 
         refs = collect_inputs(inputs, config)
         return predict_masks(config, ckpt, refs, output, probabilities=probabilities)
+    if config.task == "detection":
+        from mediscope.inference.detection import predict_boxes
+
+        return predict_boxes(config, ckpt, collect_inputs(inputs, config), output)
     task, stats = task_from_checkpoint(config, ckpt)
     classes = task.classes
     refs = collect_inputs(inputs, config)

@@ -1,0 +1,184 @@
+"""Detection on whole images of any size: resized, or sliced into overlapping tiles.
+
+An image larger than the window (``inference.window``, else ``data.crop_size`` when
+the model was trained on crops) is cut into overlapping tiles; each tile is resized
+to ``data.image_size`` as in training, the tiles go through the model in batches,
+and the boxes of all tiles are merged (NMS, or weighted boxes fusion). Only one tile
+batch is in memory besides the image, so a 4,912 x 3,684 smear stays small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from albumentations.pytorch import ToTensorV2
+from PIL import Image
+
+from mediscope.config.schema import Config
+from mediscope.data.datamodule import MediscopeDataModule
+from mediscope.errors import DataError
+from mediscope.files import write_with
+from mediscope.inference.boxes import merge_detections, tile_windows
+from mediscope.models.detection.base import Detector
+
+
+@dataclass
+class Detections:
+    """Boxes (N, 4) xyxy in image pixels, scores (N,) and labels (N,) of one image."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+
+class DetectionPredictor:
+    """Detects objects in ``H x W x C`` uint8 images of any size.
+
+    Args:
+        model: The detector.
+        config: The run's config (image size, crop size, ``inference`` section).
+        mean: Per-channel input mean (0..1), as in training.
+        std: Per-channel input std (0..1).
+        score_threshold: Overrides ``inference.score_threshold`` (evaluation uses a
+            low one, as COCO evaluations do).
+        max_detections: Overrides ``inference.max_detections``.
+    """
+
+    def __init__(
+        self,
+        model: Detector,
+        config: Config,
+        *,
+        mean: list[float],
+        std: list[float],
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.settings = config.inference
+        self.size = config.data.image_size
+        self.window = config.inference.window or config.data.crop_size
+        self.score_threshold = (
+            config.inference.score_threshold if score_threshold is None else score_threshold
+        )
+        self.max_detections = max_detections or config.inference.max_detections
+        self.normalize = A.Compose(
+            [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
+        )
+        self.device = next(model.parameters()).device
+
+    def _batch(self, crops: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        height, width = self.size
+        tensors = []
+        for crop in crops:
+            resized = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+            if resized.ndim == 2:
+                resized = resized[:, :, None]
+            tensors.append(self.normalize(image=resized)["image"])
+        images = torch.stack(tensors).to(self.device)
+        return self.model.predict(
+            images,
+            score_threshold=self.score_threshold,
+            iou_threshold=self.settings.iou_threshold,
+            max_detections=self.max_detections,
+        )
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray) -> Detections:
+        """The detections of one image, in its own pixels."""
+        height, width = image.shape[:2]
+        if self.window is not None and (height > self.window[0] or width > self.window[1]):
+            windows = tile_windows(height, width, self.window, self.settings.overlap)
+        else:
+            windows = [(0, 0, height, width)]
+        boxes, scores, labels = [], [], []
+        step = self.settings.batch_size
+        for start in range(0, len(windows), step):
+            chunk = windows[start : start + step]
+            found = self._batch([image[y0:y1, x0:x1] for y0, x0, y1, x1 in chunk])
+            for (y0, x0, y1, x1), result in zip(chunk, found, strict=True):
+                scale = np.array(
+                    [(x1 - x0) / self.size[1], (y1 - y0) / self.size[0]] * 2, dtype=np.float32
+                )
+                offset = np.array([x0, y0, x0, y0], dtype=np.float32)
+                boxes.append(result["boxes"].float().cpu().numpy() * scale + offset)
+                scores.append(result["scores"].float().cpu().numpy())
+                labels.append(result["labels"].cpu().numpy())
+        all_boxes = np.concatenate(boxes).reshape(-1, 4)
+        all_scores, all_labels = np.concatenate(scores), np.concatenate(labels)
+        if len(windows) > 1 and len(all_boxes):
+            merged = merge_detections(
+                all_boxes,
+                all_scores,
+                all_labels,
+                method=self.settings.merge,
+                iou_threshold=self.settings.iou_threshold,
+                image_size=(height, width),
+                max_detections=self.max_detections,
+            )
+            all_boxes, all_scores, all_labels = merged["boxes"], merged["scores"], merged["labels"]
+        return Detections(
+            np.asarray(all_boxes, np.float64).reshape(-1, 4),
+            np.asarray(all_scores, np.float64),
+            np.asarray(all_labels, np.int64),
+        )
+
+
+def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Path) -> pd.DataFrame:
+    """Detects objects in images; writes predictions, counts and overlays under ``output``.
+
+    ``output/predictions.csv`` (a row per box), ``predictions.json`` (COCO results),
+    ``labels/<name>.txt`` (YOLO with scores), ``counts.csv`` (objects per image and
+    class) and ``overlays/<name>.jpg`` (class-coloured boxes with scores).
+
+    Returns:
+        The counts table (``attrs["path"]`` is the folder).
+    """
+    from mediscope.data.images import read_image
+    from mediscope.engine.api import task_from_checkpoint
+    from mediscope.inference.segmentation import unique_stems
+    from mediscope.reports.detection import (
+        DetectionRecord,
+        counts_table,
+        draw_detections,
+        write_detection_predictions,
+    )
+
+    if output.suffix.lower() in (".csv", ".json") or (output.exists() and not output.is_dir()):
+        raise DataError(
+            "detection writes a folder of predictions, counts and overlays, not a file",
+            where=output,
+            hint="give --output a folder",
+        )
+    task, stats = task_from_checkpoint(config, checkpoint)
+    mean, std = stats or MediscopeDataModule(config).normalization_stats()
+    assert isinstance(task.model, Detector)
+    predictor = DetectionPredictor(task.model, config, mean=mean, std=std)
+    records = []
+    for ref, name in zip(refs, unique_stems(refs), strict=True):
+        image = read_image(ref, channels=config.data.channels, window=config.data.window)
+        found = predictor.predict(image)
+        height, width = image.shape[:2]
+        records.append(DetectionRecord(ref, width, height, found.boxes, found.scores, found.labels))
+        rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+        drawn = draw_detections(rgb, found.boxes, found.labels, found.scores, task.classes)
+        save_jpeg(output / "overlays" / f"{name}.jpg", drawn)
+    write_detection_predictions(output, records, task.classes)
+    counts = counts_table(records, task.classes)
+    table = pd.DataFrame(counts, columns=task.classes)
+    table.insert(0, "path", [r.path for r in records])
+    table["total"] = counts.sum(axis=1)
+    table.attrs["path"] = str(output)
+    return table
+
+
+def save_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:
+    """Writes an RGB uint8 image as JPEG, atomically (overlays of large smears stay small)."""
+    picture = Image.fromarray(image)
+    return write_with(path, lambda tmp: picture.save(tmp, "JPEG", quality=quality))

@@ -1,0 +1,145 @@
+"""The detection task end to end: fit, validation loss, test, predict (sliced), counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from helpers import tiny_detection_config
+from mediscope.config import load_config
+from mediscope.engine import api
+from mediscope.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_smears: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    runs = tmp_path_factory.mktemp("runs")
+    raw = tiny_detection_config(tiny_smears, runs, trainer={"max_epochs": 2})
+    path = runs / "config.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    return config, api.fit(config)
+
+
+def test_fit_logs_validation_loss_and_map(fitted: Any) -> None:
+    _, result = fitted
+    assert result.epochs_run == 2 and result.best_checkpoint is not None
+    log = pd.read_csv(result.run_dir / "metrics.csv")
+    for key in ("train/loss", "val/loss", "val/loss_box", "val/map", "val/map_50", "val/map_75"):
+        assert log[key].notna().any(), key
+    metrics = json.loads((result.run_dir / "val_metrics.json").read_text())
+    for key in ("map", "map_50", "map_75", "ap/G-cocci", "recall/G+bacilli", "gt/G-bacilli"):
+        assert key in metrics, key
+    split = json.loads((result.run_dir / "split.json").read_text())
+    # iterative stratification balances class counts, so sizes are near 12 / 4
+    assert len(split["train"]) + len(split["val"]) == 16 and 3 <= len(split["val"]) <= 5
+    assert len(split["test"]) == 4
+    assert metrics["n_images"] == len(split["val"])
+    assert (result.run_dir / "plots" / "val_pr_curves.png").stat().st_size > 0
+    assert list((result.run_dir / "plots" / "val_overlays").glob("*.jpg"))
+    counts = pd.read_csv(result.run_dir / "val_predictions" / "counts.csv")
+    assert list(counts.columns) == ["path", "G-cocci", "G+cocci", "G-bacilli", "G+bacilli", "total"]
+
+
+def test_test_split_is_evaluated(fitted: Any) -> None:
+    config, result = fitted
+    metrics, path = api.test(config, result.best_checkpoint)
+    assert path.name == "test_metrics.json" and metrics["n_images"] == 4
+    assert 0.0 <= metrics["map_50"] <= 1.0
+
+
+def test_predict_slices_a_large_smear(fitted: Any, tiny_smears: Path, tmp_path: Path) -> None:
+    from mediscope.inference.predict import predict
+
+    _, result = fitted
+    large = sorted((tiny_smears / "large" / "images").glob("*.png"))
+    table = predict(
+        result.run_dir,
+        inputs=large,
+        output=tmp_path / "out",
+        overrides=["inference.window=128", "inference.score_threshold=0.0", "inference.merge=wbf"],
+    )
+    assert list(table.columns)[-1] == "total" and len(table) == 1
+    boxes = pd.read_csv(tmp_path / "out" / "predictions.csv").dropna(subset=["score"])
+    assert len(boxes) > 0
+    # boxes come back in the smear's own pixels, beyond the first 128 px tile
+    assert boxes["x2"].max() > 300 and boxes["y2"].max() > 200
+    assert boxes["x2"].max() <= 600 and boxes["y2"].max() <= 450
+    assert (tmp_path / "out" / "predictions.json").is_file()
+    assert (tmp_path / "out" / "counts.csv").is_file()
+    overlay = Image.open(tmp_path / "out" / "overlays" / f"{large[0].stem}.jpg")
+    assert overlay.size == (600, 450)
+
+
+def test_sliced_predictor_maps_tiles_back(fitted: Any) -> None:
+    """A detector that finds one box per tile: boxes land at each tile's offset."""
+    from mediscope.inference.detection import DetectionPredictor
+    from mediscope.models.detection.base import Detector
+
+    class OneBox(Detector):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return images
+
+        def detect(self, raw: Any, **settings: Any) -> list[dict[str, torch.Tensor]]:
+            box = torch.tensor([[8.0, 8.0, 24.0, 24.0]])  # in the 64 px model input
+            return [
+                {"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}
+                for _ in range(raw.shape[0])
+            ]
+
+    config, _ = fitted
+    config = config.model_copy(deep=True)
+    config.inference.window = (128, 128)
+    config.inference.overlap = 0.0
+    predictor = DetectionPredictor(OneBox(), config, mean=[0.0] * 3, std=[1.0] * 3)
+    found = predictor.predict(np.zeros((256, 384, 3), np.uint8))
+    assert len(found.boxes) == 6  # 2 x 3 tiles, each box scaled x2 and shifted
+    corners = {tuple(b) for b in found.boxes[:, :2].round().astype(int).tolist()}
+    assert corners == {(x + 16, y + 16) for y in (0, 128) for x in (0, 128, 256)}
+    assert np.allclose(found.boxes[:, 2] - found.boxes[:, 0], 32)
+
+
+def test_loss_settings_are_checked(tiny_smears: Path, tmp_path: Path, write_config: Any) -> None:
+    raw = tiny_detection_config(tiny_smears, tmp_path, loss={"params": {"assigner": "hungarian"}})
+    with pytest.raises(ConfigError, match="assigner"):
+        api.fit(load_config(write_config(raw)))
+    raw = tiny_detection_config(tiny_smears, tmp_path, loss={"name": "DiceLoss"})
+    with pytest.raises(ConfigError, match="loss.name"):
+        api.fit(load_config(write_config(raw)))
+    assert not list(tmp_path.glob("tiny-det"))  # nothing half-written
+
+
+def test_class_weights_from_object_counts(
+    tiny_smears: Path, tmp_path: Path, write_config: Any
+) -> None:
+    from mediscope.data.datamodule import MediscopeDataModule
+
+    raw = tiny_detection_config(
+        tiny_smears,
+        tmp_path,
+        loss={"class_weights": "inverse", "params": {"classification": "ce"}},
+    )
+    config = load_config(write_config(raw))
+    datamodule = MediscopeDataModule(config)
+    counts = datamodule.train_class_counts()
+    assert counts is not None and len(counts) == 4
+    boxes = sum(len(s.box_labels) for s in datamodule.train_set.samples)  # type: ignore[union-attr, arg-type]
+    assert sum(counts) == boxes
+    task = api.build_task(config, datamodule.classes, class_counts=counts)
+    weights = task.criterion.class_weights
+    assert weights is not None and float(weights.mean()) == pytest.approx(1.0)
+    rarest = int(np.argmin(counts))
+    assert int(weights.argmax()) == rarest
