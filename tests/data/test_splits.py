@@ -68,6 +68,10 @@ def test_column_split_and_test_rows() -> None:
     assert len(parts["train"]) + len(parts["val"]) == 30
     with pytest.raises(DataError, match="no 'val' samples"):
         split(sample_set(4, splits=["train"] * 4), method="column")
+    # auto without validation rows: a holdout of the train rows, test rows kept
+    parts = split(sample_set(36, splits=names))
+    assert parts["test"].tolist() == list(range(30, 36))
+    assert len(parts["train"]) + len(parts["val"]) == 30
     with pytest.raises(DataError, match=r"unknown split names \['tarin'\]"):
         split(sample_set(2, splits=["tarin", "val"]))
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 MAIN_KEYS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro")
 SEGMENTATION_KEYS = ("dice_mean", "iou_mean", "pixel_accuracy")
+DETECTION_KEYS = ("map", "map_50", "map_75", "mar_100")
 
 
 def _console() -> Console:
@@ -23,6 +24,8 @@ def _fmt(value: float | None) -> str:
 
 def _per_class(metrics: dict[str, float], prefix: str) -> str:
     items = [(k[len(prefix) :], v) for k, v in metrics.items() if k.startswith(prefix)]
+    if prefix == "gt/":  # object counts
+        return "  ".join(f"{name} {int(v)}" for name, v in items)
     return "  ".join(f"{name} {_fmt(v)}" for name, v in items)
 
 
@@ -32,13 +35,16 @@ def metrics_grid(metrics: dict[str, float]) -> Table:
     grid.add_column(style="bold")
     grid.add_column()
     segmentation = "dice_mean" in metrics
-    keys = SEGMENTATION_KEYS if segmentation else MAIN_KEYS
+    detection = "map_50" in metrics
+    keys = SEGMENTATION_KEYS if segmentation else DETECTION_KEYS if detection else MAIN_KEYS
     grid.add_row("metrics", "  ".join(f"{k} {_fmt(metrics.get(k))}" for k in keys))
-    rows = (
-        (("dice", "dice/"), ("iou", "iou/"))
-        if segmentation
-        else (("f1", "f1/"), ("sensitivity", "recall/"), ("specificity", "specificity/"))
-    )
+    rows: tuple[tuple[str, str], ...]
+    if segmentation:
+        rows = (("dice", "dice/"), ("iou", "iou/"))
+    elif detection:
+        rows = (("AP@.5", "ap50/"), ("recall@.5", "recall/"), ("objects", "gt/"))
+    else:
+        rows = (("f1", "f1/"), ("sensitivity", "recall/"), ("specificity", "specificity/"))
     for label, prefix in rows:
         line = _per_class(metrics, prefix)
         if line:

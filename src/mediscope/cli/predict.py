@@ -31,9 +31,11 @@ def predict_command(
         False, "--probabilities", help="Segmentation: also write per-class probability maps."
     ),
 ) -> None:
-    """Predict classes (a CSV with path, label and one probability column per class), or
+    """Predict classes (a CSV with path, label and one probability column per class),
     segment images (a folder of class-index masks, overlays and predictions.csv; sliding
-    window and flips by --set inference.window=512 --set inference.tta=true)."""
+    window and flips by --set inference.window=512 --set inference.tta=true), or detect
+    objects (a folder: predictions.csv / .json, YOLO labels/, counts.csv per image and
+    class, overlays/; large images in overlapping tiles by --set inference.window=640)."""
     from mediscope.inference.predict import predict
 
     table = predict(
@@ -47,6 +49,15 @@ def predict_command(
     console = Console(highlight=False)
     if "mask" in table.columns:
         console.print(f"{len(table)} images segmented: masks/ and overlays/ in {output}")
+        console.print(f"predictions: {table.attrs['path']}", soft_wrap=True)
+        return
+    if "total" in table.columns:  # detection: what a clinician reads off each image
+        for _, row in table.head(20).iterrows():
+            detail = ", ".join(f"{c} {int(row[c])}" for c in table.columns[1:-1])
+            console.print(f"{Path(str(row['path'])).name}: {int(row['total'])} ({detail})")
+        if len(table) > 20:
+            console.print(f"... {len(table) - 20} more images in counts.csv")
+        console.print(f"{len(table)} images, {int(table['total'].sum())} objects")
         console.print(f"predictions: {table.attrs['path']}", soft_wrap=True)
         return
     counts = table["label"].value_counts().to_dict()

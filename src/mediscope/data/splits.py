@@ -53,7 +53,11 @@ def make_split(
     the module doc); classification and segmentation samples by their label.
     """
     if method == "auto":
-        method = "column" if any(s.split for s in samples.samples) else "holdout"
+        # The data's own split when it names validation rows; else a holdout of the
+        # rows not marked test (train + test folders, as many datasets ship).
+        names = {(s.split or "").lower() for s in samples.samples}
+        column = bool(names & VAL_NAMES) or bool(names - TRAIN_NAMES - TEST_NAMES - {""})
+        method = "column" if column else "holdout"
     if method == "column":
         return column_split(samples)
     # Rows the data marks as test stay test; the rest is split here.

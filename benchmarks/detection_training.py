@@ -1,0 +1,153 @@
+"""Time to mAP@.5 of 0.5 and 0.7 on synthetic 320 px Gram-stained smears, per detector.
+
+Each detector trains on the same synthetic smears (same split, seed, augmentations,
+batch size and schedule) on this machine's CPU threads; after every epoch the
+validation mAP@.5 and the wall time since the start of training are recorded. A run
+stops at mAP@.5 >= 0.7 or after ``--epochs``. A target not reached is ``null`` with the
+best value seen. Results: ``benchmarks/results/detection_training.json``.
+
+Usage:
+    python benchmarks/detection_training.py [--epochs 20] [--images 200] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+
+from mediscope.files import write_json_atomic
+
+RESULTS = Path(__file__).parent / "results" / "detection_training.json"
+TARGETS = (0.5, 0.7)
+
+#: name → (model section, loss section)
+DETECTORS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "retinanet-atss": (
+        {"name": "retinanet", "params": {"backbone": "resnet18", "anchor_size": 2.0}},
+        {"params": {"assigner": "atss", "classification": "focal", "box": "giou"}},
+    ),
+    "retinanet-tal": (
+        {"name": "retinanet", "params": {"backbone": "resnet18", "anchor_size": 2.0}},
+        {"params": {"assigner": "tal", "classification": "focal", "box": "giou"}},
+    ),
+    "retinanet-s1": (
+        {"name": "retinanet", "params": {"backbone": "resnet18", "anchor_size": 2.0}},
+        {
+            "class_weights": "inverse_sqrt",
+            "params": {
+                "assigner": "maxiou",
+                "classification": "ce",
+                "objectness": "focal",
+                "box": "smooth_l1",
+            },
+        },
+    ),
+    "fcos": ({"name": "fcos", "params": {"backbone": "resnet18"}}, {}),
+    "faster_rcnn": ({"name": "faster_rcnn", "params": {"backbone": "resnet18"}}, {}),
+}
+
+
+class Clock(L.Callback):
+    """Validation mAP@.5 against wall time; stops at the last target."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.points: list[tuple[int, float, float]] = []
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = float(trainer.callback_metrics.get("val/map_50", torch.tensor(0.0)))
+        self.points.append((trainer.current_epoch, time.perf_counter() - self.start, value))
+        if value >= TARGETS[-1]:
+            trainer.should_stop = True
+
+
+def run(name: str, data: Path, runs: Path, epochs: int) -> dict[str, Any]:
+    from mediscope.config import load_config
+    from mediscope.engine.api import fit
+
+    model, loss = DETECTORS[name]
+    config = {
+        "task": "detection",
+        "seed": 0,
+        "data": {
+            "format": "yolo",
+            "path": str(data),
+            "image_size": 320,
+            "batch_size": 8,
+            "split": {"method": "holdout", "val_fraction": 0.2},
+        },
+        "model": model,
+        "loss": loss,
+        "optimizer": {"name": "AdamW", "lr": 0.001},
+        "scheduler": {"name": "CosineAnnealingLR"},
+        "augment": {"hflip": 0.5, "vflip": 0.5, "rotate90": 0.5},
+        "trainer": {"max_epochs": epochs},
+        "logging": {"progress": "none", "loggers": ["csv"]},
+        "run": {"name": name, "dir": str(runs)},
+    }
+    path = runs / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    clock = Clock()
+    fit(load_config(path), callbacks=[clock])
+    reached = {}
+    for target in TARGETS:
+        hit = next((p for p in clock.points if p[2] >= target), None)
+        reached[f"seconds_to_map50_{target}"] = round(hit[1], 1) if hit else None
+        reached[f"epochs_to_map50_{target}"] = hit[0] + 1 if hit else None
+    return {
+        **reached,
+        "best_map50": round(max((p[2] for p in clock.points), default=0.0), 4),
+        "epochs_run": len(clock.points),
+        "curve": [
+            {"epoch": e, "seconds": round(s, 1), "map_50": round(v, 4)} for e, s, v in clock.points
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--only", nargs="*", default=list(DETECTORS))
+    args = parser.parse_args()
+    from mediscope.data.synthetic.gram_stain import generate_gram_stain
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "smears"
+        generate_gram_stain(data, count=args.images, test_count=0, size=320, seed=0)
+        for name in args.only:
+            runs = Path(tmp) / "runs"
+            runs.mkdir(exist_ok=True)
+            results[name] = run(name, data, runs, args.epochs)
+            print(name, {k: v for k, v in results[name].items() if k != "curve"}, flush=True)
+    write_json_atomic(
+        RESULTS,
+        {
+            "data": f"{args.images} synthetic smears of 320 px, 80 % train / 20 % val",
+            "batch_size": 8,
+            "max_epochs": args.epochs,
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "machine": platform.platform(),
+            "detectors": results,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
