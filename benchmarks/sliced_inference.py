@@ -3,7 +3,8 @@
 Makes a synthetic smear of the Clinical Bacteria DataSet's raw size, a detector
 checkpoint (the demo's architecture, briefly trained on small synthetic smears so
 that it finds boxes), and runs ``mediscope predict`` in a child process with tiles of
-``--window`` px (the training scale: tiles are resized to the 320 px input): its wall time and peak resident memory (``ru_maxrss`` of the child)
+``--window`` px (the training scale: tiles are resized to the 320 px input): its
+wall time and peak resident memory (``ru_maxrss`` of the child)
 are the figures. The target is a peak under 4 GB.
 Results: ``benchmarks/results/sliced_inference.json``.
 
