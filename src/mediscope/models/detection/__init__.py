@@ -3,6 +3,6 @@ Faster R-CNN over the same timm backbones."""
 
 from __future__ import annotations
 
-from mediscope.models.detection import retinanet
+from mediscope.models.detection import retinanet, torchvision_models
 
-__all__ = ["retinanet"]
+__all__ = ["retinanet", "torchvision_models"]
