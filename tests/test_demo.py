@@ -13,8 +13,8 @@ def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
     result = cli("demo", "--cache", tmp_path / "cache", "--runs", tmp_path / "runs")
     assert result.code == 0, result.err
     runs = [Path(x.removeprefix("run: ")) for x in result.out.splitlines() if x.startswith("run: ")]
-    assert len(runs) == 2 and result.out.strip().splitlines()[-1].startswith("run: ")
-    run, seg_run = runs
+    assert len(runs) == 3 and result.out.strip().splitlines()[-1].startswith("run: ")
+    run, seg_run, det_run = runs
     assert run.parent.parent == tmp_path / "runs"
     assert seg_run.parent.name == "demo-lesions"
     test = json.loads((run / "test_metrics.json").read_text())
@@ -35,6 +35,17 @@ def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
     masks = sorted((seg_run / "predictions" / "masks").glob("*.png"))
     assert len(overlays) == len(masks) == 8
     assert (seg_run / "test_per_sample.csv").read_text().count("\n") == 61
+    # the detection part: held-out mAP, a large smear counted in tiles, overlays
+    det_test = json.loads((det_run / "test_metrics.json").read_text())
+    print(f"demo detection: test map_50 {det_test['map_50']:.4f}, map {det_test['map']:.4f}")
+    assert det_test["n_images"] == 50
+    assert det_test["map_50"] >= 0.5, det_test
+    counts = (det_run / "predictions" / "counts.csv").read_text().splitlines()
+    assert counts[0] == "path,G-cocci,G+cocci,G-bacilli,G+bacilli,total" and len(counts) == 2
+    assert int(counts[1].split(",")[-1]) > 20  # a 1600 x 1200 smear holds many bacteria
+    assert "counted on" in result.out
+    overlay = next((det_run / "predictions" / "overlays").glob("*.jpg"))
+    assert overlay.stat().st_size > 50_000
     # the data is generated once and reused
     cached = tmp_path / "cache" / "gram-crops-v1"
     stamp = (cached / "classes.txt").stat().st_mtime_ns

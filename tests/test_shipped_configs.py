@@ -78,7 +78,9 @@ def tiny_masks(dst: Path, raw: dict) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
-def test_shipped_config_trains_one_epoch(path: Path, tiny_crops: Path, tmp_path: Path) -> None:
+def test_shipped_config_trains_one_epoch(
+    path: Path, tiny_crops: Path, tiny_smears: Path, tmp_path: Path
+) -> None:
     raw = yaml.safe_load(path.read_text())
     data_format = raw["data"]["format"]
     classes = raw["data"].get("classes") or []
@@ -88,6 +90,8 @@ def test_shipped_config_trains_one_epoch(path: Path, tiny_crops: Path, tmp_path:
         data = tiny_npz(tmp_path / "data", classes)
     elif data_format == "masks":
         data = tiny_masks(tmp_path / "data", raw)
+    elif data_format == "yolo":
+        data = {"data.path": str(tiny_smears)}
     else:
         data = {"data.path": str(tiny_crops / "train"), "data.test_path": str(tiny_crops / "test")}
     overrides = [f"{k}={v}" for k, v in data.items()] + [
@@ -108,3 +112,7 @@ def test_shipped_config_trains_one_epoch(path: Path, tiny_crops: Path, tmp_path:
         metrics, _ = api.test(config, result.best_checkpoint)
         assert metrics["n_samples"] == 4
         assert (result.run_dir / "test_per_sample.csv").is_file()
+    if config.task == "detection":
+        assert result.best_checkpoint is not None
+        metrics, _ = api.test(config, result.best_checkpoint)
+        assert metrics["n_images"] == 4 and "map_50" in metrics

@@ -1,5 +1,7 @@
-"""The embedded demo: synthetic Gram-stain crops → classifier → test metrics, then
-synthetic dermoscopy lesions → segmenter → test metrics, galleries and overlays."""
+"""The embedded demo: synthetic Gram-stain crops → classifier → test metrics; synthetic
+dermoscopy lesions → segmenter → test metrics, galleries and overlays; synthetic
+Gram-stained smears → detector → test mAP, then a large smear predicted in tiles
+with overlays and the count of bacteria per class."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ DEMO_CONFIG = "demo/gram-crops.yaml"
 DATA_VERSION = "gram-crops-v1"
 SEGMENTATION_CONFIG = "demo/lesions.yaml"
 LESIONS_VERSION = "lesions-v1"
+DETECTION_CONFIG = "demo/gram-stain.yaml"
+SMEARS_VERSION = "gram-stain-v1"
 #: Test images the demo segments into masks and overlays (``<run>/predictions``).
 OVERLAY_IMAGES = 8
 
@@ -55,6 +59,18 @@ def lesion_data(cache: Path | None = None) -> Path:
     return root
 
 
+def smear_data(cache: Path | None = None) -> Path:
+    """The demo's synthetic Gram-stained smears (YOLO layout, one large smear)."""
+    from mediscope.data.synthetic.gram_stain import generate_gram_stain
+
+    root = (cache or cache_dir()) / SMEARS_VERSION
+    if not (root / "data.yaml").is_file():
+        generate_gram_stain(
+            root, count=200, test_count=50, size=256, seed=0, large=(1600, 1200), large_count=1
+        )
+    return root
+
+
 def demo_config(data_root: Path, runs: Path, epochs: int | None = None) -> Config:
     """The packaged demo config pointed at ``data_root`` and ``runs``."""
     overrides = [f"data.path={data_root / 'train'}", f"data.test_path={data_root / 'test'}"]
@@ -64,6 +80,11 @@ def demo_config(data_root: Path, runs: Path, epochs: int | None = None) -> Confi
 def segmentation_demo_config(data_root: Path, runs: Path, epochs: int | None = None) -> Config:
     """The packaged lesion-segmentation demo config pointed at ``data_root`` and ``runs``."""
     return _packaged(SEGMENTATION_CONFIG, [f"data.path={data_root}"], runs, epochs)
+
+
+def detection_demo_config(data_root: Path, runs: Path, epochs: int | None = None) -> Config:
+    """The packaged smear-detection demo config pointed at ``data_root`` and ``runs``."""
+    return _packaged(DETECTION_CONFIG, [f"data.path={data_root}"], runs, epochs)
 
 
 def _packaged(name: str, overrides: list[str], runs: Path, epochs: int | None) -> Config:
@@ -84,6 +105,7 @@ class DemoResult:
     test_metrics_path: Path
     seconds: float
     outputs: list[Path] = field(default_factory=list)
+    counts: Any = None
 
 
 def run_demo(
@@ -120,6 +142,33 @@ def run_segmentation_demo(
         run / "plots" / "test_best.png",
         run / "plots" / "test_worst.png",
         run / "predictions" / "overlays",
+    ]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def run_detection_demo(
+    *,
+    runs: Path = Path("runs"),
+    cache: Path | None = None,
+    epochs: int | None = None,
+    on_fit: Callable[[Any, Config], None] | None = None,
+) -> DemoResult:
+    """Synthetic smears (once) → a small detector → test mAP; a large smear in tiles."""
+    from mediscope.inference.detection import predict_boxes
+
+    started = time.perf_counter()
+    root = smear_data(cache)
+    config = detection_demo_config(root, runs, epochs)
+    result = _fit_and_test(config, on_fit, started)
+    run = result.fit.run_dir
+    smears = [str(p) for p in sorted((root / "large" / "images").glob("*.png"))]
+    counts = predict_boxes(config, result.fit.best_checkpoint, smears, run / "predictions")
+    result.counts = counts
+    result.outputs = [
+        run / "plots" / "test_pr_curves.png",
+        run / "predictions" / "overlays",
+        run / "predictions" / "counts.csv",
     ]
     result.seconds = time.perf_counter() - started
     return result

@@ -14,21 +14,31 @@ def demo_command(
     ),
     epochs: int | None = typer.Option(None, "--epochs", help="Override the epochs."),
 ) -> None:
-    """Synthetic data (made once): train and test a Gram-stain classifier, then a
-    dermoscopy-lesion segmenter (galleries and overlays); prints both run folders."""
+    """Synthetic data (made once): train and test a Gram-stain classifier, a
+    dermoscopy-lesion segmenter (galleries and overlays) and a detector of bacteria in
+    smears (a large smear counted in tiles, with overlays); prints the three run folders."""
     from mediscope.cli.output import print_fit_summary, print_metrics
-    from mediscope.demo import run_demo, run_segmentation_demo
+    from mediscope.demo import run_demo, run_detection_demo, run_segmentation_demo
 
     def summary(fit_result: object, config: object) -> None:
         print_fit_summary(fit_result, config, run_line=False)
 
-    print("1/2 classification: synthetic Gram-stained bacteria crops, 4 classes")
+    print("1/3 classification: synthetic Gram-stained bacteria crops, 4 classes")
     result = run_demo(runs=runs, cache=cache, epochs=epochs, on_fit=summary)
     print_metrics("test (held-out synthetic crops)", result.test_metrics, result.test_metrics_path)
-    print("2/2 segmentation: synthetic dermoscopy lesions")
+    print("2/3 segmentation: synthetic dermoscopy lesions")
     seg = run_segmentation_demo(runs=runs, cache=cache, epochs=epochs, on_fit=summary)
     print_metrics("test (held-out synthetic lesions)", seg.test_metrics, seg.test_metrics_path)
     for path in seg.outputs:
         print(f"see: {path}")
+    print("3/3 detection: synthetic Gram-stained smears, 4 classes of bacteria")
+    det = run_detection_demo(runs=runs, cache=cache, epochs=epochs, on_fit=summary)
+    print_metrics("test (held-out synthetic smears)", det.test_metrics, det.test_metrics_path)
+    for _, row in det.counts.iterrows():
+        detail = ", ".join(f"{c} {int(row[c])}" for c in det.counts.columns[1:-1])
+        print(f"counted on {Path(str(row['path'])).name}: {int(row['total'])} bacteria ({detail})")
+    for path in det.outputs:
+        print(f"see: {path}")
     print(f"run: {result.fit.run_dir}")
     print(f"run: {seg.fit.run_dir}")
+    print(f"run: {det.fit.run_dir}")
