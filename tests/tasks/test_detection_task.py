@@ -143,3 +143,29 @@ def test_class_weights_from_object_counts(
     assert weights is not None and float(weights.mean()) == pytest.approx(1.0)
     rarest = int(np.argmin(counts))
     assert int(weights.argmax()) == rarest
+
+
+def test_predict_command_prints_counts(
+    fitted: Any, tiny_smears: Path, cli: Any, tmp_path: Path
+) -> None:
+    _, result = fitted
+    large = tiny_smears / "large" / "images"
+    out = cli(
+        "predict", result.run_dir, "--input", large, "--output", tmp_path / "out",
+        "--set", "inference.window=128", "--set", "inference.score_threshold=0.0",
+    )  # fmt: skip
+    assert out.code == 0, out.err
+    lines = out.out.strip().splitlines()
+    assert lines[0].startswith("large_") and "G-cocci" in lines[0]
+    assert lines[-2].startswith("1 images, ") and lines[-1].startswith("predictions: ")
+    bad = cli("predict", result.run_dir, "--input", large, "--output", tmp_path / "x.csv")
+    assert bad.code == 2 and "folder" in bad.err and not (tmp_path / "x.csv").exists()
+
+
+def test_fit_command_on_detection(
+    tiny_smears: Path, cli: Any, tmp_path: Path, write_config: Any
+) -> None:
+    raw = tiny_detection_config(tiny_smears, tmp_path / "runs")
+    out = cli("fit", write_config(raw))
+    assert out.code == 0, out.err
+    assert "map_50" in out.out and out.out.strip().splitlines()[-1].startswith("run: ")

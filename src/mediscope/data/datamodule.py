@@ -240,6 +240,9 @@ class MediscopeDataModule(L.LightningDataModule):
                 if kind == "auto":
                     tags = MODELS.entry(cfg.model.name).tags if cfg.model.name in MODELS else {}
                     kind = tags.get("normalize", "imagenet")
+                    backbone = cfg.model.params.get("backbone")  # detectors name their backbone
+                    if isinstance(backbone, str) and backbone in MODELS:
+                        kind = MODELS.entry(backbone).tags.get("normalize", kind)
                 if not isinstance(kind, str):
                     kind = (list(kind.mean), list(kind.std))
                 mean, std = normalization(kind, cfg.data.channels)

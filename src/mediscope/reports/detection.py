@@ -90,6 +90,10 @@ class DetectionRecord:
 # -- pictures ---------------------------------------------------------------------------
 
 
+#: Above this many boxes, tags show scores only and a colour legend names the classes.
+DENSE = 40
+
+
 def line_width(height: int, width: int) -> int:
     """Box outline width that stays visible when a large image is shown whole."""
     return max(2, round(max(height, width) / 300))
@@ -121,8 +125,11 @@ def draw_detections(
 
     Outline width and text size grow with the image (:func:`line_width`,
     :func:`font_size`), so that boxes and labels stay readable when a 4000 px smear is
-    shown whole. Labels sit on a filled tag of the class colour above the box (inside it
-    at the image's top edge). The best-scored boxes are drawn last, on top.
+    shown whole, but never much beyond the objects' own size: on a smear of many small
+    bacteria the tags stay small. Labels sit on a filled tag of the class colour above
+    the box (inside it at the image's top edge); with more than :data:`DENSE` boxes a
+    tag shows the score only and a legend of the class colours is drawn in the corner.
+    The best-scored boxes are drawn last, on top.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB (grey ``(H, W)`` also works).
@@ -157,8 +164,12 @@ def draw_detections(
     if label_array.size and (label_array.min() < 0 or label_array.max() >= len(classes)):
         raise ValueError(f"labels outside 0..{len(classes) - 1}")
     palette = class_colors(len(classes) + 1)[1:] if colors is None else np.asarray(colors)
-    line = thickness or line_width(height, width)
-    font = ImageFont.load_default(size=text_size or font_size(height, width))
+    sides = np.maximum(box_array[:, 2] - box_array[:, 0], box_array[:, 3] - box_array[:, 1])
+    typical = float(np.median(sides)) if len(sides) else float(max(height, width))
+    line = thickness or min(line_width(height, width), max(1, round(typical / 12)))
+    size = text_size or min(font_size(height, width), max(10, round(typical * 0.6)))
+    font = ImageFont.load_default(size=size)
+    dense = len(box_array) > DENSE
     picture = Image.fromarray(np.ascontiguousarray(rgb))
     draw = ImageDraw.Draw(picture)
     order = np.argsort(score_array, kind="stable") if score_array is not None else None
@@ -166,9 +177,9 @@ def draw_detections(
         colour = tuple(int(c) for c in palette[label_array[i]])
         x1, y1, x2, y2 = (float(v) for v in box_array[i])
         draw.rectangle((x1, y1, max(x1, x2), max(y1, y2)), outline=colour, width=line)
-        text = classes[label_array[i]]
+        text = "" if dense and score_array is not None else classes[label_array[i]]
         if score_array is not None:
-            text = f"{text} {score_array[i]:.2f}"
+            text = f"{text} {score_array[i]:.2f}".strip()
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         pad = max(1, line // 2)
         tag_w, tag_h = right - left + 2 * pad, bottom - top + 2 * pad
@@ -178,7 +189,22 @@ def draw_detections(
         draw.text(
             (tag_x + pad - left, tag_y + pad - top), text, font=font, fill=_text_colour(colour)
         )
+    if dense:
+        _legend(draw, classes, palette, ImageFont.load_default(size=font_size(height, width)))
     return np.asarray(picture)
+
+
+def _legend(
+    draw: ImageDraw.ImageDraw, classes: Sequence[str], palette: np.ndarray, font: Any
+) -> None:
+    """Class names on their colours, stacked in the top-left corner."""
+    y = 4
+    for name, colour in zip(classes, palette, strict=False):
+        fill = tuple(int(c) for c in colour)
+        left, top, right, bottom = draw.textbbox((0, 0), name, font=font)
+        draw.rectangle((4, y, 12 + right - left, y + 4 + bottom - top), fill=fill)
+        draw.text((8 - left, y + 2 - top), name, font=font, fill=_text_colour(fill))
+        y += bottom - top + 8
 
 
 def plot_pr_curves(report: DetectionReport, path: str | Path, *, title: str | None = None) -> Path:

@@ -25,6 +25,9 @@ from mediscope.tasks.base import BaseTask
 EVAL_SCORE_THRESHOLD = 0.001
 #: Boxes per image validation mAP keeps.
 EVAL_MAX_DETECTIONS = 100
+#: Loss parts detectors report (retinanet: cls, obj, box; FCOS adds ctr; Faster R-CNN
+#: rpn_box), each logged as ``train/loss_<part>`` and ``val/loss_<part>``.
+LOSS_PARTS = ("cls", "obj", "box", "ctr", "rpn_box")
 
 
 class DetectionTask(BaseTask):
@@ -100,7 +103,7 @@ class DetectionTask(BaseTask):
     def metric_names(self) -> list[str]:
         names = ["train/loss", "val/loss"]
         for split in ("train", "val"):
-            names += [f"{split}/loss_{part}" for part in ("cls", "obj", "box")]
+            names += [f"{split}/loss_{part}" for part in LOSS_PARTS]
         return names + [f"val/{name}" for name in self.epoch_metrics]
 
     def _losses(self, batch: Any) -> tuple[dict[str, torch.Tensor], Any, list[dict[str, Any]]]:
