@@ -198,7 +198,7 @@ def _legend(
     draw: ImageDraw.ImageDraw, classes: Sequence[str], palette: np.ndarray, font: Any
 ) -> None:
     """Class names on their colours, stacked in the top-left corner."""
-    y = 4
+    y = 4.0
     for name, colour in zip(classes, palette, strict=False):
         fill = tuple(int(c) for c in colour)
         left, top, right, bottom = draw.textbbox((0, 0), name, font=font)
