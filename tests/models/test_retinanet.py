@@ -126,8 +126,8 @@ def test_overfits_one_image(settings: dict[str, str]) -> None:
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
-        first = first if first is not None else float(losses["loss"])
-    assert float(losses["loss"]) < 0.5 * first
+        first = first if first is not None else float(losses["loss"].detach())
+    assert float(losses["loss"].detach()) < 0.5 * first
     model.eval()
     found = model.predict(image, score_threshold=0.05)[0]
     from torchvision.ops import box_iou

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(
-    help="Make datasets: synthetic generators and public datasets (fetch).",
+    help="Make datasets: synthetic generators, public datasets (fetch, import), tiles.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
