@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import tiny_detection_config
 from PIL import Image
 
+from helpers import tiny_detection_config
 from mediscope.config import load_config
 from mediscope.engine import api
 
