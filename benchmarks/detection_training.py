@@ -28,19 +28,21 @@ from mediscope.files import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "detection_training.json"
 TARGETS = (0.5, 0.7)
+#: Every detector gets the same backbone with the offline ImageNet weights.
+BACKBONE = "efficientnet_lite0"
 
 #: name → (model section, loss section)
 DETECTORS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "retinanet-atss": (
-        {"name": "retinanet", "params": {"backbone": "resnet18", "anchor_size": 2.0}},
+        {"name": "retinanet", "params": {"backbone": BACKBONE, "anchor_size": 2.0, "channels": 64}},
         {"params": {"assigner": "atss", "classification": "focal", "box": "giou"}},
     ),
     "retinanet-tal": (
-        {"name": "retinanet", "params": {"backbone": "resnet18", "anchor_size": 2.0}},
+        {"name": "retinanet", "params": {"backbone": BACKBONE, "anchor_size": 2.0, "channels": 64}},
         {"params": {"assigner": "tal", "classification": "focal", "box": "giou"}},
     ),
     "retinanet-s1": (
-        {"name": "retinanet", "params": {"backbone": "resnet18", "anchor_size": 2.0}},
+        {"name": "retinanet", "params": {"backbone": BACKBONE, "anchor_size": 2.0, "channels": 64}},
         {
             "class_weights": "inverse_sqrt",
             "params": {
@@ -51,8 +53,8 @@ DETECTORS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             },
         },
     ),
-    "fcos": ({"name": "fcos", "params": {"backbone": "resnet18"}}, {}),
-    "faster_rcnn": ({"name": "faster_rcnn", "params": {"backbone": "resnet18"}}, {}),
+    "fcos": ({"name": "fcos", "params": {"backbone": BACKBONE}}, {}),
+    "faster_rcnn": ({"name": "faster_rcnn", "params": {"backbone": BACKBONE}}, {}),
 }
 
 
@@ -80,6 +82,7 @@ def run(name: str, data: Path, runs: Path, epochs: int) -> dict[str, Any]:
     from mediscope.engine.api import fit
 
     model, loss = DETECTORS[name]
+    model = {**model, "pretrained": True}
     config = {
         "task": "detection",
         "seed": 0,
@@ -140,6 +143,7 @@ def main() -> None:
         {
             "data": f"{args.images} synthetic smears of 320 px, 80 % train / 20 % val",
             "batch_size": 8,
+            "backbone": f"{BACKBONE} (ImageNet weights), FPN 64 channels (retinanet)",
             "max_epochs": args.epochs,
             "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),

@@ -18,7 +18,7 @@ from mediscope.config import config_from_dict
 from mediscope.data.synthetic.gram_stain import generate_gram_stain
 from mediscope.engine import api
 
-EPOCHS = 8
+EPOCHS = 10
 
 
 @pytest.mark.slow
