@@ -110,6 +110,10 @@ def test_sliced_predictor_maps_tiles_back(fitted: Any) -> None:
     corners = {tuple(b) for b in found.boxes[:, :2].round().astype(int).tolist()}
     assert corners == {(x + 16, y + 16) for y in (0, 128) for x in (0, 128, 256)}
     assert np.allclose(found.boxes[:, 2] - found.boxes[:, 0], 32)
+    # the box limit holds per window: 6 tiles keep 6 boxes even with a limit of 1
+    config.inference.max_detections = 1
+    limited = DetectionPredictor(OneBox(), config, mean=[0.0] * 3, std=[1.0] * 3)
+    assert len(limited.predict(np.zeros((256, 384, 3), np.uint8)).boxes) == 6
 
 
 def test_loss_settings_are_checked(tiny_smears: Path, tmp_path: Path, write_config: Any) -> None:

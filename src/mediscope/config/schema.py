@@ -267,7 +267,9 @@ class InferenceConfig(Section):
     iou_threshold: float = Field(
         0.5, gt=0, le=1, description="detection: IoU above which NMS / WBF merge boxes"
     )
-    max_detections: int = Field(300, ge=1, description="detection: boxes kept per image")
+    max_detections: int = Field(
+        300, ge=1, description="detection: boxes kept per image, or per window when tiled"
+    )
     merge: Literal["nms", "wbf"] = Field(
         "nms", description="detection: how boxes of overlapping windows are merged"
     )

@@ -120,7 +120,8 @@ class DetectionPredictor:
                 method=self.settings.merge,
                 iou_threshold=self.settings.iou_threshold,
                 image_size=(height, width),
-                max_detections=self.max_detections,
+                # the limit holds per window: a whole smear holds many windows' worth
+                max_detections=self.max_detections * len(windows),
             )
             all_boxes, all_scores, all_labels = merged["boxes"], merged["scores"], merged["labels"]
         return Detections(
