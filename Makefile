@@ -46,6 +46,8 @@ format: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/npz_memmap.py
+	$(PY) benchmarks/sliced_inference.py
+	$(PY) benchmarks/detection_training.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
