@@ -39,6 +39,9 @@ def test_fit_logs_validation_loss_and_map(fitted: Any) -> None:
     metrics = json.loads((result.run_dir / "val_metrics.json").read_text())
     for key in ("map", "map_50", "map_75", "ap/G-cocci", "recall/G+bacilli", "gt/G-bacilli"):
         assert key in metrics, key
+    # counts and overlays use the score threshold with the best F1 on validation
+    assert 0.0 <= metrics["f1_at_threshold"] <= 1.0
+    assert metrics["count_threshold"] == metrics["score_threshold_f1"]
     split = json.loads((result.run_dir / "split.json").read_text())
     # iterative stratification balances class counts, so sizes are near 12 / 4
     assert len(split["train"]) + len(split["val"]) == 16 and 3 <= len(split["val"]) <= 5
@@ -55,6 +58,8 @@ def test_test_split_is_evaluated(fitted: Any) -> None:
     metrics, path = api.test(config, result.best_checkpoint)
     assert path.name == "test_metrics.json" and metrics["n_images"] == 4
     assert 0.0 <= metrics["map_50"] <= 1.0
+    val = json.loads((result.run_dir / "val_metrics.json").read_text())
+    assert metrics["count_threshold"] == val["score_threshold_f1"]  # chosen on val, not test
 
 
 def test_predict_slices_a_large_smear(fitted: Any, tiny_smears: Path, tmp_path: Path) -> None:

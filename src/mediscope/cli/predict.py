@@ -57,7 +57,10 @@ def predict_command(
             console.print(f"{Path(str(row['path'])).name}: {int(row['total'])} ({detail})")
         if len(table) > 20:
             console.print(f"... {len(table) - 20} more images in counts.csv")
-        console.print(f"{len(table)} images, {int(table['total'].sum())} objects")
+        console.print(
+            f"{len(table)} images, {int(table['total'].sum())} objects "
+            f"(scores >= {table.attrs['score_threshold']:.3f})"
+        )
         console.print(f"predictions: {table.attrs['path']}", soft_wrap=True)
         return
     counts = table["label"].value_counts().to_dict()

@@ -261,9 +261,19 @@ class InferenceConfig(Section):
     tta: bool = Field(False, description="average over horizontal and vertical flips")
     batch_size: int = Field(4, ge=1, description="windows per forward pass")
     # -- detection ----------------------------------------------------------------------
-    score_threshold: float = Field(
-        0.05, ge=0, le=1, description="detection: boxes scoring less are dropped"
+    score_threshold: float | Literal["auto"] = Field(
+        "auto",
+        description="detection: boxes scoring less are dropped from predictions, counts and "
+        "overlays; auto: the threshold with the best F1 on the run's validation split",
     )
+
+    @field_validator("score_threshold")
+    @classmethod
+    def _unit(cls, value: float | str) -> float | str:
+        if not isinstance(value, str) and not 0 <= value <= 1:
+            raise ValueError("give a number in [0, 1] or auto")
+        return value
+
     iou_threshold: float = Field(
         0.5, gt=0, le=1, description="detection: IoU above which NMS / WBF merge boxes"
     )

@@ -19,7 +19,8 @@ from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.data.datasets import DetectionDataset
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic
-from mediscope.inference.detection import DetectionPredictor, save_jpeg
+from mediscope.inference.detection import DetectionPredictor, counting_threshold, save_jpeg
+from mediscope.metrics.counting import best_f1_threshold
 from mediscope.metrics.detection import evaluate_detections
 from mediscope.models.detection.base import Detector
 from mediscope.reports.detection import (
@@ -67,39 +68,49 @@ def evaluate_detection(
         score_threshold=EVAL_SCORE_THRESHOLD,
         max_detections=EVAL_MAX_DETECTIONS,
     )
-    predictions, targets, records = [], [], []
-    keep = config.inference.score_threshold
-    plots = out_dir / "plots"
+    predictions, targets, images = [], [], []
     for index, sample_id in enumerate(samples.ids()):
         image, boxes, labels = dataset.read(index)
         found = predictor.predict(image)
         predictions.append({"boxes": found.boxes, "scores": found.scores, "labels": found.labels})
         targets.append({"boxes": boxes, "labels": labels})
-        shown = found.scores >= keep
-        height, width = image.shape[:2]
+        images.append((sample_id, image.shape[1], image.shape[0]))
+    threshold, f1 = best_f1_threshold(predictions, targets)
+    # counts and overlays: the validation threshold (chosen here when this is val)
+    keep = threshold if split == "val" and config.inference.score_threshold == "auto" else None
+    keep = keep if keep is not None else counting_threshold(config, checkpoint)
+    records = []
+    for (sample_id, width, height), item in zip(images, predictions, strict=True):
+        shown = item["scores"] >= keep
         records.append(
             DetectionRecord(
                 sample_id,
                 width,
                 height,
-                found.boxes[shown],
-                found.scores[shown],
-                found.labels[shown],
+                item["boxes"][shown],
+                item["scores"][shown],
+                item["labels"][shown],
             )
         )
-        if index < overlays:
-            _write_overlay(
-                plots / f"{split}_overlays" / f"{index:03d}.jpg",
-                image,
-                boxes,
-                found.boxes[shown],
-                found.labels[shown],
-                found.scores[shown],
-                task.classes,
-            )
+    plots = out_dir / "plots"
+    for index in range(min(overlays, len(records))):
+        image, boxes, _ = dataset.read(index)
+        record = records[index]
+        _write_overlay(
+            plots / f"{split}_overlays" / f"{index:03d}.jpg",
+            image,
+            boxes,
+            record.boxes,
+            record.labels,
+            record.scores,
+            task.classes,
+        )
     report = evaluate_detections(predictions, targets, task.classes)
     metrics = dict(report.metrics)
     metrics["n_images"] = float(len(records))
+    metrics["score_threshold_f1"] = threshold  # best F1 at IoU 0.5 on this split
+    metrics["f1_at_threshold"] = f1
+    metrics["count_threshold"] = float(keep)  # what the counts and overlays used
     metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
     plot_pr_curves(
         report, plots / f"{split}_pr_curves.png", title=f"{split}: precision-recall, IoU 0.5"

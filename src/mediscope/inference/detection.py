@@ -27,6 +27,9 @@ from mediscope.files import write_with
 from mediscope.inference.boxes import merge_detections, tile_windows
 from mediscope.models.detection.base import Detector
 
+#: Score threshold of ``inference.score_threshold: auto`` when the run has no F1 threshold.
+DEFAULT_SCORE_THRESHOLD = 0.05
+
 
 @dataclass
 class Detections:
@@ -64,9 +67,10 @@ class DetectionPredictor:
         self.settings = config.inference
         self.size = config.data.image_size
         self.window = config.inference.window or config.data.crop_size
-        self.score_threshold = (
-            config.inference.score_threshold if score_threshold is None else score_threshold
-        )
+        setting = config.inference.score_threshold
+        if score_threshold is None:
+            score_threshold = DEFAULT_SCORE_THRESHOLD if setting == "auto" else float(setting)
+        self.score_threshold = score_threshold
         self.max_detections = max_detections or config.inference.max_detections
         self.normalize = A.Compose(
             [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
@@ -131,6 +135,31 @@ class DetectionPredictor:
         )
 
 
+def counting_threshold(config: Config, checkpoint: Path) -> float:
+    """``inference.score_threshold``, or for ``auto`` the run's F1-optimal threshold.
+
+    The F1-optimal threshold is found on the validation split at the end of ``fit``
+    (``score_threshold_f1`` in ``val_metrics.json``); without it, 0.05.
+    """
+    import json
+
+    from mediscope.engine.run_dir import run_dir_of
+
+    setting = config.inference.score_threshold
+    if setting != "auto":
+        return float(setting)
+    run = run_dir_of(checkpoint)
+    path = run / "val_metrics.json" if run is not None else None
+    if path is not None and path.is_file():
+        try:
+            value = json.loads(path.read_text(encoding="utf-8")).get("score_threshold_f1")
+        except (OSError, ValueError):
+            value = None
+        if isinstance(value, int | float):
+            return float(value)
+    return DEFAULT_SCORE_THRESHOLD
+
+
 def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Path) -> pd.DataFrame:
     """Detects objects in images; writes predictions, counts and overlays under ``output``.
 
@@ -160,7 +189,10 @@ def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Pat
     task, stats = task_from_checkpoint(config, checkpoint)
     mean, std = stats or MediscopeDataModule(config).normalization_stats()
     assert isinstance(task.model, Detector)
-    predictor = DetectionPredictor(task.model, config, mean=mean, std=std)
+    threshold = counting_threshold(config, checkpoint)
+    predictor = DetectionPredictor(
+        task.model, config, mean=mean, std=std, score_threshold=threshold
+    )
     records = []
     for ref, name in zip(refs, unique_stems(refs), strict=True):
         image = read_image(ref, channels=config.data.channels, window=config.data.window)
@@ -176,6 +208,7 @@ def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Pat
     table.insert(0, "path", [r.path for r in records])
     table["total"] = counts.sum(axis=1)
     table.attrs["path"] = str(output)
+    table.attrs["score_threshold"] = threshold
     return table
 
 
