@@ -43,7 +43,7 @@ def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
     counts = (det_run / "predictions" / "counts.csv").read_text().splitlines()
     assert counts[0] == "path,G-cocci,G+cocci,G-bacilli,G+bacilli,total" and len(counts) == 2
     assert int(counts[1].split(",")[-1]) > 20  # a 1600 x 1200 smear holds many bacteria
-    assert "counted on" in result.out
+    assert "counted on" in result.out and "labelled on" in result.out
     overlay = next((det_run / "predictions" / "overlays").glob("*.jpg"))
     assert overlay.stat().st_size > 50_000
     # the data is generated once and reused

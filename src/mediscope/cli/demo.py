@@ -34,11 +34,29 @@ def demo_command(
     print("3/3 detection: synthetic Gram-stained smears, 4 classes of bacteria")
     det = run_detection_demo(runs=runs, cache=cache, epochs=epochs, on_fit=summary)
     print_metrics("test (held-out synthetic smears)", det.test_metrics, det.test_metrics_path)
+    threshold = det.counts.attrs["score_threshold"]
     for _, row in det.counts.iterrows():
+        name = Path(str(row["path"]))
         detail = ", ".join(f"{c} {int(row[c])}" for c in det.counts.columns[1:-1])
-        print(f"counted on {Path(str(row['path'])).name}: {int(row['total'])} bacteria ({detail})")
+        print(f"counted on {name.name} (scores >= {threshold:.2f}): {int(row['total'])} ({detail})")
+        truth = labelled_counts(name, list(det.counts.columns[1:-1]))
+        if truth is not None:
+            detail = ", ".join(f"{c} {n}" for c, n in truth.items())
+            print(f"labelled on {name.name}: {sum(truth.values())} ({detail})")
     for path in det.outputs:
         print(f"see: {path}")
     print(f"run: {result.fit.run_dir}")
     print(f"run: {seg.fit.run_dir}")
     print(f"run: {det.fit.run_dir}")
+
+
+def labelled_counts(image: Path, classes: list[str]) -> dict[str, int] | None:
+    """Objects per class in the YOLO label file of ``image`` (``images/`` → ``labels/``)."""
+    label = image.parent.parent / "labels" / f"{image.stem}.txt"
+    if not label.is_file():
+        return None
+    counts = dict.fromkeys(classes, 0)
+    for line in label.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            counts[classes[int(line.split()[0])]] += 1
+    return counts

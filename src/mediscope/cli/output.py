@@ -95,6 +95,12 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
             "metrics", "metrics.csv (per epoch), val_metrics.json, val_per_sample.csv, tensorboard/"
         )
         files.add_row("plots", "plots/ (training curves, val_best.png and val_worst.png galleries)")
+    elif config.task == "detection":
+        files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
+        files.add_row(
+            "plots", "plots/ (training curves, val_pr_curves.png, val_overlays/ with ground truth)"
+        )
+        files.add_row("boxes", "val_predictions/ (predictions.csv / .json, labels/, counts.csv)")
     else:
         files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
         files.add_row("plots", "plots/ (training curves, confusion matrix, ROC), val_results.npz")
@@ -107,7 +113,7 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
 def print_metrics(split: str, metrics: dict[str, float], path: Path) -> None:
     """Metrics of an evaluation and where they were written."""
     console = _console()
-    n = int(metrics.get("n_samples", 0))
+    n = int(metrics.get("n_samples", metrics.get("n_images", 0)))
     console.print(
         Panel(metrics_grid(metrics), title=f"{split}, {n} images", title_align="left", expand=False)
     )
