@@ -64,10 +64,11 @@ def test_layout_data_yaml_and_summary(small: tuple[Path, GramStainSummary]) -> N
         "labels",
         "large",
     ]
+    assert (dst / "large" / "classes.txt").is_file()
     data = yaml.safe_load((dst / "data.yaml").read_text(encoding="utf-8"))
     assert data["names"] == ["G-cocci", "G+cocci", "G-bacilli", "G+bacilli"] == list(GRAM_CLASSES)
     assert data["nc"] == 4
-    assert data["path"] == dst.resolve().as_posix()
+    assert "path" not in data  # the root is data.yaml's folder: a copy reads its own files
     assert (data["train"], data["test"]) == ("images/train", "images/test")
 
     assert summary.root == dst
@@ -135,10 +136,7 @@ def test_same_seed_gives_identical_files_and_images_do_not_depend_on_count(
     generate_gram_stain(tmp_path / "c", count=4, test_count=0, size=96, seed=5)
     a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
     assert a.keys() == b.keys()
-    different = [k for k in a if a[k] != b[k]]
-    assert different == ["data.yaml"]  # only its path line names the folder
-    strip = [re.sub(rb"path: .*\n", b"", v[k]) for v, k in ((a, "data.yaml"), (b, "data.yaml"))]
-    assert strip[0] == strip[1]
+    assert [k for k in a if a[k] != b[k]] == []  # every file, data.yaml included
     for name in ("images/train/train_00002.png", "labels/train/train_00002.txt"):
         assert a[name] == c[name]
     assert "images/test/test_00000.png" not in c
@@ -286,6 +284,12 @@ def test_large_count_alone_uses_the_default_size(tmp_path: Path) -> None:
     big = cv2.imread(str(tmp_path / "d" / "large" / "images" / "large_00000.png"))
     assert big.shape == (1500, 2000, 3)
     assert summary.images["large"] == 1 and sum(summary.objects["large"].values()) > 20
+    # the large smears read on their own as a YOLO dataset (classes.txt beside them)
+    from mediscope.data.formats.yolo import read_yolo
+
+    large = read_yolo(tmp_path / "d" / "large")
+    assert large.classes == ["G-cocci", "G+cocci", "G-bacilli", "G+bacilli"]
+    assert len(large) == 1 and len(large.samples[0].boxes) == sum(summary.objects["large"].values())
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -350,8 +350,9 @@ def tile(
         on_bad_label=on_bad_label,
     )
     console = Console(highlight=False)
-    per_split = ", ".join(f"{split} {n}" for split, n in summary.splits.items())
-    console.print(f"{summary.images} images -> {summary.tiles} tiles ({per_split or 'none'})")
+    per_split = ", ".join(f"{split} {n}" for split, n in summary.splits.items() if split != "none")
+    detail = f" ({per_split})" if per_split else ""
+    console.print(f"{summary.images} images -> {summary.tiles} tiles{detail}")
     boxes = f"boxes: {summary.boxes_kept} kept, {summary.boxes_dropped} dropped at tile edges"
     if summary.boxes_lost:
         boxes += f", {summary.boxes_lost} in no tile"

@@ -710,11 +710,15 @@ def _write_split(
 
 
 def _data_yaml(root: Path, has_test: bool, has_large: bool) -> str:
-    """``data.yaml`` as Ultralytics writes it (``path``, split folders, ``names``)."""
+    """``data.yaml`` in Ultralytics' keys (split folders, ``nc``, ``names``).
+
+    No ``path`` key: readers then take the file's own folder as the root, so a copied
+    or moved dataset reads its own files (an absolute ``path`` would point back to the
+    original).
+    """
     names = ", ".join(GRAM_CLASSES)
     lines = [
         "# Synthetic Gram-stained smears (mediscope.data.synthetic.gram_stain); see README.txt",
-        f"path: {root.as_posix()}",
         "train: images/train",
     ]
     if has_test:
@@ -805,6 +809,7 @@ def generate_gram_stain(
         dst/images/test/...  dst/labels/test/...      (unless test_count is 0)
         dst/large/images/large_NNNNN.png  dst/large/labels/large_NNNNN.txt
         dst/README.txt
+        dst/large/classes.txt            (with large smears) the class names, one per line
 
     Classes: 0 G-cocci, 1 G+cocci, 2 G-bacilli, 3 G+bacilli, one box per bacterial cell,
     in the shares of the Clinical Bacteria DataSet. About 8 % of the train and test images
@@ -871,4 +876,8 @@ def generate_gram_stain(
             _data_yaml(target, "test" in tallies, "large" in tallies), encoding="utf-8"
         )
         (tmp / "README.txt").write_text(_readme(summary, seed, size, large_size), encoding="utf-8")
+        if (tmp / "large").is_dir():  # the large smears read on their own (tile, predict)
+            (tmp / "large" / "classes.txt").write_text(
+                "\n".join(GRAM_CLASSES) + "\n", encoding="utf-8"
+            )
     return summary
