@@ -285,6 +285,36 @@ def split_samples(
     return datamodule, datamodule.val_set
 
 
+@dataclass
+class EvaluationInputs:
+    """What evaluating a checkpoint on a split starts from."""
+
+    task: BaseTask
+    datamodule: MediscopeDataModule
+    samples: SampleSet
+    dataset: Any
+    mean: list[float]
+    std: list[float]
+
+
+def evaluation_inputs(
+    config: Config,
+    checkpoint: Path,
+    *,
+    split: str,
+    datamodule: MediscopeDataModule | None = None,
+) -> EvaluationInputs:
+    """The checkpoint's task, the split's samples and their unaugmented dataset."""
+    quiet_lightning()
+    task, stats = task_from_checkpoint(config, checkpoint)
+    datamodule, samples = split_samples(
+        config, checkpoint, task.classes, split=split, stats=stats, datamodule=datamodule
+    )
+    mean, std = datamodule.normalization_stats()
+    dataset = datamodule.dataset(samples, train=False)
+    return EvaluationInputs(task, datamodule, samples, dataset, mean, std)
+
+
 def evaluate_and_write(
     config: Config,
     checkpoint: Path,

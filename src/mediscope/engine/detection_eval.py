@@ -49,16 +49,11 @@ def evaluate_detection(
     Returns:
         The flat metrics written to ``<split>_metrics.json``.
     """
-    from mediscope.engine.api import split_samples, task_from_checkpoint
-    from mediscope.engine.trainer import quiet_lightning
+    from mediscope.engine.api import evaluation_inputs
 
-    quiet_lightning()
-    task, stats = task_from_checkpoint(config, checkpoint)
-    datamodule, samples = split_samples(
-        config, checkpoint, task.classes, split=split, stats=stats, datamodule=datamodule
-    )
-    mean, std = datamodule.normalization_stats()
-    dataset = datamodule.dataset(samples, train=False)
+    inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
+    task, samples, dataset = inputs.task, inputs.samples, inputs.dataset
+    mean, std = inputs.mean, inputs.std
     assert isinstance(dataset, DetectionDataset) and isinstance(task.model, Detector)
     predictor = DetectionPredictor(
         task.model,
