@@ -342,6 +342,25 @@ class LoggingConfig(Section):
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
 
 
+class ReportConfig(Section):
+    """What evaluations measure beyond the metrics and what ``report.html`` shows."""
+
+    bootstrap: int = Field(
+        1000,
+        ge=0,
+        description="bootstrap resamples of the evaluated images for the confidence "
+        "intervals of every metric; 0 turns them off",
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="level of the intervals")
+    gradcam: int = Field(
+        8, ge=0, description="classification: images shown with their Grad-CAM heatmap"
+    )
+    gallery: int = Field(
+        6, ge=0, description="segmentation, detection: images in each best and worst gallery"
+    )
+    html: bool = Field(True, description="write report.html at the end of fit and test")
+
+
 class RunConfig(Section):
     """Where the run directory goes: ``<dir>/<name>/<timestamp>/``."""
 
@@ -364,6 +383,7 @@ class Config(Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
     # Where the config came from (file, lines, overrides), for error messages.
