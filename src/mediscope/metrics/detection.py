@@ -276,6 +276,65 @@ def _accumulate(
     return precision, recall, curves
 
 
+#: Per image: class index to (scores, matched, ignored, counted ground truth).
+ImageMatches = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def match_images(
+    predictions: Sequence[Mapping[str, Any]],
+    targets: Sequence[Mapping[str, Any]],
+    n_classes: int,
+    thresholds: np.ndarray,
+    ranges: np.ndarray,
+    *,
+    max_detections: int = 100,
+) -> list[ImageMatches]:
+    """Matches every image's detections to its ground truth, class by class.
+
+    Images are matched independently (COCO's ``evaluateImg``), so a bootstrap can
+    resample these records without matching again.
+    """
+    if len(predictions) != len(targets):
+        raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets")
+    out: list[ImageMatches] = []
+    for index, (pred, target) in enumerate(zip(predictions, targets, strict=True)):
+        dt = _image(pred, index, "prediction", scores=True)
+        gt = _image(target, index, "target", scores=False)
+        for kind, labels in (("prediction", dt["labels"]), ("target", gt["labels"])):
+            if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+                raise ValueError(f"{kind} of image {index}: labels outside 0..{n_classes - 1}")
+        record: ImageMatches = {}
+        for k in np.union1d(dt["labels"], gt["labels"]):
+            dt_k = np.flatnonzero(dt["labels"] == k)
+            order = dt_k[np.argsort(-dt["scores"][dt_k], kind="mergesort")][:max_detections]
+            gt_boxes = gt["boxes"][gt["labels"] == k]
+            matched, ignored, counted = _match_image_class(
+                dt["boxes"][order], gt_boxes, thresholds, ranges
+            )
+            record[int(k)] = (dt["scores"][order], matched, ignored, counted)
+        out.append(record)
+    return out
+
+
+def _gather(
+    per_image: Sequence[ImageMatches], images: Any, n_classes: int, *, areas: int | None = None
+) -> list[_Matches]:
+    """Per-class matches of the given images (in that order, repeats allowed)."""
+    per_class = [_Matches() for _ in range(n_classes)]
+    for i in images:
+        for k, (scores, matched, ignored, counted) in per_image[i].items():
+            if areas is not None:
+                matched, ignored, counted = matched[:areas], ignored[:areas], counted[:areas]
+            found = per_class[k]
+            found.counted_gt = counted if found.counted_gt is None else found.counted_gt + counted
+            if scores.size:
+                found.scores.append(scores)
+                found.ranks.append(np.arange(scores.size))
+                found.matched.append(matched)
+                found.ignored.append(ignored)
+    return per_class
+
+
 def _mean(values: np.ndarray) -> float:
     valid = values[values > -1]
     return float(valid.mean()) if valid.size else float("nan")
@@ -341,27 +400,10 @@ def evaluate_detections(
     ranges = np.array([area_ranges[name] for name in names], dtype=np.float64)
     limits = sorted({limit for limit in (1, 10, max_detections) if limit <= max_detections})
 
-    per_class = [_Matches() for _ in range(n_classes)]
-    for index, (pred, target) in enumerate(zip(predictions, targets, strict=True)):
-        dt = _image(pred, index, "prediction", scores=True)
-        gt = _image(target, index, "target", scores=False)
-        for kind, labels in (("prediction", dt["labels"]), ("target", gt["labels"])):
-            if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-                raise ValueError(f"{kind} of image {index}: labels outside 0..{n_classes - 1}")
-        for k in np.union1d(dt["labels"], gt["labels"]):
-            found = per_class[k]
-            dt_k = np.flatnonzero(dt["labels"] == k)
-            order = dt_k[np.argsort(-dt["scores"][dt_k], kind="mergesort")][:max_detections]
-            gt_boxes = gt["boxes"][gt["labels"] == k]
-            matched, ignored, counted = _match_image_class(
-                dt["boxes"][order], gt_boxes, capped, ranges
-            )
-            found.counted_gt = counted if found.counted_gt is None else found.counted_gt + counted
-            if order.size:
-                found.scores.append(dt["scores"][order])
-                found.ranks.append(np.arange(order.size))
-                found.matched.append(matched)
-                found.ignored.append(ignored)
+    per_image = match_images(
+        predictions, targets, n_classes, capped, ranges, max_detections=max_detections
+    )
+    per_class = _gather(per_image, range(len(per_image)), n_classes)
 
     n_thr, n_areas = len(thresholds), len(names)
     precision = -np.ones((n_thr, len(RECALL_POINTS), n_classes, n_areas, len(limits)))
@@ -414,6 +456,110 @@ def evaluate_detections(
         area_ranges=names,
         max_detections=limits,
     )
+
+
+def detection_intervals(
+    predictions: Sequence[Mapping[str, Any]],
+    targets: Sequence[Mapping[str, Any]],
+    classes: Sequence[str],
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_detections: int = 100,
+) -> dict[str, Any]:
+    """Bootstrap intervals of ``map``, ``map_50``, ``map_75``, ``ap/<c>`` and ``ap50/<c>``.
+
+    Images are resampled with replacement; each image is matched once and the resamples
+    only re-accumulate (COCO's IoU thresholds, area "all", ``max_detections``).
+
+    Returns:
+        Metric name to :class:`mediscope.metrics.bootstrap.Interval`.
+    """
+    from mediscope.metrics.bootstrap import bootstrap
+
+    classes = list(classes)
+    n_classes = len(classes)
+    thresholds = np.minimum(COCO_IOU_THRESHOLDS, 1 - 1e-10)
+    ranges = np.array([COCO_AREA_RANGES["all"]])
+    per_image = match_images(
+        predictions, targets, n_classes, thresholds, ranges, max_detections=max_detections
+    )
+    at_50, at_75 = 0, 5
+
+    def statistic(indices: np.ndarray) -> dict[str, float]:
+        per_class = _gather(per_image, indices, n_classes)
+        ap = np.full((len(thresholds), n_classes), np.nan)
+        for k in range(n_classes):
+            if per_class[k].counted_gt is None:
+                continue
+            precision, _, _ = _accumulate(per_class[k], len(thresholds), [max_detections])
+            values = precision[:, :, 0, 0]  # (T, R)
+            if (values > -1).any():
+                ap[:, k] = values.mean(axis=1)
+        with np.errstate(invalid="ignore"):
+            out = {
+                "map": _nanmean(ap.mean(axis=0)),
+                "map_50": _nanmean(ap[at_50]),
+                "map_75": _nanmean(ap[at_75]),
+            }
+        for k, name in enumerate(classes):
+            out[f"ap/{name}"] = float(ap[:, k].mean())
+            out[f"ap50/{name}"] = float(ap[at_50, k])
+        return out
+
+    return bootstrap(
+        len(per_image), statistic, resamples=resamples, confidence=confidence, seed=seed
+    )
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def image_f1(
+    predictions: Sequence[Mapping[str, Any]],
+    targets: Sequence[Mapping[str, Any]],
+    n_classes: int,
+    *,
+    score_threshold: float,
+    iou_threshold: float = 0.5,
+) -> np.ndarray:
+    """Per image, the F1 of its detections at ``score_threshold`` (IoU 0.5, all classes).
+
+    An image without boxes and without detections scores 1.
+    """
+    kept = []
+    for pred in predictions:
+        scores = _as_numpy(pred["scores"], np.float64).reshape(-1)
+        keep = scores >= score_threshold
+        kept.append(
+            {
+                "boxes": _as_numpy(pred["boxes"], np.float64).reshape(-1, 4)[keep],
+                "scores": scores[keep],
+                "labels": _as_numpy(pred["labels"], np.int64).reshape(-1)[keep],
+            }
+        )
+    per_image = match_images(
+        kept,
+        targets,
+        n_classes,
+        np.array([iou_threshold]),
+        np.array([COCO_AREA_RANGES["all"]]),
+        max_detections=10**9,
+    )
+    out = np.ones(len(per_image))
+    for i, record in enumerate(per_image):
+        tp = fp = fn = 0
+        for scores, matched, _, counted in record.values():
+            hits = int(matched[0, 0].sum())
+            tp += hits
+            fp += scores.size - hits
+            fn += int(counted[0]) - hits
+        if tp + fp + fn:
+            out[i] = 2 * tp / (2 * tp + fp + fn)
+    return out
 
 
 class DetectionMAP(Metric):
