@@ -31,7 +31,6 @@ from mediscope.files import write_json_atomic, write_text_atomic
 from mediscope.metrics.classification import classification_report
 from mediscope.models.pretrained import load_weights_file
 from mediscope.registry import unknown_name_hint
-from mediscope.reports.classification import write_classification_outputs
 from mediscope.reports.curves import plot_training_curves
 from mediscope.tasks import TASKS, BaseTask
 
@@ -336,8 +335,11 @@ def evaluate_and_write(
         return evaluate_detection(
             config, checkpoint, split=split, out_dir=out_dir, datamodule=datamodule
         )
-    evaluation = evaluate_checkpoint(config, checkpoint, split=split, datamodule=datamodule)
-    return _write_evaluation(out_dir, split, evaluation)
+    from mediscope.engine.classification_eval import evaluate_classification
+
+    return evaluate_classification(
+        config, checkpoint, split=split, out_dir=out_dir, datamodule=datamodule
+    )
 
 
 def evaluate_checkpoint(
@@ -359,14 +361,6 @@ def evaluate_checkpoint(
     metrics = classification_report(labels, probs, classes)
     metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
     return Evaluation(metrics, labels, probs, samples.ids(), classes)
-
-
-def _write_evaluation(out_dir: Path, split: str, evaluation: Evaluation) -> dict[str, float]:
-    write_classification_outputs(
-        out_dir, split, evaluation.labels, evaluation.probs, evaluation.paths, evaluation.classes
-    )
-    write_json_atomic(out_dir / f"{split}_metrics.json", evaluation.metrics)
-    return evaluation.metrics
 
 
 def _output_dir(checkpoint: Path) -> Path:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mediscope.metrics.calibration import expected_calibration_error
+
 #: Prefixes of the interval keys in the metrics files.
 CI_LOW, CI_HIGH = "ci_low/", "ci_high/"
 
@@ -189,6 +191,7 @@ def classification_metrics(
         "f1_macro": float(np.mean(f1[present])) if present.any() else 0.0,
         "f1_weighted": float((f1 * support).sum() / total) if total else 0.0,
         "auroc_macro": float(np.mean(aurocs)) if present.sum() >= 2 else float("nan"),
+        "ece": expected_calibration_error(labels, probs),
     }
     for i, name in enumerate(classes):
         out[f"precision/{name}"] = float(precision[i])

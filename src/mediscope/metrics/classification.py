@@ -14,6 +14,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from mediscope.metrics.calibration import expected_calibration_error
+
 #: The names the task logs per epoch (with a ``train/`` or ``val/`` prefix).
 EPOCH_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro")
 
@@ -38,7 +40,8 @@ def classification_report(
     """Flat metrics of predictions ``probs`` (N x C) against ``labels`` (N,).
 
     Keys: ``accuracy``, ``balanced_accuracy``, ``f1_macro``, ``f1_weighted``,
-    ``auroc_macro`` and per class ``precision/<c>``, ``recall/<c>`` (sensitivity),
+    ``auroc_macro``, ``ece`` (expected calibration error of the top-1 probability, 15
+    bins) and per class ``precision/<c>``, ``recall/<c>`` (sensitivity),
     ``specificity/<c>``, ``f1/<c>``, ``support/<c>``. Classes absent from ``labels``
     get NaN recall and are left out of the macro averages, as sklearn does.
     """
@@ -65,6 +68,7 @@ def classification_report(
         ),
         "f1_weighted": float(f1_score(labels, preds, average="weighted", zero_division=0)),
         "auroc_macro": _auroc(labels, probs, present),
+        "ece": expected_calibration_error(labels, probs),
     }
     per_class_f1 = f1_score(labels, preds, labels=list(range(n)), average=None, zero_division=0)
     for i, name in enumerate(classes):

@@ -1,4 +1,5 @@
-"""Classification outputs: confusion matrix (CSV and PNG), ROC curves, results.npz."""
+"""Classification outputs: confusion matrix (CSV and PNG), ROC and PR curves, reliability
+diagram, results.npz."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_curve,
+    roc_curve,
+)
 
 from mediscope.files import write_text_atomic, write_with
+from mediscope.metrics.calibration import reliability
 from mediscope.reports.plotting import plt, save_figure
 
 
@@ -67,6 +74,77 @@ def plot_roc(
     return save_figure(fig, out)
 
 
+def plot_pr(
+    labels: np.ndarray, probs: np.ndarray, classes: list[str], out: Path, *, title: str
+) -> Path:
+    """One-vs-rest precision-recall curve per class with its average precision."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for c, name in enumerate(classes):
+        positives = labels == c
+        if positives.all() or not positives.any():
+            continue
+        precision, recall, _ = precision_recall_curve(positives, probs[:, c])
+        ap = average_precision_score(positives, probs[:, c])
+        line = ax.step(recall, precision, where="post", label=f"{name} (AP {ap:.3f})")
+        prevalence = positives.mean()
+        ax.axhline(prevalence, color=line[0].get_color(), lw=0.8, ls=":")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision")
+    ax.set_title(title + "\n(dotted: prevalence, the precision of chance)", fontsize=10)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, out)
+
+
+def plot_reliability(labels: np.ndarray, probs: np.ndarray, out: Path, *, title: str) -> Path:
+    """Reliability diagram of the top-1 probability, with the ECE and a histogram."""
+    bins = reliability(labels, probs)
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(5.5, 6), height_ratios=[3, 1], sharex=True, layout="constrained"
+    )
+    centres = (bins.edges[:-1] + bins.edges[1:]) / 2
+    width = bins.edges[1] - bins.edges[0]
+    used = bins.counts > 0
+    ax.bar(
+        centres[used],
+        bins.accuracy[used],
+        width=width,
+        edgecolor="black",
+        lw=0.5,
+        color="#4c72b0",
+        label="accuracy",
+    )
+    gap_low = np.minimum(bins.accuracy[used], bins.confidence[used])
+    gap = np.abs(bins.accuracy[used] - bins.confidence[used])
+    ax.bar(
+        centres[used],
+        gap,
+        bottom=gap_low,
+        width=width,
+        color="#dd8452",
+        alpha=0.5,
+        hatch="//",
+        edgecolor="#dd8452",
+        lw=0,
+        label="gap to confidence",
+    )
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="calibrated")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(
+        f"{title}\nECE {bins.ece:.3f} ({len(centres)} bins, {len(labels)} images)", fontsize=10
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    hist.bar(centres, bins.counts, width=width, color="grey", edgecolor="black", lw=0.5)
+    hist.set_xlabel("top-1 probability (confidence)")
+    hist.set_ylabel("images")
+    hist.set_xlim(0, 1)
+    return save_figure(fig, out)
+
+
 def save_results(
     out: Path, labels: np.ndarray, probs: np.ndarray, paths: list[str], classes: list[str]
 ) -> Path:
@@ -94,7 +172,7 @@ def write_classification_outputs(
     paths: list[str],
     classes: list[str],
 ) -> dict[str, Path]:
-    """Confusion matrix CSV + PNG, ROC PNG and results.npz of one split."""
+    """Confusion matrix CSV + PNG, ROC, PR and reliability PNGs and results.npz of a split."""
     table = confusion_table(labels, probs.argmax(axis=1), classes)
     csv = write_text_atomic(run_dir / f"{split}_confusion_matrix.csv", table.to_csv())
     plots = run_dir / "plots"
@@ -105,6 +183,12 @@ def write_classification_outputs(
         ),
         "roc_png": plot_roc(
             labels, probs, classes, plots / f"{split}_roc.png", title=f"{split}: ROC"
+        ),
+        "pr_png": plot_pr(
+            labels, probs, classes, plots / f"{split}_pr.png", title=f"{split}: precision-recall"
+        ),
+        "reliability_png": plot_reliability(
+            labels, probs, plots / f"{split}_reliability.png", title=f"{split}: reliability"
         ),
         "results": save_results(run_dir / f"{split}_results.npz", labels, probs, paths, classes),
     }

@@ -1,0 +1,127 @@
+"""Evaluating a classification checkpoint on a split.
+
+Writes ``<split>_metrics.json`` (the metrics with their bootstrap intervals), the
+confusion matrix (CSV, PNG), ROC, precision-recall and reliability plots,
+``<split>_results.npz`` (labels, probabilities, paths) and Grad-CAM heatmaps of a
+sample of images (``plots/<split>_gradcam.png``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mediscope.config.schema import Config
+from mediscope.data.datamodule import MediscopeDataModule
+from mediscope.engine.checkpoints import read_checkpoint
+from mediscope.files import write_json_atomic
+from mediscope.metrics.bootstrap import classification_intervals, interval_keys
+from mediscope.metrics.classification import classification_report
+from mediscope.reports.classification import write_classification_outputs
+from mediscope.reports.gradcam import CamItem, choose_images, grad_cam, write_gradcam_grid
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_classification(
+    config: Config,
+    checkpoint: Path,
+    *,
+    split: str,
+    out_dir: Path,
+    datamodule: MediscopeDataModule | None = None,
+) -> dict[str, float]:
+    """Evaluates ``checkpoint`` on ``split`` (val or test) and writes its outputs.
+
+    Returns:
+        The flat metrics written to ``<split>_metrics.json``.
+    """
+    from mediscope.engine.api import evaluation_inputs, predict_probs
+
+    inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
+    task, samples, dataset = inputs.task, inputs.samples, inputs.dataset
+    loader = inputs.datamodule.loader(dataset, train=False)
+    labels, probs = predict_probs(task, loader)
+    classes = task.classes
+    metrics = classification_report(labels, probs, classes)
+    metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
+    report = config.report
+    intervals = classification_intervals(
+        labels,
+        probs,
+        classes,
+        resamples=report.bootstrap,
+        confidence=report.confidence,
+        seed=config.seed,
+    )
+    metrics.update(
+        interval_keys(intervals, resamples=report.bootstrap, confidence=report.confidence)
+    )
+    write_classification_outputs(out_dir, split, labels, probs, samples.ids(), classes)
+    _write_gradcam(
+        out_dir,
+        split,
+        task.model,
+        dataset,
+        labels,
+        probs,
+        samples.ids(),
+        classes,
+        count=report.gradcam,
+        mean=inputs.mean,
+        std=inputs.std,
+    )
+    write_json_atomic(out_dir / f"{split}_metrics.json", metrics)
+    return metrics
+
+
+def _write_gradcam(
+    out_dir: Path,
+    split: str,
+    model: torch.nn.Module,
+    dataset: object,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    ids: list[str],
+    classes: list[str],
+    *,
+    count: int,
+    mean: list[float],
+    std: list[float],
+) -> Path | None:
+    preds = probs.argmax(axis=1)
+    chosen = choose_images(labels, preds, count)
+    if not chosen:
+        return None
+    inputs = torch.stack([dataset[i][0] for i in chosen])  # type: ignore[index]
+    device = next(model.parameters()).device
+    try:
+        maps = grad_cam(model, inputs.to(device), [int(preds[i]) for i in chosen])
+    except ValueError as exc:  # a model without spatial features: no heatmaps
+        log.warning("no Grad-CAM heatmaps: %s", exc)
+        return None
+    m = np.asarray(mean, dtype=np.float32)[:, None, None]
+    s = np.asarray(std, dtype=np.float32)[:, None, None]
+    items = []
+    for k, i in enumerate(chosen):
+        image = inputs[k].cpu().numpy() * s + m
+        image = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image[:3]
+        items.append(
+            CamItem(
+                image=np.transpose(image, (1, 2, 0)),
+                heatmap=maps[k],
+                title=ids[i],
+                truth=int(labels[i]),
+                pred=int(preds[i]),
+                prob=float(probs[i, preds[i]]),
+            )
+        )
+    return write_gradcam_grid(
+        out_dir / "plots" / f"{split}_gradcam.png",
+        items,
+        classes,
+        title=f"{split}: Grad-CAM of the predicted class (red: wrong predictions)",
+    )
