@@ -102,7 +102,7 @@ def grad_cam(
     targets = [ClassifierOutputTarget(int(c)) for c in classes]
     try:
         with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
-            maps = cam(input_tensor=inputs, targets=targets)  # type: ignore[arg-type]
+            maps = cam(input_tensor=inputs, targets=targets)
     finally:
         model.train(was_training)
     return np.asarray(maps, dtype=np.float32)
