@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,13 +29,23 @@ from mediscope.data.transforms import build_transform, normalization
 from mediscope.errors import ConfigError, DataError
 from mediscope.registry import FORMATS, MODELS
 
+log = logging.getLogger(__name__)
+
 SPLIT_FILE = "split.json"
 #: Images sampled to compute ``normalize: dataset`` statistics.
 STATS_SAMPLES = 500
 
 
 def read_samples(config: Config, path: Path, classes: list[str] | None = None) -> SampleSet:
-    """Reads the dataset at ``path`` with the configured format."""
+    """Reads the dataset at ``path`` with the configured format, less ``data.exclude``."""
+    samples = read_format(config, path, classes)
+    if config.data.exclude is not None:
+        samples = exclude_configured(config, samples, path)
+    return samples
+
+
+def read_format(config: Config, path: Path, classes: list[str] | None = None) -> SampleSet:
+    """Reads the dataset at ``path`` with the configured format (every sample)."""
     data = config.data
     entry = FORMATS.entry(data.format)
     tasks = entry.tags.get("tasks", ())
@@ -46,15 +58,60 @@ def read_samples(config: Config, path: Path, classes: list[str] | None = None) -
         )
     extra: dict[str, Any] = {}
     if config.task == "segmentation":
-        extra = {
-            "img_suffix": data.img_suffix,
-            "mask_suffix": data.mask_suffix,
-            "exclude": data.exclude,
-        }
+        extra = {"img_suffix": data.img_suffix, "mask_suffix": data.mask_suffix}
     elif config.task == "detection":
         extra = {"on_bad_label": data.on_bad_label}
     samples: SampleSet = entry.obj(path, classes=classes, task=config.task, root=data.root, **extra)
     return samples
+
+
+def exclude_configured(config: Config, samples: SampleSet, path: Path) -> SampleSet:
+    """``samples`` (read from ``path``) without those that ``data.exclude`` names.
+
+    One exclude file serves ``data.path`` and ``data.test_path``: an entry must match a
+    sample of either (see :func:`~mediscope.data.formats.masks.match_exclude`).
+
+    Raises:
+        DataError: naming ``file:line`` of an entry that matches no sample of either.
+    """
+    from mediscope.data.formats.masks import match_exclude
+
+    exclude = config.data.exclude
+    assert exclude is not None
+    dropped, unmatched = match_exclude(samples.samples, exclude, base=samples.root)
+    other = _other_path(config, path)
+    if unmatched and other is not None:
+        try:
+            others = read_format(config, other, config.data.classes)
+        except DataError:
+            others = None  # reported when that data is read itself
+        if others is not None:
+            still = set(match_exclude(others.samples, exclude, base=others.root)[1])
+            unmatched = [item for item in unmatched if item in still]
+    if unmatched:
+        number, entry = unmatched[0]
+        searched = "data.path or data.test_path" if other is not None else "the dataset"
+        raise DataError(
+            f"'{entry}' matches no sample of {searched}",
+            where=f"{exclude}:{number}",
+            hint="give an image stem, file name, path relative to the dataset root or an "
+            "absolute path",
+        )
+    if dropped:
+        log.warning(
+            "%s: %d of %d samples of %s excluded", exclude, len(dropped), len(samples), path
+        )
+    return replace(samples, samples=[s for i, s in enumerate(samples.samples) if i not in dropped])
+
+
+def _other_path(config: Config, path: Path) -> Path | None:
+    """data.test_path when reading data.path, and the other way round."""
+    data = config.data
+    if data.test_path is None:
+        return None
+    if path == data.path:
+        return data.test_path
+    return data.path if path == data.test_path else None
 
 
 def mask_decoder(config: Config, classes: list[str]) -> Callable[[str], np.ndarray]:

@@ -16,10 +16,12 @@ Class names come from ``data.classes``, else from ``classes.txt`` in the dataset
 (one name per line, index order, background first). They are never guessed by scanning
 the masks: a mask that holds no pixel of the last class would shift every name.
 
-``data.exclude`` names samples to drop, one image stem, file name or path (relative to
-the dataset root) per line; ``#`` starts a comment. An entry that matches no sample is an
-error, so that a typo cannot keep a bad mask in training. The number of dropped samples
-is logged as a warning (shown on the terminal) and returned by :func:`exclude_samples`.
+``exclude`` names samples to drop, one image stem, file name, path relative to the
+dataset root or absolute path per line; ``#`` starts a comment. An entry that matches no
+sample is an error, so that a typo cannot keep a bad mask in training. The number of
+dropped samples is logged as a warning (shown on the terminal) and returned by
+:func:`exclude_samples`. ``data.exclude`` in a config applies the same file to every
+format (:func:`~mediscope.data.datamodule.read_samples`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -381,32 +384,59 @@ def exclude_samples(
 ) -> tuple[list[Sample], list[Sample]]:
     """Drops the samples an exclude file names; returns ``(kept, dropped)``.
 
-    An entry matches a sample by image stem, file name, path relative to ``base`` (with
-    or without the suffix) or path as written in the sample.
+    An entry matches a sample as :func:`match_exclude` says.
 
     Raises:
         DataError: naming ``file:line`` of the first entry that matches no sample.
+    """
+    dropped, unmatched = match_exclude(samples, exclude, base=base)
+    if unmatched:
+        number, entry = unmatched[0]
+        raise DataError(
+            f"'{entry}' matches no sample",
+            where=f"{exclude}:{number}",
+            hint="give an image stem, file name or path relative to the dataset root",
+        )
+    kept = [s for i, s in enumerate(samples) if i not in dropped]
+    return kept, [samples[i] for i in sorted(dropped)]
+
+
+def match_exclude(
+    samples: Sequence[Sample], exclude: Path, *, base: Path
+) -> tuple[set[int], list[tuple[int, str]]]:
+    """The indices of the samples an exclude file names, and its entries that match none.
+
+    An entry matches a sample by image stem, file name, path relative to ``base`` (with
+    or without the suffix), path as written in the sample, or absolute path.
+
+    Returns:
+        ``(indices of the samples to drop, [(line number, entry)] matching no sample)``.
+
+    Raises:
+        DataError: when the file is missing or not UTF-8 text.
     """
     keys: dict[str, set[int]] = {}
     for i, sample in enumerate(samples):
         for key in _sample_keys(Path(sample.image), base):
             keys.setdefault(key, set()).add(i)
     dropped: set[int] = set()
+    unmatched: list[tuple[int, str]] = []
     for number, entry in read_exclude(exclude):
-        found = keys.get(entry.replace("\\", "/").removeprefix("./"))
-        if not found:
-            raise DataError(
-                f"'{entry}' matches no sample",
-                where=f"{exclude}:{number}",
-                hint="give an image stem, file name or path relative to the dataset root",
-            )
-        dropped |= found
-    kept = [s for i, s in enumerate(samples) if i not in dropped]
-    return kept, [samples[i] for i in sorted(dropped)]
+        found = keys.get(_entry_key(entry))
+        if found:
+            dropped |= found
+        else:
+            unmatched.append((number, entry))
+    return dropped, unmatched
+
+
+def _entry_key(entry: str) -> str:
+    key = entry.replace("\\", "/").removeprefix("./")
+    return Path(os.path.abspath(key)).as_posix() if os.path.isabs(key) else key
 
 
 def _sample_keys(image: Path, base: Path) -> set[str]:
-    keys = {image.name, image.stem, image.as_posix()}
+    keys = {image.name, image.stem, image.as_posix(), Path(os.path.abspath(image)).as_posix()}
     try:
         relative = image.relative_to(base).as_posix()
     except ValueError:
