@@ -48,7 +48,11 @@ def test_fit_logs_validation_loss_and_map(fitted: Any) -> None:
     assert len(split["test"]) == 4
     assert metrics["n_images"] == len(split["val"])
     assert (result.run_dir / "plots" / "val_pr_curves.png").stat().st_size > 0
-    assert list((result.run_dir / "plots" / "val_overlays").glob("*.jpg"))
+    for gallery in ("val_best.png", "val_worst.png"):
+        assert (result.run_dir / "plots" / gallery).stat().st_size > 0
+    for key in ("map", "map_50", "ap50/G-cocci"):
+        low, high = metrics[f"ci_low/{key}"], metrics[f"ci_high/{key}"]
+        assert low <= metrics[key] <= high, key
     counts = pd.read_csv(result.run_dir / "val_predictions" / "counts.csv")
     assert list(counts.columns) == ["path", "G-cocci", "G+cocci", "G-bacilli", "G+bacilli", "total"]
 

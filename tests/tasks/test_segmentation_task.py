@@ -48,6 +48,8 @@ def test_study_architecture_and_loss_train_one_epoch(
     val = json.loads((result.run_dir / "val_metrics.json").read_text())
     assert 0.0 <= val["dice_mean"] <= 1.0 and val["n_samples"] == 4
     assert {"dice/lesion", "iou/background", "pixel_accuracy"} <= set(val)
+    for key in ("dice_mean", "iou_mean", "dice/lesion"):  # bootstrap intervals over images
+        assert val[f"ci_low/{key}"] <= val[key] <= val[f"ci_high/{key}"], key
 
 
 def test_evaluation_writes_per_sample_scores_and_galleries(

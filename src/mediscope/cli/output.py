@@ -98,7 +98,8 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
     elif config.task == "detection":
         files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
         files.add_row(
-            "plots", "plots/ (training curves, val_pr_curves.png, val_overlays/ with ground truth)"
+            "plots",
+            "plots/ (training curves, val_pr_curves.png, val_best.png and val_worst.png galleries)",
         )
         files.add_row("boxes", "val_predictions/ (predictions.csv / .json, labels/, counts.csv)")
     else:

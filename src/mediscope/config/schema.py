@@ -331,15 +331,43 @@ class CheckpointConfig(Section):
     every_n_epochs: int = Field(1, ge=0, description="0 keeps no per-epoch checkpoints")
 
 
-LoggerName = Literal["csv", "tensorboard"]
+LoggerName = Literal["csv", "tensorboard", "wandb", "mlflow", "clearml"]
 DEFAULT_LOGGERS: tuple[LoggerName, ...] = ("csv", "tensorboard")
 
 
 class LoggingConfig(Section):
-    """Loggers and terminal progress."""
+    """Loggers, experiment trackers and terminal progress."""
 
-    loggers: list[LoggerName] = Field(default_factory=lambda: list(DEFAULT_LOGGERS))
+    loggers: list[LoggerName] = Field(
+        default_factory=lambda: list(DEFAULT_LOGGERS),
+        description="csv (metrics.csv) and tensorboard write into the run folder; wandb, "
+        "mlflow and clearml are experiment trackers (pip install 'mediscope[tracking]')",
+    )
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
+    project: str | None = Field(
+        None,
+        description="trackers: the W&B project, MLflow experiment or ClearML project; "
+        "default run.name",
+    )
+    offline: Literal["auto"] | bool = Field(
+        "auto",
+        description="W&B and ClearML: true keeps them offline (files in the run folder); auto: "
+        "offline unless a server is configured (W&B: WANDB_API_KEY or WANDB_MODE; ClearML: "
+        "CLEARML_API_HOST or a clearml.conf)",
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking server or store, e.g. http://host:5000; default "
+        "MLFLOW_TRACKING_URI, else the local file store <run.dir>/mlruns",
+    )
+
+    @field_validator("loggers")
+    @classmethod
+    def _once(cls, value: list[str]) -> list[str]:
+        dupes = sorted({name for name in value if value.count(name) > 1})
+        if dupes:
+            raise ValueError(f"loggers repeat: {', '.join(dupes)}")
+        return value
 
 
 class ReportConfig(Section):
@@ -356,7 +384,7 @@ class ReportConfig(Section):
         8, ge=0, description="classification: images shown with their Grad-CAM heatmap"
     )
     gallery: int = Field(
-        6, ge=0, description="segmentation, detection: images in each best and worst gallery"
+        8, ge=0, description="segmentation, detection: images in each best and worst gallery"
     )
     html: bool = Field(True, description="write report.html at the end of fit and test")
 

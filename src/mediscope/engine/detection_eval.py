@@ -3,9 +3,11 @@
 Images are predicted as ``mediscope predict`` does (sliced into tiles when larger
 than the window) and scored against their boxes in original pixels with COCO's
 mAP. Writes ``<split>_metrics.json`` (``map``, ``map_50``, ``map_75``, per-class AP,
-recall and object counts), ``plots/<split>_pr_curves.png``, the predictions and
-counts of the split in ``<split>_predictions/`` and overlays of a few images
-(``plots/<split>_overlays/``; ground truth in white, predictions in class colours).
+recall and object counts, with bootstrap intervals over images),
+``plots/<split>_pr_curves.png``, the predictions and counts of the split in
+``<split>_predictions/``, and galleries of the images with the best and the worst F1 at
+the counting threshold (``plots/<split>_best.png``, ``plots/<split>_worst.png``; ground
+truth in white, predictions in class colours).
 """
 
 from __future__ import annotations
@@ -19,20 +21,21 @@ from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.data.datasets import DetectionDataset
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic
-from mediscope.inference.detection import DetectionPredictor, counting_threshold, save_jpeg
+from mediscope.inference.detection import DetectionPredictor, counting_threshold
+from mediscope.metrics.bootstrap import interval_keys
 from mediscope.metrics.counting import best_f1_threshold
-from mediscope.metrics.detection import evaluate_detections
+from mediscope.metrics.detection import detection_intervals, evaluate_detections, image_f1
 from mediscope.models.detection.base import Detector
 from mediscope.reports.detection import (
+    DetectionGalleryItem,
     DetectionRecord,
     draw_detections,
     plot_pr_curves,
+    write_detection_gallery,
     write_detection_predictions,
 )
+from mediscope.reports.segmentation import best_and_worst
 from mediscope.tasks.detection import EVAL_MAX_DETECTIONS, EVAL_SCORE_THRESHOLD
-
-#: Images drawn with their boxes per evaluated split.
-OVERLAYS = 6
 
 
 def evaluate_detection(
@@ -42,7 +45,6 @@ def evaluate_detection(
     split: str,
     out_dir: Path,
     datamodule: MediscopeDataModule | None = None,
-    overlays: int = OVERLAYS,
 ) -> dict[str, float]:
     """Evaluates ``checkpoint`` on ``split`` (val or test) and writes its outputs.
 
@@ -88,18 +90,17 @@ def evaluate_detection(
             )
         )
     plots = out_dir / "plots"
-    for index in range(min(overlays, len(records))):
-        image, boxes, _ = dataset.read(index)
-        record = records[index]
-        _write_overlay(
-            plots / f"{split}_overlays" / f"{index:03d}.jpg",
-            image,
-            boxes,
-            record.boxes,
-            record.labels,
-            record.scores,
-            task.classes,
-        )
+    f1_per_image = image_f1(predictions, targets, len(task.classes), score_threshold=keep)
+    _write_galleries(
+        plots,
+        split,
+        dataset,
+        samples.ids(),
+        records,
+        f1_per_image,
+        task.classes,
+        config.report.gallery,
+    )
     report = evaluate_detections(predictions, targets, task.classes)
     metrics = dict(report.metrics)
     metrics["n_images"] = float(len(records))
@@ -107,6 +108,20 @@ def evaluate_detection(
     metrics["f1_at_threshold"] = f1
     metrics["count_threshold"] = float(keep)  # what the counts and overlays used
     metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
+    intervals = detection_intervals(
+        predictions,
+        targets,
+        task.classes,
+        resamples=config.report.bootstrap,
+        confidence=config.report.confidence,
+        seed=config.seed,
+        max_detections=EVAL_MAX_DETECTIONS,
+    )
+    metrics.update(
+        interval_keys(
+            intervals, resamples=config.report.bootstrap, confidence=config.report.confidence
+        )
+    )
     plot_pr_curves(
         report, plots / f"{split}_pr_curves.png", title=f"{split}: precision-recall, IoU 0.5"
     )
@@ -115,19 +130,50 @@ def evaluate_detection(
     return metrics
 
 
-def _write_overlay(
-    path: Path,
-    image: np.ndarray,
-    truth: np.ndarray,
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    scores: np.ndarray,
+def _write_galleries(
+    plots: Path,
+    split: str,
+    dataset: DetectionDataset,
+    ids: list[str],
+    records: list[DetectionRecord],
+    f1: np.ndarray,
     classes: list[str],
+    k: int,
 ) -> None:
+    """The ``k`` images with the best and the worst F1, drawn with their boxes."""
+    best, worst = best_and_worst(list(zip(ids, f1.tolist(), strict=True)), k)
+    position = {sample_id: i for i, sample_id in enumerate(ids)}
+    for name, chosen in (("best", best), ("worst", worst)):
+        items = []
+        for sample_id in chosen:
+            index = position[sample_id]
+            image, truth, _ = dataset.read(index)
+            record = records[index]
+            items.append(
+                DetectionGalleryItem(
+                    picture=_overlay(image, truth, record, classes),
+                    title=sample_id,
+                    score=float(f1[index]),
+                    found=len(record.boxes),
+                    labelled=len(truth),
+                )
+            )
+        if items:
+            write_detection_gallery(
+                plots / f"{split}_{name}.png",
+                items,
+                title=f"{split}: the {len(items)} {name} images by F1 at IoU 0.5 "
+                "(white: ground truth)",
+            )
+
+
+def _overlay(
+    image: np.ndarray, truth: np.ndarray, record: DetectionRecord, classes: list[str]
+) -> np.ndarray:
     import cv2
 
     rgb = (image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)).copy()
     width = max(1, round(max(rgb.shape[:2]) / 500))
     for x1, y1, x2, y2 in np.round(truth).astype(int):
         cv2.rectangle(rgb, (x1, y1), (x2, y2), (255, 255, 255), width)
-    save_jpeg(path, draw_detections(rgb, boxes, labels, scores, classes))
+    return draw_detections(rgb, record.boxes, record.labels, record.scores, classes)

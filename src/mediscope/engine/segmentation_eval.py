@@ -1,6 +1,7 @@
 """Evaluating a segmentation checkpoint on a split, at each image's own resolution.
 
-Writes ``<split>_metrics.json`` (mean and per-class Dice and IoU, pixel accuracy),
+Writes ``<split>_metrics.json`` (mean and per-class Dice and IoU, pixel accuracy, with
+their bootstrap intervals over images),
 ``<split>_per_sample.csv`` (Dice and IoU of every image) and the galleries of the best
 and worst images by Dice (``plots/<split>_best.png``, ``plots/<split>_worst.png``).
 """
@@ -19,6 +20,7 @@ from mediscope.data.datasets import SegmentationDataset
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic, write_text_atomic
 from mediscope.inference.segmentation import SegmentationPredictor
+from mediscope.metrics.bootstrap import interval_keys, segmentation_intervals
 from mediscope.metrics.segmentation import (
     confusion_matrix,
     per_sample_scores,
@@ -31,9 +33,6 @@ from mediscope.reports.segmentation import (
     write_gallery,
 )
 
-#: Images in each of the best and worst galleries.
-GALLERY_SIZE = 10
-
 
 @dataclass
 class SegmentationEvaluation:
@@ -41,6 +40,7 @@ class SegmentationEvaluation:
 
     metrics: dict[str, float]
     per_sample: pd.DataFrame
+    confusions: np.ndarray  # (N, C, C) per image, for the bootstrap
 
 
 def evaluate_segmentation(
@@ -50,7 +50,6 @@ def evaluate_segmentation(
     split: str,
     out_dir: Path,
     datamodule: MediscopeDataModule | None = None,
-    gallery_size: int = GALLERY_SIZE,
 ) -> dict[str, float]:
     """Evaluates ``checkpoint`` on ``split`` (val or test) and writes its outputs.
 
@@ -66,11 +65,22 @@ def evaluate_segmentation(
     predictor = SegmentationPredictor(task.model, config, mean=mean, std=std)
     evaluation = score_dataset(predictor, dataset, samples.ids(), task.classes, config)
     evaluation.metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
+    report = config.report
+    intervals = segmentation_intervals(
+        evaluation.confusions,
+        task.classes,
+        resamples=report.bootstrap,
+        confidence=report.confidence,
+        seed=config.seed,
+    )
+    evaluation.metrics.update(
+        interval_keys(intervals, resamples=report.bootstrap, confidence=report.confidence)
+    )
 
     write_text_atomic(
         out_dir / f"{split}_per_sample.csv", evaluation.per_sample.to_csv(index=False)
     )
-    _write_galleries(out_dir, split, predictor, dataset, evaluation, task.classes, gallery_size)
+    _write_galleries(out_dir, split, predictor, dataset, evaluation, task.classes, report.gallery)
     write_json_atomic(out_dir / f"{split}_metrics.json", evaluation.metrics)
     return evaluation.metrics
 
@@ -85,18 +95,18 @@ def score_dataset(
     """Predicts every image of ``dataset``; the split's metrics and per-image scores."""
     n = len(classes)
     ignore = config.data.ignore_index
-    confusion = np.zeros((n, n), dtype=np.int64)
+    confusions = np.zeros((len(ids), n, n), dtype=np.int64)
     rows = []
     for index, sample_id in enumerate(ids):
         image, mask = dataset.read(index)
         pred, _ = predictor.predict(image)
-        confusion += confusion_matrix(pred, mask, num_classes=n, ignore_index=ignore)
+        confusions[index] = confusion_matrix(pred, mask, num_classes=n, ignore_index=ignore)
         scores = per_sample_scores(pred, mask, num_classes=n, ignore_index=ignore, classes=classes)
         rows.append({"id": sample_id, **scores})
     table = pd.DataFrame(rows)
-    metrics = segmentation_report(confusion, classes)
+    metrics = segmentation_report(confusions.sum(axis=0), classes)
     metrics["n_samples"] = float(len(ids))
-    return SegmentationEvaluation(metrics, table)
+    return SegmentationEvaluation(metrics, table, confusions)
 
 
 def _write_galleries(

@@ -573,3 +573,57 @@ def _counts_classes(path: Path) -> list[str]:
     if len(header) < 2 or header[0] != "path" or header[-1] != "total":
         return []
     return header[1:-1]
+
+
+@dataclass
+class DetectionGalleryItem:
+    """One gallery panel: the image drawn with its boxes, and what to say about it."""
+
+    picture: np.ndarray  # H x W x 3 uint8, ground truth and detections drawn
+    title: str
+    score: float  # F1 of the image's detections at the counting threshold
+    found: int
+    labelled: int
+
+
+def write_detection_gallery(
+    path: str | Path,
+    items: Sequence[DetectionGalleryItem],
+    *,
+    title: str,
+    columns: int = 4,
+    panel: float = 3.6,
+) -> Path:
+    """A PNG grid of drawn images, each titled with its id, F1 and counts."""
+    n = max(1, len(items))
+    columns = min(columns, n)
+    rows = (n + columns - 1) // columns
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(panel * columns, panel * rows + 0.6), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, item in zip(axes.flat, items, strict=False):
+        ax.imshow(_thumbnail(item.picture, 900))
+        name = item.title if len(item.title) <= 40 else "…" + item.title[-39:]
+        ax.set_title(
+            f"{name}\nF1 {item.score:.2f}: {item.found} found, {item.labelled} labelled",
+            fontsize=8,
+        )
+    if not items:
+        axes[0, 0].text(0.5, 0.5, "no images", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, Path(path))
+
+
+def _thumbnail(image: np.ndarray, longest: int) -> np.ndarray:
+    """``image`` shrunk (area averaging) so its longer side is at most ``longest``."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = longest / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
