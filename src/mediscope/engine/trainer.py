@@ -14,10 +14,10 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
 )
 from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from mediscope.config.schema import Config
-from mediscope.engine.callbacks import EpochSeed, PlainProgress, ProgressBar, RunCSVLogger
+from mediscope.engine.callbacks import EpochSeed, PlainProgress, ProgressBar
+from mediscope.engine.loggers import LogConfig, build_loggers
 from mediscope.engine.run_dir import CHECKPOINTS
 
 # Lightning and torch messages that say nothing to a mediscope user.
@@ -94,16 +94,10 @@ def build_trainer(
     """A Trainer with the run's loggers, checkpoints, seeding and progress display."""
     quiet_lightning()
     t = config.trainer
-    loggers: list[Logger] = []
-    if "csv" in config.logging.loggers:
-        loggers.append(RunCSVLogger(run_dir, resume_epoch=resume_epoch))
-    if "tensorboard" in config.logging.loggers:
-        loggers.append(
-            TensorBoardLogger(
-                save_dir=str(run_dir), name="", version="tensorboard", default_hp_metric=False
-            )
-        )
+    loggers = build_loggers(config, run_dir, resume_epoch=resume_epoch)
     callbacks: list[L.Callback] = [EpochSeed(config.seed), *checkpoint_callbacks(config, run_dir)]
+    if loggers:
+        callbacks.append(LogConfig(config))
     callbacks.extend(extra_callbacks or [])
     if t.early_stopping is not None:
         stop = t.early_stopping
