@@ -18,6 +18,7 @@ from mediscope.data.datamodule import SPLIT_FILE, MediscopeDataModule
 from mediscope.data.samples import SampleSet
 from mediscope.engine.checkpoints import checkpoint_meta, load_task_weights, read_checkpoint
 from mediscope.engine.environment import environment_info
+from mediscope.engine.loggers import check_loggers
 from mediscope.engine.run_dir import (
     BEST,
     CHECKPOINTS,
@@ -156,6 +157,7 @@ def fit(
         normalization=datamodule.normalization_stats(),
     )
     _check_monitors(config, task)
+    check_loggers(config)
     if weights is not None:
         load_weights_file(task.model, Path(weights))
 
