@@ -48,6 +48,9 @@ def test_fit_logs_validation_loss_and_map(fitted: Any) -> None:
     assert len(split["test"]) == 4
     assert metrics["n_images"] == len(split["val"])
     assert (result.run_dir / "plots" / "val_pr_curves.png").stat().st_size > 0
+    report = (result.run_dir / "report.html").read_text()
+    assert "AP@.5" in report and "val_best.png" not in report  # inlined, not linked
+    assert report.count("data:image/png;base64") >= 4  # curves, intervals, PR, galleries
     for gallery in ("val_best.png", "val_worst.png"):
         assert (result.run_dir / "plots" / gallery).stat().st_size > 0
     for key in ("map", "map_50", "ap50/G-cocci"):

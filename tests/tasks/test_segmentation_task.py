@@ -70,6 +70,9 @@ def test_evaluation_writes_per_sample_scores_and_galleries(
         with Image.open(result.run_dir / "plots" / name) as image:
             assert image.size[0] > 200 and image.size[1] > 100
     assert (result.run_dir / "plots" / "training_curves.png").is_file()
+    report = (result.run_dir / "report.html").read_text()
+    assert "<h2>Test</h2>" in report and "<th>Dice</th>" in report and "<th>IoU</th>" in report
+    assert "best Dice" in report and "worst Dice" in report
 
 
 def test_sliding_window_and_flip_inference_evaluate_too(tiny_lesions: Path, tmp_path: Path) -> None:

@@ -22,6 +22,14 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{value:.4f}"
 
 
+def _with_interval(metrics: dict[str, float], key: str) -> str:
+    text = f"{key} {_fmt(metrics.get(key))}"
+    low, high = metrics.get(f"ci_low/{key}"), metrics.get(f"ci_high/{key}")
+    if low is not None and high is not None and low == low:
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
+
+
 def _per_class(metrics: dict[str, float], prefix: str) -> str:
     items = [(k[len(prefix) :], v) for k, v in metrics.items() if k.startswith(prefix)]
     if prefix == "gt/":  # object counts
@@ -37,7 +45,13 @@ def metrics_grid(metrics: dict[str, float]) -> Table:
     segmentation = "dice_mean" in metrics
     detection = "map_50" in metrics
     keys = SEGMENTATION_KEYS if segmentation else DETECTION_KEYS if detection else MAIN_KEYS
-    grid.add_row("metrics", "  ".join(f"{k} {_fmt(metrics.get(k))}" for k in keys))
+    grid.add_row("metrics", "  ".join(_with_interval(metrics, k) for k in keys))
+    if "confidence" in metrics:
+        grid.add_row(
+            "",
+            f"[brackets: {metrics['confidence']:.0%} bootstrap interval, "
+            f"{int(metrics.get('bootstrap_resamples', 0))} resamples of the images]",
+        )
     rows: tuple[tuple[str, str], ...]
     if segmentation:
         rows = (("dice", "dice/"), ("iou", "iou/"))
@@ -106,6 +120,8 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
         files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
         files.add_row("plots", "plots/ (training curves, confusion matrix, ROC), val_results.npz")
     files.add_row("config", "config.yaml (resolved), environment.json, split.json")
+    if getattr(result, "report", None) is not None:
+        files.add_row("report", f"{result.report} (open in a browser)")
     console.print(files)
     if run_line:
         console.print(f"run: {run}", soft_wrap=True)
@@ -119,6 +135,9 @@ def print_metrics(split: str, metrics: dict[str, float], path: Path) -> None:
         Panel(metrics_grid(metrics), title=f"{split}, {n} images", title_align="left", expand=False)
     )
     console.print(f"metrics: {path}", soft_wrap=True)
+    report = path.parent / "report.html"
+    if report.is_file():
+        console.print(f"report: {report}", soft_wrap=True)
 
 
 def print_folds_summary(result: Any) -> None:

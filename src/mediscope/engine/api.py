@@ -50,6 +50,7 @@ class FitResult:
     val_metrics: dict[str, float] = field(default_factory=dict)
     split_sizes: dict[str, int] = field(default_factory=dict)
     resumed_from: Path | None = None
+    report: Path | None = None
 
 
 @dataclass
@@ -202,6 +203,7 @@ def fit(
         val_metrics = evaluate_and_write(
             config, best_path, split="val", out_dir=run_dir, datamodule=datamodule
         )
+    report = write_run_report(config, run_dir)
     return FitResult(
         run_dir=run_dir,
         monitor=config.checkpoint.monitor,
@@ -213,7 +215,17 @@ def fit(
         val_metrics=val_metrics,
         split_sizes=datamodule.split_sizes(),
         resumed_from=ckpt_path,
+        report=report,
     )
+
+
+def write_run_report(config: Config, run_dir: Path) -> Path | None:
+    """Writes ``report.html`` in ``run_dir`` unless ``report.html`` is off in the config."""
+    if not config.report.html or not (run_dir / "config.yaml").is_file():
+        return None
+    from mediscope.reports.html import write_report
+
+    return write_report(run_dir)
 
 
 def _best_of(best: Path | None, monitor: str) -> tuple[int | None, float | None]:
@@ -380,6 +392,7 @@ def test(config: Config, checkpoint: str | Path) -> tuple[dict[str, float], Path
     path = Path(checkpoint)
     out = _output_dir(path)
     metrics = evaluate_and_write(config, path, split="test", out_dir=out)
+    write_run_report(config, out)
     return metrics, out / "test_metrics.json"
 
 
@@ -388,6 +401,7 @@ def validate(config: Config, checkpoint: str | Path) -> tuple[dict[str, float], 
     path = Path(checkpoint)
     out = _output_dir(path)
     metrics = evaluate_and_write(config, path, split="val", out_dir=out)
+    write_run_report(config, out)
     return metrics, out / "val_metrics.json"
 
 

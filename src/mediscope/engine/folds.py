@@ -12,18 +12,17 @@ import pandas as pd
 from mediscope.config.loader import dump_config
 from mediscope.config.schema import Config
 from mediscope.data.datamodule import MediscopeDataModule
-from mediscope.engine.api import FitResult, fit
+from mediscope.engine.api import FitResult, fit, write_run_report
 from mediscope.engine.run_dir import CHECKPOINTS, LAST, create_run_dir, latest_run
 from mediscope.errors import ConfigError
 from mediscope.files import write_text_atomic
 
-SUMMARY_KEYS = (
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "f1_weighted",
-    "auroc_macro",
-)
+#: The metrics of the summary, per task.
+SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro"),
+    "segmentation": ("dice_mean", "iou_mean", "pixel_accuracy"),
+    "detection": ("map", "map_50", "map_75"),
+}
 
 
 @dataclass
@@ -79,7 +78,8 @@ def fit_folds(config: Config, folds: int, *, resume: str | Path | None = None) -
         else:
             sub.mkdir(parents=True, exist_ok=True)
             results.append(fit(cfg, run_dir=sub))
-    summary = summarize(parent, [r.val_metrics for r in results])
+    summary = summarize(parent, [r.val_metrics for r in results], task=config.task)
+    write_run_report(config, parent)
     return FoldsResult(parent, results, summary)
 
 
@@ -108,9 +108,11 @@ def _finished(sub: Path, config: Config) -> FitResult:
     )
 
 
-def summarize(parent: Path, per_fold: list[dict[str, float]]) -> pd.DataFrame:
+def summarize(
+    parent: Path, per_fold: list[dict[str, float]], *, task: str = "classification"
+) -> pd.DataFrame:
     """Writes ``cv_summary.csv`` and ``cv_summary.md``: a row per fold, mean and sd."""
-    keys = [k for k in SUMMARY_KEYS if all(k in m for m in per_fold)]
+    keys = [k for k in SUMMARY_KEYS[task] if all(k in m for m in per_fold)]
     table = pd.DataFrame([{k: m[k] for k in keys} for m in per_fold])
     table.insert(0, "fold", [str(i) for i in range(len(per_fold))])
     values = table[keys].to_numpy(dtype=float)

@@ -122,7 +122,7 @@ def write_gradcam_grid(
     """A grid of image / heatmap pairs, titled with truth, prediction and probability."""
     if not items:
         return None
-    columns = min(4, len(items))
+    columns = min(3, len(items))
     rows = (len(items) + columns - 1) // columns
     fig, axes = plt.subplots(
         rows, 2 * columns, figsize=(2.6 * 2 * columns, 3.2 * rows), squeeze=False
@@ -134,13 +134,13 @@ def write_gradcam_grid(
         right = item.truth == item.pred
         colour = "#1a7f37" if right else "#c62828"
         axes[row, 2 * col].imshow(np.clip(item.image, 0, 1))
-        axes[row, 2 * col].set_title(_shorten(item.title), fontsize=7)
+        axes[row, 2 * col].set_title(_shorten(item.title), fontsize=9)
         axes[row, 2 * col + 1].imshow(overlay_heatmap(item.image, item.heatmap))
         verdict = "right" if right else "wrong"
         axes[row, 2 * col + 1].set_title(
             f"true {class_names[item.truth]}\npred {class_names[item.pred]} "
             f"{item.prob:.2f} ({verdict})",
-            fontsize=7,
+            fontsize=9,
             color=colour,
         )
     fig.suptitle(title, fontsize=10)
