@@ -15,12 +15,24 @@ from pathlib import Path
 from typing import Any
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file: 0o666 less the umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``target``; renames it to ``target`` on success."""
+    """Yields a temporary path beside ``target``; renames it to ``target`` on success.
+
+    The file gets the usual permissions (``mkstemp`` alone would make it private, so a
+    colleague could not read a shared run folder).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, _file_mode())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
