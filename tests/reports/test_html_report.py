@@ -117,3 +117,23 @@ def test_cross_validation_report(tiny_crops: Path, tmp_path: Path) -> None:
     assert "Cross-validation: 2 folds" in text and "mean ± sd" in text
     assert 'href="fold-0/report.html"' in text and 'href="fold-1/report.html"' in text
     assert (result.run_dir / "fold-1" / "report.html").is_file()
+
+
+def test_terminal_metrics_show_the_intervals() -> None:
+    from rich.console import Console
+
+    from mediscope.cli.output import metrics_grid
+
+    console = Console(width=200, record=True)
+    metrics = {
+        "accuracy": 0.9,
+        "ci_low/accuracy": 0.85,
+        "ci_high/accuracy": 0.94,
+        "f1_macro": 0.8,
+        "confidence": 0.95,
+        "bootstrap_resamples": 1000.0,
+    }
+    console.print(metrics_grid(metrics))
+    text = console.export_text()
+    assert "accuracy 0.9000 [0.850, 0.940]" in text and "f1_macro 0.8000  " in text
+    assert "in brackets: 95% bootstrap interval, 1000 resamples of the images" in text

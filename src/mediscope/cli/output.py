@@ -49,8 +49,8 @@ def metrics_grid(metrics: dict[str, float]) -> Table:
     if "confidence" in metrics:
         grid.add_row(
             "",
-            f"[brackets: {metrics['confidence']:.0%} bootstrap interval, "
-            f"{int(metrics.get('bootstrap_resamples', 0))} resamples of the images]",
+            f"in brackets: {metrics['confidence']:.0%} bootstrap interval, "
+            f"{int(metrics.get('bootstrap_resamples', 0))} resamples of the images",
         )
     rows: tuple[tuple[str, str], ...]
     if segmentation:
@@ -118,7 +118,11 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
         files.add_row("boxes", "val_predictions/ (predictions.csv / .json, labels/, counts.csv)")
     else:
         files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
-        files.add_row("plots", "plots/ (training curves, confusion matrix, ROC), val_results.npz")
+        files.add_row(
+            "plots",
+            "plots/ (training curves, confusion matrix, ROC, PR, reliability, Grad-CAM), "
+            "val_results.npz",
+        )
     files.add_row("config", "config.yaml (resolved), environment.json, split.json")
     if getattr(result, "report", None) is not None:
         files.add_row("report", f"{result.report} (open in a browser)")
