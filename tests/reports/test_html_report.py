@@ -50,7 +50,7 @@ def test_test_adds_its_section(fitted: Any) -> None:
     config, result = fitted
     api.test(config, result.best_checkpoint)
     text = (result.run_dir / "report.html").read_text()
-    assert text.index("<h2>Test</h2>") < text.index("<h2>Validation</h2>")
+    assert text.index("<h2>Test</h2>") < text.index("<summary>Validation")
     assert "test: metrics" not in text  # titles live in the PNGs, not the page
     assert (result.run_dir / "plots" / "test_gradcam.png").is_file()
 

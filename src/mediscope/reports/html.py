@@ -114,6 +114,9 @@ pre { background: #f6f8fa; padding: 12px; overflow-x: auto; font-size: 0.85em; }
 table.facts td { text-align: left; }
 .row { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 .row figure { flex: 1 1 440px; max-width: 520px; margin: 4px 0 16px; }
+.galleries figure { flex: 1 1 45%; max-width: 49%; }
+details.split > summary { font-size: 1.25em; font-weight: 600; margin-top: 36px;
+  cursor: pointer; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
 """
 
 
@@ -216,7 +219,7 @@ def plot_intervals(
         rows.append((key, float(value), interval.low, interval.high))
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7, 0.38 * len(rows) + 1.3), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.4, 0.34 * len(rows) + 1.3), layout="constrained")
     y = np.arange(len(rows))[::-1]
     values = np.array([r[1] for r in rows])
     low = values - np.array([r[2] for r in rows])
@@ -226,24 +229,23 @@ def plot_intervals(
         ax.errorbar(
             values[i], y[i], xerr=[[low[i]], [high[i]]], fmt="o", ms=4, color=colour, capsize=3
         )
+    # the axis starts at a round value below the lowest bound, so narrow intervals near 1
+    # stay visible; the values are printed to the right
+    left = max(0.0, math.floor((min(r[2] for r in rows) - 0.02) * 10) / 10)
+    span = 1.0 - left
     for yi, (_, value, lo, hi) in zip(y, rows, strict=True):
-        ax.text(
-            min(hi + 0.02, 1.01),
-            yi,
-            f"{value:.3f} ({lo:.3f}–{hi:.3f})",
-            va="center",
-            fontsize=7.5,
-            color="#333",
-        )
-    ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
-    ax.set_xlim(0, 1.35)
-    ax.set_xticks(np.linspace(0, 1, 6))
+        text = f"{value:.3f} ({lo:.3f}–{hi:.3f})"
+        ax.text(1.0 + 0.03 * span, yi, text, va="center", fontsize=8.5, color="#333")
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=9)
+    ax.set_xlim(left, 1.0 + 0.45 * span)
+    ax.set_xticks(np.linspace(left, 1.0, 6 if span > 0.3 else 5))
+    ax.axvline(1.0, color="grey", lw=0.6)
     ax.grid(axis="x", alpha=0.3)
     level = metrics.get("confidence", 0.95)
     resamples = int(metrics.get("bootstrap_resamples", 0))
     ax.set_title(
         f"{title}\n{level:.0%} bootstrap intervals, {resamples} resamples of the images",
-        fontsize=9,
+        fontsize=10,
     )
     return save_figure(fig, path)
 
@@ -316,12 +318,18 @@ def _metrics_section(
     )
     if intervals is not None:
         small.append(_figure(intervals, "The metrics with their confidence intervals."))
-    wide: list[str] = []
+    wide: list[tuple[str, str]] = []
     for name, caption in TASK_PLOTS.get(task, ()):
         figure = _figure(plots / f"{split}_{name}", caption)
-        (wide if name in WIDE_PLOTS else small).append(figure)
+        if name in WIDE_PLOTS:
+            wide.append((name, figure))
+        else:
+            small.append(figure)
     parts.append('<div class="row">' + "".join(small) + "</div>")
-    parts += wide
+    galleries = [f for name, f in wide if name in ("best.png", "worst.png") and f]
+    parts += [f for name, f in wide if name not in ("best.png", "worst.png")]
+    if galleries:
+        parts.append('<div class="row galleries">' + "".join(galleries) + "</div>")
     return "\n".join(parts)
 
 
@@ -441,12 +449,20 @@ def build_report(run_dir: Path) -> str:
     if curves.is_file():
         parts.append("<h2>Training</h2>")
         parts.append(_figure(curves, "Loss and the monitored metric per epoch."))
-    evaluated = False
-    for split, title in (("test", "Test"), ("val", "Validation")):
-        metrics = _read_json(run_dir / f"{split}_metrics.json")
-        if metrics:
-            evaluated = True
-            parts.append(_metrics_section(run_dir, split, metrics, task, title))
+    test = _read_json(run_dir / "test_metrics.json")
+    val = _read_json(run_dir / "val_metrics.json")
+    if test:
+        parts.append(_metrics_section(run_dir, "test", test, task, "Test"))
+    if val and test:  # the test comes first; validation is there for who wants it
+        section = _metrics_section(run_dir, "val", val, task, "Validation")
+        section = section.replace("<h2>Validation</h2>", "", 1)
+        parts.append(
+            '<details class="split"><summary>Validation (the split that chose the '
+            f"checkpoint)</summary>{section}</details>"
+        )
+    elif val:
+        parts.append(_metrics_section(run_dir, "val", val, task, "Validation"))
+    evaluated = bool(test or val)
     if not evaluated and not (run_dir / "cv_summary.csv").is_file():
         parts.append('<p class="note">No evaluation yet: this run has no metrics files.</p>')
     parts.append(_environment(run_dir))
