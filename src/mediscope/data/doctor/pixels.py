@@ -3,7 +3,7 @@
 A header can be fine while the pixels are not (a JPEG cut in half opens, and fails only
 when decoded), so each image is decoded to its end. What is kept per image is small:
 mode, bit depth, size, a SHA-1 digest of the pixels (exact duplicates), a 64-bit DCT
-perceptual hash and a 32 x 32 RGB thumbnail (near duplicates, see
+perceptual hash and a 24 x 24 RGB thumbnail (near duplicates, see
 :mod:`~mediscope.data.doctor.duplicates`).
 """
 
@@ -25,7 +25,7 @@ from mediscope.errors import MediscopeError
 #: Bits per channel of PIL modes.
 MODE_BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
 #: Side of the thumbnails near duplicates are confirmed on.
-THUMB = 32
+THUMB = 24
 _WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 
 
@@ -41,7 +41,7 @@ class ImageInfo:
         height: Height in pixels.
         digest: SHA-1 of the decoded pixels with their mode and size.
         phash: 64-bit DCT perceptual hash.
-        thumb: ``32 x 32 x 3`` uint8 RGB thumbnail.
+        thumb: ``24 x 24 x 3`` uint8 RGB thumbnail.
     """
 
     mode: str
@@ -76,7 +76,7 @@ def inspect_image(
             bits = 1 if array.dtype == np.bool_ else array.dtype.itemsize * 8
             return _info(array_to_image(array, channels=3, where=image), mode, bits, array)
         if Path(image).suffix.lower() in DICOM_SUFFIXES:
-            return _inspect_dicom(image, window)
+            return _inspect_dicom(image, window, split)
         if os.path.getsize(image) == 0:
             return _problem("empty_file", "zero-byte file", image, split)
         with Image.open(image) as img:
@@ -112,12 +112,20 @@ def _problem(kind: str, message: str, image: str, split: str | None) -> Finding:
     )
 
 
-def _inspect_dicom(image: str, window: tuple[float, float] | None) -> ImageInfo:
+def _inspect_dicom(
+    image: str, window: tuple[float, float] | None, split: str | None
+) -> ImageInfo | Finding:
     from mediscope.data.formats.dicom import import_pydicom, read_dicom_pixels
 
-    pydicom = import_pydicom(image)
-    header = pydicom.dcmread(image, stop_before_pixels=True)
-    pixels = read_dicom_pixels(Path(image), window=window)
+    pydicom = import_pydicom(image)  # a missing pydicom is the user's to install: raises
+    try:
+        header = pydicom.dcmread(image, stop_before_pixels=True)
+        pixels = read_dicom_pixels(Path(image), window=window)
+    except MediscopeError as exc:
+        return _problem("unreadable_image", exc.message, image, split)
+    except Exception as exc:  # pydicom raises many kinds of errors for broken files
+        message = f"not a readable DICOM file ({exc.__class__.__name__}: {exc})"
+        return _problem("unreadable_image", message, image, split)
     mode = f"DICOM {getattr(header, 'PhotometricInterpretation', '?')}"
     bits = int(getattr(header, "BitsStored", pixels.dtype.itemsize * 8))
     return _info(array_to_image(pixels, channels=3, where=image), mode, bits, pixels)
@@ -154,6 +162,6 @@ def phash(rgb: np.ndarray) -> int:
 
 
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
-    """A ``32 x 32 x 3`` uint8 thumbnail (area averaging)."""
+    """A ``24 x 24 x 3`` uint8 thumbnail (area averaging)."""
     small = cv2.resize(np.asarray(rgb), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(small.reshape(THUMB, THUMB, 3), dtype=np.uint8)

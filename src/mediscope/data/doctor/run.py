@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from mediscope.data.doctor.pixels import ImageInfo, inspect_image
 from mediscope.data.doctor.scan import Item, Scan, absolute, is_image_name
 from mediscope.data.doctor.sources import scan_path
 from mediscope.data.doctor.stats import Statistics, split_names, statistics
+from mediscope.data.masks import read_mask
 from mediscope.data.samples import sample_id
 from mediscope.errors import DataError
 from mediscope.files import write_json_atomic, write_text_atomic
@@ -242,16 +244,18 @@ def _assign_splits(
         if item.split != "test":
             item.split = "trainval"
     pool = sum(item.split == "trainval" for item in main.items)
+    tested = any(item.split == "test" for _, scan in scans for item in scan.items)
+    compared = "only test and the rest are compared" if tested else "no splits are compared"
     findings.append(
         Finding(
             "random_split",
             "info",
             f"no fixed validation split (data.split.method: {method}): train and val are "
-            f"drawn from {pool} samples at random, so only test and the rest are compared",
+            f"drawn from {pool} samples at random, so {compared}",
             hint="pass --split RUN/split.json to compare a run's train and val",
         )
     )
-    return f"random (data.split.method: {method}); test fixed"
+    return f"random (data.split.method: {method})" + ("; test fixed" if tested else "")
 
 
 def _apply_split_file(main: Scan, split_file: Path, findings: list[Finding]) -> None:
@@ -359,9 +363,7 @@ def _decode(
     workers: int | None,
 ) -> tuple[list[ImageInfo | None], list[np.ndarray | None]]:
     """Decodes every image (and mask), in a few threads."""
-    from mediscope.data.datamodule import mask_decoder
-
-    decode = mask_decoder(config, classes) if config.task == "segmentation" else None
+    decode = mask_reader(config, classes) if config.task == "segmentation" else None
     window = config.data.window
 
     def one(item: Item) -> tuple[ImageInfo | Finding, np.ndarray | None, list[Finding]]:
@@ -386,6 +388,22 @@ def _decode(
             if progress is not None:
                 progress("decoding", done, len(items))
     return infos, pixels
+
+
+def mask_reader(config: Config, classes: list[str]) -> Callable[[str], np.ndarray]:
+    """Reads a mask file into class indices as training does (``data.palette``,
+    ``data.ignore_index``, ``data.mask_mode``): the datamodule's ``mask_decoder``,
+    without importing the training stack."""
+    data = config.data
+    palette = {k: list(v) for k, v in data.palette.items()} if data.palette else None
+    return partial(
+        read_mask,
+        num_classes=len(classes),
+        palette=palette,
+        classes=classes,
+        ignore_index=data.ignore_index,
+        mode=data.mask_mode,
+    )
 
 
 def check_mask(
