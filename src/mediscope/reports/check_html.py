@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from PIL import Image
 
+from mediscope.data.doctor.duplicates import MIN_CORRELATION
 from mediscope.data.doctor.findings import KINDS
 from mediscope.data.doctor.run import CheckReport, mask_reader
 from mediscope.data.doctor.scan import Item
@@ -65,8 +66,12 @@ def render_check_html(report: CheckReport, *, samples: int = 4) -> str:
         _dataset_table(report),
         '<div class="cards">'
         + "".join(
-            f'<div class="card {s}"><b>{counts[s]}</b> {label}</div>'
-            for s, label in (("error", "errors"), ("warning", "warnings"), ("info", "info"))
+            f'<div class="card {s}"><b>{counts[s]}</b> {label if counts[s] == 1 else plural}</div>'
+            for s, label, plural in (
+                ("error", "error", "errors"),
+                ("warning", "warning", "warnings"),
+                ("info", "info", "info"),
+            )
         )
         + "</div>",
         "<h2>Findings by kind</h2>",
@@ -119,6 +124,8 @@ background:#eee}.card b{font-size:1.5em}.card.error{background:#fbe3e3}
 figure img{max-width:256px;max-height:256px;display:block;border:1px solid #ccc}
 figcaption{word-break:break-all}.pair{display:flex;gap:8px;margin-bottom:10px}
 td.file{word-break:break-all;max-width:420px}footer{margin-top:2em;color:#777;font-size:.8em}
+.swatch{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 .8em;vertical-align:-.1em;
+border:1px solid #888}
 """
 
 
@@ -180,6 +187,13 @@ def _dataset_table(report: CheckReport) -> str:
         ("classes", _e(", ".join(report.classes))),
         ("samples", _e(", ".join(f"{s} {n}" for s, n in splits.items()))),
         ("splits", _e(report.split_source)),
+        (
+            "near duplicates",
+            _e(
+                f"perceptual hash within {report.near_threshold} bits and thumbnail "
+                f"correlation at least {MIN_CORRELATION}"
+            ),
+        ),
     ]
     return _rows([(_e(k), v) for k, v in rows])
 
@@ -377,6 +391,8 @@ def plot_image_sizes(report: CheckReport) -> bytes | None:
     ax.set_xlim(low - pad, high + pad)
     ax.set_ylim(low - pad, high + pad)
     ax.plot([low - pad, high + pad], [low - pad, high + pad], color="#ccc", lw=0.8, zorder=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("width (pixels)")
     ax.set_ylabel("height (pixels)")
     ax.set_title("image sizes (marker area: number of images)")
@@ -505,8 +521,24 @@ def gallery_items(report: CheckReport, samples: int) -> dict[str, list[Item]]:
     return chosen
 
 
+def _legend(report: CheckReport) -> str:
+    """The class colours of masks and boxes, as coloured squares with the names."""
+    task = report.config.task
+    if task == "classification":
+        return ""
+    colours = class_colors(len(report.classes) + (1 if task == "detection" else 0))
+    if task == "detection":
+        colours = colours[1:]  # boxes take the colours after the background's
+    named = list(zip(report.classes, colours, strict=True))[1 if task == "segmentation" else 0 :]
+    swatches = "".join(
+        f'<span class="swatch" style="background:rgb({r},{g},{b})"></span>{_e(name)} '
+        for name, (r, g, b) in named
+    )
+    return f"<p>Colours: {swatches}</p>"
+
+
 def _gallery(report: CheckReport, samples: int) -> str:
-    out = []
+    out = [_legend(report)]
     for name, items in gallery_items(report, samples).items():
         figures = [_figure(report, item) for item in items]
         tiles = "".join(figures) or "<p>No readable sample.</p>"

@@ -182,6 +182,7 @@ def check_dataset(
     findings: list[Finding] = [f for _, scan in scans for f in scan.findings]
     _label_owners(scans, findings)
     source = _assign_splits(config, scans, split_file, findings)
+    _finding_splits(scans)
     findings += _unlisted_images(scans)
     items = [item for _, scan in scans for item in scan.items]
     items, excluded = _apply_exclude(config, scans, items, findings)
@@ -256,6 +257,27 @@ def _assign_splits(
         )
     )
     return f"random (data.split.method: {method})" + ("; test fixed" if tested else "")
+
+
+def _finding_splits(scans: list[tuple[str, Scan]]) -> None:
+    """Gives the scans' findings the split their samples are compared in: that of the
+    sample whose image or label file they name, else test for ``data.test_path`` and
+    the random pool for the data's train and val when those are drawn at random."""
+    by_file: dict[str, str] = {}
+    for _, scan in scans:
+        for item in scan.items:
+            by_file[item.image] = item.split
+            if item.label_file is not None:
+                by_file.setdefault(item.label_file, item.split)
+    for name, scan in scans:
+        pooled = any(item.split == "trainval" for item in scan.items)
+        for finding in scan.findings:
+            if finding.file in by_file:
+                finding.split = by_file[finding.file]
+            elif name == "data.test_path":
+                finding.split = "test"
+            elif pooled and finding.split in ("train", "val"):
+                finding.split = "trainval"
 
 
 def _apply_split_file(main: Scan, split_file: Path, findings: list[Finding]) -> None:
