@@ -21,13 +21,12 @@ from mediscope.data.doctor.duplicates import (
     exact_duplicates,
     near_duplicates,
     patients_in_two_splits,
-    split_rank,
 )
 from mediscope.data.doctor.findings import SEVERITIES, Finding
 from mediscope.data.doctor.pixels import ImageInfo, inspect_image
 from mediscope.data.doctor.scan import Item, Scan, absolute, is_image_name
 from mediscope.data.doctor.sources import scan_path
-from mediscope.data.doctor.stats import Statistics, split_names, statistics
+from mediscope.data.doctor.stats import Statistics, statistics
 from mediscope.data.masks import read_mask
 from mediscope.data.samples import sample_id
 from mediscope.errors import DataError
@@ -54,6 +53,8 @@ class CheckReport:
         stats: The statistics.
         split_source: Where the splits come from (folders, column, split.json, random).
         near_threshold: The perceptual hash distance used for near duplicates.
+        excluded: Samples left out by ``data.exclude``.
+        counts: Findings per severity (set from ``findings``).
     """
 
     config: Config
@@ -298,18 +299,17 @@ def _apply_split_file(main: Scan, split_file: Path, findings: list[Finding]) -> 
         elif item.split != "test":
             item.split = "trainval"
     missing = [sid for sid in where if sid not in found]
-    unsplit = sum(item.split == "trainval" for item in main.items)
-    for count, message in (
-        (len(missing), f"{len(missing)} samples of the split are not in the dataset"),
-        (unsplit, f"{unsplit} samples of the dataset are in no list of the split"),
+    unsplit = [sample_id(i.sample, main.root) for i in main.items if i.split == "trainval"]
+    for ids, what in (
+        (missing, "samples of the split are not in the dataset"),
+        (unsplit, "samples of the dataset are in no list of the split"),
     ):
-        if count:
-            first = missing[0] if missing and count == len(missing) else None
+        if ids:
             findings.append(
                 Finding(
                     "split_file",
                     "warning",
-                    message + (f" (first: {first})" if first else ""),
+                    f"{len(ids)} {what} (first: {ids[0]})",
                     file=str(path),
                     hint="was data.path changed since the run started?",
                 )
@@ -468,7 +468,11 @@ def write_check_json(report: CheckReport, path: Path) -> Path:
 
 def write_exclude(report: CheckReport, path: Path) -> int:
     """Writes the flagged images, one absolute path per line, as ``data.exclude`` reads
-    them (the kinds of finding follow as a comment); returns their number."""
+    them (the kinds of finding follow as a comment); returns how many are listed.
+
+    A path holding ``#`` cannot be listed (the rest of its line would be a comment): it
+    is written as a comment asking to rename it.
+    """
     flagged = report.exclude_list()
     lines = [
         "# Samples flagged by mediscope check: errors, and the later copy of each duplicate.",
@@ -476,22 +480,22 @@ def write_exclude(report: CheckReport, path: Path) -> int:
         + (f" and {report.config.data.test_path}" if report.config.data.test_path else ""),
         "# Use it with: --set data.exclude=" + str(path),
     ]
-    lines += [f"{image}  # {', '.join(kinds)}" for image, kinds in flagged.items()]
+    listed = 0
+    for image, kinds in flagged.items():
+        if "#" in image:  # '#' starts a comment in an exclude file: the path cannot be read
+            lines.append(f"# not listable ('#' in the path), move or rename it: {image}")
+            continue
+        lines.append(f"{image}  # {', '.join(kinds)}")
+        listed += 1
     write_text_atomic(path, "\n".join(lines) + "\n")
-    return len(flagged)
-
-
-def splits_of(report: CheckReport) -> list[str]:
-    """The splits of the report's samples, train first."""
-    return split_names(report.items)
+    return listed
 
 
 __all__ = [
     "CheckReport",
     "check_dataset",
     "check_mask",
-    "split_rank",
-    "splits_of",
+    "mask_reader",
     "write_check_json",
     "write_exclude",
 ]
