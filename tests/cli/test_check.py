@@ -180,6 +180,20 @@ def test_path_options_format_classes_and_set(cli: Cli, tiny_lesions: Path, tmp_p
     assert report["statistics"]["classes"]["pixels"]["total"]["lesion"] > 0
     result = cli("check", tiny_lesions, "--format", "yolo", "--output", tmp_path / "o2")
     assert result.code == 2 and "error:" in result.err
+    result = cli("check", tiny_lesions, "--format", "maskz", "--output", tmp_path / "o2")
+    assert result.code == 2 and "error: --format: unknown data format 'maskz'" in result.err
+    assert "did you mean 'masks'" in result.err
+
+
+def test_a_config_error_names_its_line(
+    cli: Cli, tiny_lesions: Path, tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    cfg = write_config(
+        "task: segmentation\ndata:\n  format: maskz\n  path: " + str(tiny_lesions) + "\n"
+    )
+    result = cli("check", cfg, "--output", tmp_path / "out")
+    assert result.code == 2
+    assert f"error: {cfg}:3: data.format: unknown data format 'maskz'" in result.err
 
 
 def test_default_output_folder_and_never_inside_the_dataset(

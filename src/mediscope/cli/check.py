@@ -163,7 +163,10 @@ def resolve_target(
             overrides.append(f"model.name={PLACEHOLDER_MODELS[raw['task']]}")
         return _validated(raw, overrides, target), target.stem
     name = data_format if data_format is not None else detect_format(target)
-    task = FORMATS.entry(name).tags.get("tasks", ("classification",))[0]
+    try:
+        task = FORMATS.entry(name).tags.get("tasks", ("classification",))[0]
+    except MediscopeError as exc:
+        raise ConfigError(exc.message, where="--format", hint=exc.hint) from None
     raw = {
         "task": task,
         "data": {"format": name, "path": str(target)},
@@ -175,24 +178,28 @@ def resolve_target(
 def _validated(raw: dict[str, Any], overrides: list[str], path: Path | None) -> Config:
     """``raw`` with ``overrides`` as a Config.
 
-    The schema alone is checked first: the loader also checks the model name, which
-    imports every model (seconds), and the doctor builds none. Only an invalid config
-    goes through the loader, for its error naming the file, line and key.
+    The schema and the format name are checked first: the loader also checks the model
+    name, which imports every model (seconds), and the doctor builds none. Only an
+    invalid config goes through the loader, for its error naming the file, line and key.
     """
     from pydantic import ValidationError
 
     from mediscope.config.loader import apply_override, config_from_text, load_config
     from mediscope.config.schema import Config
+    from mediscope.registry import FORMATS
 
     data = copy.deepcopy(raw)
     for item in overrides:
         apply_override(data, item)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
+        if config.data.format in FORMATS:
+            return config
     except ValidationError:
-        if path is not None:
-            return load_config(path, overrides)
-        return config_from_text(yaml.safe_dump(raw), overrides=overrides)
+        pass
+    if path is not None:
+        return load_config(path, overrides)
+    return config_from_text(yaml.safe_dump(raw), overrides=overrides)
 
 
 def _quoted(name: str) -> str:
