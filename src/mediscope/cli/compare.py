@@ -1,0 +1,138 @@
+"""``compare``: a comparative study over a grid of config values, and its leaderboard."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+SET_HELP = "Override a key of the base config, e.g. --set trainer.max_epochs=80 (repeatable)."
+GRID_HELP = (
+    "A config key and the values to compare, e.g. --grid model.name=unet,segnet (repeatable; "
+    "every combination of the values is one cell)."
+)
+
+
+def compare_command(
+    config: Path = typer.Argument(..., help="The base YAML config.", metavar="CONFIG"),
+    grid: list[str] | None = typer.Option(None, "--grid", help=GRID_HELP, metavar="KEY=V1,V2"),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP, metavar="KEY=VALUE"),
+    seeds: str | None = typer.Option(
+        None,
+        "--seeds",
+        help="Run every cell once per seed, e.g. 0,1,2; the leaderboard shows mean ± sd.",
+        metavar="S1,S2",
+    ),
+    folds: int | None = typer.Option(
+        None,
+        "--folds",
+        help="Run every cell as k-fold cross-validation; the leaderboard shows mean ± sd.",
+        metavar="K",
+    ),
+    metric: str | None = typer.Option(
+        None,
+        "--metric",
+        help="Rank by this metric of the metrics files (default: the checkpoint monitor's, "
+        "e.g. dice_mean).",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", help="The study folder (default: <run.dir>/<run.name>-study)."
+    ),
+) -> None:
+    """Train every combination of the --grid values under identical conditions (one split,
+    seed, epochs and augmentation), evaluate each on the test data (else validation) and
+    rank them in leaderboard.md / .csv / .png. Rerunning the command skips finished cells
+    and continues unfinished ones. The last line is the study folder."""
+    from mediscope.engine.study import (
+        CellsFailed,
+        parse_grid,
+        parse_seeds,
+        plan_study,
+        run_study,
+    )
+
+    plan = plan_study(
+        config,
+        grid=parse_grid(grid or []),
+        overrides=overrides or [],
+        seeds=parse_seeds(seeds) if seeds is not None else None,
+        folds=folds,
+        metric=metric,
+        output=output,
+    )
+    console = _console()
+    runs = f" × {len(plan.repeats)} runs" if len(plan.repeats) > 1 else ""
+    console.print(
+        f"study: {len(plan.cells)} cells{runs}, ranked by {plan.metric} on the "
+        f"{'test' if plan.has_test else 'validation'} split; folder {plan.folder}",
+        soft_wrap=True,
+    )
+    result = run_study(plan, on_event=lambda event: print_event(console, event))
+    print_leaderboard(console, result)
+    console.print(f"study: {result.folder}", soft_wrap=True)
+    if result.failed:
+        raise CellsFailed(
+            f"{len(result.failed)} of {len(plan.cells)} cells failed "
+            f"({', '.join(result.failed)}; see error.txt in their folders)",
+            hint="rerun the command to retry them",
+        )
+
+
+def _console() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _value(event: Any) -> str:
+    from mediscope.reports.leaderboard import fmt_interval, fmt_value
+
+    text = f"{event.metric} {fmt_value(event.value)}"
+    if event.interval is not None:
+        text += f" {fmt_interval(*event.interval)}"
+    return text
+
+
+def print_event(console: Console, event: Any) -> None:
+    """One line per run of a cell: started, finished (its metric), skipped or failed."""
+    head = f"cell {event.cell.index}/{event.cells}  {event.cell.describe()}"
+    if event.repeats > 1:
+        head += f"  {event.repeat.label} ({event.repeat_index}/{event.repeats})"
+    if event.kind == "start":
+        line = f"{head}  training"
+    elif event.kind == "skip":
+        line = f"{head}  finished earlier: {_value(event)}"
+    elif event.kind == "failed":
+        line = f"{head}  failed: {event.error}"
+    else:
+        seconds = f"  ({event.seconds:.1f} s)" if event.seconds is not None else ""
+        line = f"{head}  {_value(event)}{seconds}"
+    console.print(line, soft_wrap=True)
+
+
+def print_leaderboard(console: Console, result: Any) -> None:
+    """The leaderboard table and where its files are."""
+    from mediscope.reports.leaderboard import display_table
+
+    board = result.leaderboard
+    headers, rows = display_table(board)
+    source = board.split + (f", {board.repeat_kind}" if board.repeat_kind else "")
+    table = Table(
+        title=f"leaderboard: {board.metric} on {source}",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+    )
+    for i, header in enumerate(headers):
+        table.add_column(
+            header, justify="left" if i <= len(board.grid_keys) else "right", no_wrap=True
+        )
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for kind in ("md", "csv", "png"):
+        if kind in result.files:
+            console.print(f"leaderboard: {result.files[kind]}", soft_wrap=True)
