@@ -141,7 +141,12 @@ def _write_galleries(
     k: int,
 ) -> None:
     """The ``k`` images with the best and the worst F1, drawn with their boxes."""
-    best, worst = best_and_worst(list(zip(ids, f1.tolist(), strict=True)), k)
+    # an image without boxes and without detections is trivially right: the best are
+    # chosen among the images with labelled objects (when there are any)
+    labelled = [i for i, sample in enumerate(dataset.samples) if _count(sample.boxes)]
+    pool = labelled or list(range(len(ids)))
+    best, _ = best_and_worst([(ids[i], float(f1[i])) for i in pool], k)
+    _, worst = best_and_worst(list(zip(ids, f1.tolist(), strict=True)), k)
     position = {sample_id: i for i, sample_id in enumerate(ids)}
     for name, chosen in (("best", best), ("worst", worst)):
         items = []
@@ -165,6 +170,10 @@ def _write_galleries(
                 title=f"{split}: the {len(items)} {name} images by F1 at IoU 0.5 "
                 "(white: ground truth)",
             )
+
+
+def _count(boxes: np.ndarray | None) -> int:
+    return 0 if boxes is None else len(boxes)
 
 
 def _overlay(

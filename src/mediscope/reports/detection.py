@@ -608,11 +608,11 @@ def write_detection_gallery(
         name = item.title if len(item.title) <= 40 else "…" + item.title[-39:]
         ax.set_title(
             f"{name}\nF1 {item.score:.2f}: {item.found} found, {item.labelled} labelled",
-            fontsize=8,
+            fontsize=10,
         )
     if not items:
         axes[0, 0].text(0.5, 0.5, "no images", ha="center", va="center")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return save_figure(fig, Path(path))
 

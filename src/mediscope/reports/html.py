@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from matplotlib.ticker import MaxNLocator
 
 from mediscope.errors import DataError
 from mediscope.files import write_text_atomic
@@ -238,7 +239,9 @@ def plot_intervals(
         ax.text(1.0 + 0.03 * span, yi, text, va="center", fontsize=8.5, color="#333")
     ax.set_yticks(y, [r[0] for r in rows], fontsize=9)
     ax.set_xlim(left, 1.0 + 0.45 * span)
-    ax.set_xticks(np.linspace(left, 1.0, 6 if span > 0.3 else 5))
+    ticks = np.asarray(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(left, 1.0))
+    ax.set_xticks(ticks[(ticks >= left - 1e-9) & (ticks <= 1.0 + 1e-9)])
+    ax.set_xlim(left, 1.0 + 0.45 * span)
     ax.axvline(1.0, color="grey", lw=0.6)
     ax.grid(axis="x", alpha=0.3)
     level = metrics.get("confidence", 0.95)
@@ -326,8 +329,10 @@ def _metrics_section(
         else:
             small.append(figure)
     parts.append('<div class="row">' + "".join(small) + "</div>")
-    galleries = [f for name, f in wide if name in ("best.png", "worst.png") and f]
-    parts += [f for name, f in wide if name not in ("best.png", "worst.png")]
+    side_by_side = task == "segmentation"  # three narrow panels a row; detection's are wide
+    pair = ("best.png", "worst.png") if side_by_side else ()
+    galleries = [f for name, f in wide if name in pair and f]
+    parts += [f for name, f in wide if name not in pair]
     if galleries:
         parts.append('<div class="row galleries">' + "".join(galleries) + "</div>")
     return "\n".join(parts)
