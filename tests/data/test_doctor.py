@@ -33,7 +33,7 @@ Key = tuple[str, str, int | None]
 def config(task: str, fmt: str, path: Path, **data: Any) -> Config:
     raw = {
         "task": task,
-        "data": {"format": fmt, "path": str(path), **{k: v for k, v in data.items()}},
+        "data": {"format": fmt, "path": str(path), **data},
         "model": {"name": MODELS[task]},
     }
     return config_from_dict(raw)
@@ -113,10 +113,9 @@ def test_clean_gram_stain_yolo_and_its_coco_and_voc(tiny_smears: Path, tmp_path:
 
 def test_clean_csv_with_patients(tiny_crops: Path, tmp_path: Path) -> None:
     rows = ["path,label,patient_id,split"]
-    for k, (split, folder) in enumerate((("train", "train"), ("test", "test"))):
-        for n, image in enumerate(sorted((tiny_crops / folder).rglob("*.png"))):
+    for split in ("train", "test"):  # three images per patient, each patient in one split
+        for n, image in enumerate(sorted((tiny_crops / split).rglob("*.png"))):
             rows.append(f"{image},{image.parent.name},{split}-p{n // 3},{split}")
-        assert k in (0, 1)
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
     report = check_dataset(config("classification", "csv", manifest))
@@ -412,6 +411,61 @@ def test_voc_problems_are_all_found(tiny_smears: Path, tmp_path: Path) -> None:
     info = keys(report, "info")
     assert ("image_without_label", "stray.png", None) in info  # ImageSets lists exist
     assert ("image_without_label", f"{broken.stem}.png", None) in info  # its XML is broken
+
+
+# -- npz and DICOM ---------------------------------------------------------------------------
+
+
+def test_npz_duplicate_across_splits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    images = (rng.random((12, 28, 28)) * 255).astype(np.uint8)
+    images[10] = images[2]
+    file = tmp_path / "set.npz"
+    labels = rng.integers(0, 3, (12, 1))
+    np.savez(
+        file,
+        train_images=images[:9],
+        train_labels=labels[:9],
+        test_images=images[9:],
+        test_labels=labels[9:],
+    )
+    report = check_dataset(config("classification", "npz", file))
+    assert [(f.kind, f.severity, f.file, f.other_file) for f in report.findings[:1]] == [
+        (
+            "exact_duplicate",
+            "error",
+            f"{file}::test_images::1",
+            f"{file}::train_images::2",
+        )
+    ]
+    assert report.counts["error"] == 1
+    assert report.stats.summary["images"]["modes"] == {"L": 12}
+
+
+def test_dicom_unreadable_file_and_bit_depth(tmp_path: Path) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    rng = np.random.default_rng(0)
+    for name in ("a/1.dcm", "a/2.dcm", "b/1.dcm"):
+        meta = pydicom.dataset.FileMetaDataset()
+        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.dataset.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+        ds.Rows = ds.Columns = 16
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = (rng.random((16, 16)) * 4095).astype(np.uint16).tobytes()
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+    (tmp_path / "b" / "2.dcm").write_bytes(b"not a DICOM file")
+    report = check_dataset(config("classification", "dicom", tmp_path))
+    assert keys(report, "error") == {("unreadable_image", "2.dcm", None)}
+    assert report.stats.summary["images"]["bit_depths"] == {"12": 3}
+    assert report.stats.summary["images"]["modes"] == {"DICOM MONOCHROME2": 3}
 
 
 # -- pieces --------------------------------------------------------------------------------
