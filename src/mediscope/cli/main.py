@@ -11,7 +11,7 @@ import click
 import typer
 
 from mediscope import __version__
-from mediscope.cli import convert, data, demo, listing, predict, report, train
+from mediscope.cli import check, compare, convert, data, demo, listing, predict, report, train
 from mediscope.errors import MediscopeError
 
 app = typer.Typer(
@@ -48,8 +48,10 @@ app.command("ensemble")(predict.ensemble_command)
 app.add_typer(data.app, name="data")
 app.command("list")(listing.list_command)
 app.command("convert")(convert.convert_command)
+app.command("check")(check.check_command)
 app.command("demo")(demo.demo_command)
 app.command("report")(report.report_command)
+app.command("compare")(compare.compare_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
