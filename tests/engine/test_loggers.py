@@ -153,10 +153,10 @@ def test_trackers_offline_log_config_and_metrics(
         [val_value(second, "val/f1_macro")]
     )
 
-    # ClearML: an offline session inside each run folder, closed (zip written)
-    sessions = list((first / "clearml" / "offline").glob("offline-*"))
-    assert len([p for p in sessions if p.suffix == ".zip"]) == 1
-    folder = next(p for p in sessions if p.is_dir())
+    # ClearML: an offline task inside each run folder, closed (zip written)
+    entries = list((first / "clearml" / "offline").glob("offline-*"))
+    assert len([p for p in entries if p.suffix == ".zip"]) == 1
+    folder = next(p for p in entries if p.is_dir())
     task = json.loads((folder / "task.json").read_text())
     assert task["project_name"] == "trackers" and task["name"] == f"tiny/{first.name}"
     assert task["hyperparams"]["config"]["optimizer.lr"]["value"] == "0.001"
@@ -259,7 +259,7 @@ def test_names_and_params(tiny_crops: Path, tmp_path: Path) -> None:
 
 
 def test_clearml_logger_reports_through_its_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The logger's calls into clearml, with a fake task (no clearml session at all)."""
+    """The logger's calls into clearml, with a fake task (no clearml task at all)."""
 
     class FakeReport:
         def __init__(self) -> None:

@@ -11,7 +11,7 @@ server that nobody configured:
   store ``<run.dir>/mlruns`` shared by all runs of that folder (``mlflow ui
   --backend-store-uri runs/mlruns``).
 - ClearML runs offline unless ``CLEARML_API_HOST`` is set or a ``clearml.conf`` exists
-  (or ``logging.offline: false``); the offline session is ``<run>/clearml/offline/``
+  (or ``logging.offline: false``); the offline task is ``<run>/clearml/offline/``
   (``clearml-task --import-offline-session`` uploads it later).
 
 Each tracker receives the resolved config as hyperparameters (dotted keys such as
@@ -242,7 +242,7 @@ def clearml_offline(config: Config) -> bool:
 
 
 def clearml_logger(config: Config, run_dir: Path) -> Logger:
-    """A ClearML logger; offline (session in ``<run>/clearml``) unless a server is set."""
+    """A ClearML logger; offline (task files in ``<run>/clearml``) unless a server is set."""
     return ClearMLLogger(
         project=tracker_project(config),
         task_name=tracker_run_name(config, run_dir),
@@ -273,8 +273,8 @@ class ClearMLLogger(Logger):
     Args:
         project: The ClearML project.
         task_name: The task's name.
-        offline: Keep the session in local files (``Task.set_offline``).
-        offline_dir: Where the offline session goes (unless ``CLEARML_CACHE_DIR`` says).
+        offline: Keep the task in local files (``Task.set_offline``).
+        offline_dir: Where the offline task goes (unless ``CLEARML_CACHE_DIR`` says).
     """
 
     def __init__(
@@ -354,7 +354,7 @@ class ClearMLLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        """Closes the task (offline: writes the session zip)."""
+        """Closes the task (offline: writes the offline zip)."""
         if self._task is None:
             return
         if status not in ("success", "finished") and not self._offline:
@@ -384,7 +384,7 @@ _CLEARML_FRAMEWORKS = (
 
 @contextmanager
 def _cache_dir(folder: Path | None) -> Iterator[None]:
-    """Points ClearML's cache (where offline sessions go) at ``folder`` while a task starts."""
+    """Points ClearML's cache (where offline tasks go) at ``folder`` while a task starts."""
     if folder is None or os.environ.get("CLEARML_CACHE_DIR"):
         yield
         return
