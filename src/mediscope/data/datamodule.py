@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from mediscope.data.datasets import (
     detection_collate,
 )
 from mediscope.data.images import read_image
+from mediscope.data.masks import mask_decoder
 from mediscope.data.samplers import EpochSampler
 from mediscope.data.samples import SampleSet
 from mediscope.data.splits import load_split, make_split, save_split
@@ -112,22 +112,6 @@ def _other_path(config: Config, path: Path) -> Path | None:
     if path == data.path:
         return data.test_path
     return data.path if path == data.test_path else None
-
-
-def mask_decoder(config: Config, classes: list[str]) -> Callable[[str], np.ndarray]:
-    """Reads a mask file into class indices with the config's palette and ignore index."""
-    from mediscope.data.masks import read_mask
-
-    data = config.data
-    palette = {k: list(v) for k, v in data.palette.items()} if data.palette else None
-    return partial(
-        read_mask,
-        num_classes=len(classes),
-        palette=palette,
-        classes=classes,
-        ignore_index=data.ignore_index,
-        mode=data.mask_mode,
-    )
 
 
 def pixel_counts(

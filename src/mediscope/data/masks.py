@@ -13,14 +13,17 @@ with one ``searchsorted`` over the palette's sorted colour codes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mediscope.errors import DataError
+
+if TYPE_CHECKING:
+    from mediscope.config.schema import Config
 
 MaskMode = Literal["auto", "index", "binary", "palette"]
 Palette = Mapping[str, Sequence[int]] | Sequence[Sequence[int]]
@@ -231,3 +234,18 @@ def _colour_lut(items: tuple[tuple[int, int], ...]) -> np.ndarray:
 def _show(values: np.ndarray, limit: int = 8) -> str:
     shown = ", ".join(str(int(v)) for v in values[:limit])
     return shown + (", ..." if len(values) > limit else "")
+
+
+def mask_decoder(config: Config, classes: list[str]) -> Callable[[str], np.ndarray]:
+    """Reads a mask file into class indices as training does (``data.palette``,
+    ``data.ignore_index``, ``data.mask_mode``)."""
+    data = config.data
+    palette = {k: list(v) for k, v in data.palette.items()} if data.palette else None
+    return functools.partial(
+        read_mask,
+        num_classes=len(classes),
+        palette=palette,
+        classes=classes,
+        ignore_index=data.ignore_index,
+        mode=data.mask_mode,
+    )

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from mediscope.data.doctor.pixels import ImageInfo, inspect_image
 from mediscope.data.doctor.scan import Item, Scan, absolute, is_image_name
 from mediscope.data.doctor.sources import scan_path
 from mediscope.data.doctor.stats import Statistics, statistics
-from mediscope.data.masks import read_mask
+from mediscope.data.masks import mask_decoder
 from mediscope.data.samples import sample_id
 from mediscope.errors import DataError
 from mediscope.files import write_json_atomic, write_text_atomic
@@ -412,20 +411,7 @@ def _decode(
     return infos, pixels
 
 
-def mask_reader(config: Config, classes: list[str]) -> Callable[[str], np.ndarray]:
-    """Reads a mask file into class indices as training does (``data.palette``,
-    ``data.ignore_index``, ``data.mask_mode``): the datamodule's ``mask_decoder``,
-    without importing the training stack."""
-    data = config.data
-    palette = {k: list(v) for k, v in data.palette.items()} if data.palette else None
-    return partial(
-        read_mask,
-        num_classes=len(classes),
-        palette=palette,
-        classes=classes,
-        ignore_index=data.ignore_index,
-        mode=data.mask_mode,
-    )
+mask_reader = mask_decoder  # the one training uses
 
 
 def check_mask(
