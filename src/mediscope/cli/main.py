@@ -67,12 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         return int(exc.exit_code or 0)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.ClickException, typer.TyperException) as exc:
+        return _usage_error(exc)
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
@@ -85,6 +84,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def _usage_error(exc: click.ClickException | typer.TyperException) -> int:
+    """Prints a command-line usage error (missing argument, bad option value) as one
+    line naming the command's help; prints the help itself when no command was given.
+
+    typer runs its own copy of click, so both kinds of exceptions arrive here.
+    """
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        print(ctx.get_help())  # 'mediscope' or 'mediscope data' alone: the help
+        return 0
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    command = getattr(ctx, "command_path", None) or "mediscope"
+    print(f"error: {message}; see '{command} --help'", file=sys.stderr)
+    return int(getattr(exc, "exit_code", 2) or 2)
 
 
 if __name__ == "__main__":
