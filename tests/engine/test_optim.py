@@ -52,10 +52,16 @@ def test_linear_warmup_then_main_schedule() -> None:
 
 def test_bad_keywords_are_config_errors() -> None:
     optimizer = make_optimizer()
-    with pytest.raises(ConfigError, match=r"scheduler.params: StepLR: .*step_siz"):
+    with pytest.raises(
+        ConfigError,
+        match=r"scheduler.params.step_siz: StepLR takes no keyword 'step_siz'; "
+        r"did you mean 'step_size'\? valid: step_size, gamma, last_epoch",
+    ):
         build_scheduler("StepLR", optimizer, params={"step_siz": 1}, length=3)
-    with pytest.raises(ConfigError, match=r"optimizer.params: SGD"):
+    with pytest.raises(ConfigError, match=r"optimizer.params.betas: SGD takes no keyword 'betas'"):
         build_optimizer("SGD", [torch.nn.Parameter(torch.zeros(1))], lr=0.1, extra={"betas": 1})
+    with pytest.raises(ConfigError, match=r"scheduler.params.step_size: StepLR: input should be"):
+        build_scheduler("StepLR", optimizer, params={"step_size": "two"}, length=3)
     with pytest.raises(ConfigError, match="ReduceLROnPlateau cannot follow a warm-up"):
         build_scheduler("ReduceLROnPlateau", optimizer, params={}, length=3, warmup=1)
 

@@ -53,5 +53,8 @@ def test_class_weights_and_bad_losses() -> None:
     )
     with pytest.raises(ConfigError, match="does not fit classification"):
         build_classification_loss("TripletMarginLoss", params={})
-    with pytest.raises(ConfigError, match="loss.params: CrossEntropyLoss"):
+    with pytest.raises(
+        ConfigError,
+        match="loss.params.gamma: CrossEntropyLoss takes no keyword 'gamma'; valid: weight, ",
+    ):
         build_classification_loss("CrossEntropyLoss", params={"gamma": 2})

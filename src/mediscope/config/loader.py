@@ -8,6 +8,7 @@ value and the valid choices, e.g.::
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -89,8 +90,8 @@ def config_from_dict(raw: dict[str, Any], source: ConfigSource | None = None) ->
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise _translate(exc, source) from None
-    check_names(config, source)
     config._source = source
+    check_names(config, source)
     return config
 
 
@@ -270,6 +271,32 @@ def check_names(config: Config, source: ConfigSource) -> None:
             where=f"{source.where(('model', 'name'))}: model.name",
             hint=exc.hint or model_names_hint(config.model.name, config.task),
         ) from None
+    from mediscope.engine.optim import check_optimization
+
+    try:
+        check_optimization(config)  # keywords torch would refuse only once training runs
+    except ConfigError as exc:
+        raise locate(exc, config) from None
+
+
+_KEY_PATH = re.compile(r"[A-Za-z_]\w*(\.\w+)*")
+
+
+def locate(error: MediscopeError, config: Config) -> MediscopeError:
+    """``error`` with a bare key path as its place (``model.params.foo``) given the file
+    and line of that key (``cfg.yaml:12: model.params.foo``, or ``--set: ...``).
+
+    Builders raise errors that name the key only: they never see the config file.
+    Errors naming anything else (a file, a folder) are returned unchanged.
+    """
+    source = config._source
+    where = error.where
+    if source is None or where is None or not _KEY_PATH.fullmatch(where):
+        return error
+    keys = tuple(where.split("."))
+    if keys[0] not in Config.model_fields:
+        return error
+    return type(error)(error.message, where=f"{source.where(keys)}: {where}", hint=error.hint)
 
 
 def dump_config(config: Config) -> str:

@@ -8,13 +8,19 @@ scheduler with ``scheduler.warmup_epochs``.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import typing
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import TypeAdapter, ValidationError
 from torch.optim import lr_scheduler
 
 from mediscope.errors import ConfigError
-from mediscope.registry import OPTIMIZERS, SCHEDULERS
+from mediscope.registry import OPTIMIZERS, SCHEDULERS, keyword_error
+
+if TYPE_CHECKING:
+    from mediscope.config.schema import Config
 
 
 class PolyLR(lr_scheduler.LRScheduler):
@@ -76,11 +82,50 @@ def build_optimizer(
     kwargs: dict[str, Any] = {"lr": lr, **(extra or {})}
     if weight_decay or "weight_decay" in inspect.signature(cls).parameters:
         kwargs.setdefault("weight_decay", weight_decay)
+    _check_types(cls, extra or {}, owner=name, section="optimizer.params")
     try:
         optimizer: torch.optim.Optimizer = cls(params, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name}: {exc}", where="optimizer.params") from None
+        raise _keyword_or_value_error(exc, cls, extra or {}, name, "optimizer.params") from None
     return optimizer
+
+
+def _keyword_or_value_error(
+    exc: Exception, cls: Any, params: dict[str, Any], name: str, section: str
+) -> ConfigError:
+    if isinstance(exc, TypeError):
+        fixed = ("params", "optimizer", "lr")
+        error = keyword_error(
+            exc, params, owner=name, section=section, candidates=[cls], fixed=fixed
+        )
+        if error is not None:
+            return error
+    return ConfigError(f"{name}: {exc}", where=section)
+
+
+def _check_types(cls: Any, params: dict[str, Any], *, owner: str, section: str) -> None:
+    """Checks ``params`` against the annotations of ``cls.__init__`` where they are
+    plain enough to check (numbers, strings, literals); raises a ConfigError naming the
+    key. torch checks few of its keywords itself, and some only when stepping."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: nothing to check
+        return
+    for key, value in params.items():
+        if key not in hints:
+            continue
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(hints[key])
+        except Exception:  # tensors and other types pydantic has no schema for
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            expected = exc.errors()[0]["msg"]
+            raise ConfigError(
+                f"{owner}: {expected[:1].lower()}{expected[1:]} (got {value!r})",
+                where=f"{section}.{key}",
+            ) from None
 
 
 # Keywords that get a sensible default from the length of training when absent.
@@ -124,13 +169,51 @@ def build_scheduler(
             where="scheduler.warmup_epochs",
             hint="set it to 0",
         )
+    _check_types(cls, params, owner=name, section="scheduler.params")
     try:
         main = cls(optimizer, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name}: {exc}", where="scheduler.params") from None
+        raise _keyword_or_value_error(exc, cls, params, name, "scheduler.params") from None
     if not warmup:
         return main
     ramp = lr_scheduler.LinearLR(
         optimizer, start_factor=warmup_start_factor, end_factor=1.0, total_iters=warmup
     )
     return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def check_optimization(config: Config) -> None:
+    """Builds the config's optimizer and scheduler over one dummy parameter and steps
+    the scheduler twice, so that a keyword or value they refuse fails when the config
+    is read, before any data is read or a run folder exists.
+
+    Raises:
+        ConfigError: naming ``optimizer.params`` or ``scheduler.params`` (with the key
+            where it is known).
+    """
+    from mediscope.config.schema import metric_mode
+
+    opt, sched = config.optimizer, config.scheduler
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = build_optimizer(
+        opt.name, [weight], lr=opt.lr, weight_decay=opt.weight_decay, extra=opt.params
+    )
+    if sched.name is None:
+        return
+    params = dict(sched.params)
+    if sched.name == "ReduceLROnPlateau":
+        params.setdefault("mode", metric_mode(sched.monitor or "val/loss"))
+    length = max(4, config.trainer.max_epochs)
+    scheduler = build_scheduler(sched.name, optimizer, params=params, length=length)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "step() before optimizer.step()"
+            for _ in range(2):
+                if sched.name == "ReduceLROnPlateau":
+                    scheduler.step(1.0)
+                else:
+                    scheduler.step()
+    except (TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ConfigError(
+            f"{sched.name}: {exc}", where="scheduler.params", hint="check the values"
+        ) from None

@@ -123,7 +123,7 @@ def build_classification_loss(
         try:
             return FocalLoss(**kwargs)
         except TypeError as exc:
-            raise ConfigError(f"FocalLoss: {exc}", where="loss.params") from None
+            raise _params_error(exc, FocalLoss, name, params) from None
     if name not in TORCH_ADAPTERS:
         valid = ", ".join([*TORCH_ADAPTERS, "FocalLoss"])
         raise ConfigError(
@@ -139,7 +139,15 @@ def build_classification_loss(
     try:
         loss = cls(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"{name}: {exc}", where="loss.params") from None
+        raise _params_error(exc, cls, name, params) from None
     if input_form == "logits" and target_form == "index":
         return loss
     return TorchLossAdapter(loss, input_form=input_form, target_form=target_form)
+
+
+def _params_error(exc: TypeError, cls: type, name: str, params: dict[str, Any]) -> ConfigError:
+    """A keyword the loss does not take, named with the ones it does; or the message."""
+    from mediscope.registry import keyword_error
+
+    error = keyword_error(exc, params, owner=name, section="loss.params", candidates=[cls])
+    return error or ConfigError(f"{name}: {exc}", where="loss.params")

@@ -8,12 +8,14 @@ architecture as ``smp:<Arch>`` (with ``encoder=...``).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from mediscope.errors import UnknownNameError
+from mediscope.errors import ConfigError, UnknownNameError
 
 # Importing the task packages registers their models (explicit registration).
 from mediscope.models import classification as _classification  # noqa: F401
@@ -25,7 +27,7 @@ from mediscope.models.segmentation.smp_models import (
     check_architecture,
     smp_architectures,
 )
-from mediscope.registry import MODELS, unknown_name_hint
+from mediscope.registry import MODELS, keyword_error, unknown_name_hint
 
 TIMM_PREFIX = "timm:"
 
@@ -96,28 +98,37 @@ def build_model(
         >>> model = build_model("simple_cnn", task="classification", num_classes=4)
     """
     how = resolve_model(name, task=task)
+    builder: Callable[..., nn.Module]
     if how == "smp":
-        return build_smp_model(
-            name[len(SMP_PREFIX) :],
-            num_classes=num_classes,
-            in_chans=in_chans,
-            pretrained=pretrained,
-            **params,
-        )
-    if how == "timm":
+        builder = functools.partial(build_smp_model, name[len(SMP_PREFIX) :])
+    elif how == "timm":
         from mediscope.models.classification.timm_models import build_timm_classifier
 
-        return build_timm_classifier(
-            name[len(TIMM_PREFIX) :],
-            num_classes=num_classes,
-            in_chans=in_chans,
-            pretrained=pretrained,
-            **params,
+        builder = functools.partial(build_timm_classifier, name[len(TIMM_PREFIX) :])
+    else:
+        builder = MODELS.get(name)
+    try:
+        model: nn.Module = builder(
+            num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **params
         )
-    builder = MODELS.get(name)
-    model: nn.Module = builder(
-        num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **params
-    )
+    except (TypeError, ValueError) as exc:
+        error = None
+        if isinstance(exc, TypeError):
+            error = keyword_error(
+                exc,
+                params,
+                owner=name,
+                section="model.params",
+                candidates=[getattr(builder, "func", builder)],
+                fixed=("num_classes", "in_chans", "pretrained", "model_name", "arch"),
+            )
+        if error is None and params:  # a value of the wrong type or range
+            error = ConfigError(
+                f"{name}: {exc}", where="model.params", hint="check the values of model.params"
+            )
+        if error is None:
+            raise
+        raise error from None
     return model
 
 

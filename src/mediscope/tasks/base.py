@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from mediscope import __version__
+from mediscope.config.loader import locate
 from mediscope.config.schema import Config, metric_mode
 from mediscope.engine.optim import build_optimizer, build_scheduler, scheduler_length_key
 from mediscope.errors import ConfigError
@@ -51,8 +52,11 @@ class BaseTask(L.LightningModule):
         self.classes = list(classes)
         self.class_counts = class_counts
         self.normalization = normalization
-        self.configure_models()
-        self.configure_losses()
+        try:
+            self.configure_models()
+            self.configure_losses()
+        except ConfigError as exc:  # builders name the key; the config knows its line
+            raise locate(exc, config) from None
         self.configure_metrics()
 
     def configure_models(self) -> None:
