@@ -101,12 +101,8 @@ def _parse_yaml(text: str, path: Path | None) -> tuple[dict[str, Any], dict[KeyP
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{name}:{mark.line + 1}" if mark is not None else name
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(
-            f"invalid YAML: {problem}", where=where, hint="check indentation and colons"
-        ) from None
+        where, problem, hint = yaml_error_parts(exc, name)
+        raise ConfigError(f"invalid YAML: {problem}", where=where, hint=hint) from None
     if raw is None:
         raise ConfigError("the config is empty", where=name, hint="start with 'task: ...'")
     if not isinstance(raw, dict):
@@ -116,6 +112,29 @@ def _parse_yaml(text: str, path: Path | None) -> tuple[dict[str, Any], dict[KeyP
     lines: dict[KeyPath, int] = {}
     _collect_lines(node, (), lines)
     return raw, lines
+
+
+def yaml_error_parts(exc: yaml.YAMLError, name: str) -> tuple[str, str, str]:
+    """``(where, problem, hint)`` of a YAML syntax error, each on one line: the file and
+    line of the problem, what it is (with the line a bracket or quote was opened on),
+    and what usually fixes it."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{name}:{mark.line + 1}" if mark is not None else name
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["?"])[0]
+    problem = " ".join(str(problem).split())
+    context = getattr(exc, "context", None) or ""
+    start = getattr(exc, "context_mark", None)
+    if context and start is not None and mark is not None and start.line != mark.line:
+        problem += f" ({context.removeprefix('while ')} started on line {start.line + 1})"
+    if "'\\t'" in problem:
+        hint = "indent with spaces: YAML does not allow tabs"
+    elif isinstance(exc, yaml.reader.ReaderError):
+        hint = "save it as plain UTF-8 text, without control characters"
+    elif "flow" in context or "quoted" in context:
+        hint = "close the bracket, brace or quote opened there"
+    else:
+        hint = "check indentation and colons"
+    return where, problem, hint
 
 
 def _collect_lines(node: yaml.Node | None, prefix: KeyPath, out: dict[KeyPath, int]) -> None:

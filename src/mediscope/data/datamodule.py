@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from mediscope.config.loader import locate
 from mediscope.config.schema import Config
 from mediscope.data.datasets import (
     ClassificationDataset,
@@ -37,7 +38,16 @@ STATS_SAMPLES = 500
 
 
 def read_samples(config: Config, path: Path, classes: list[str] | None = None) -> SampleSet:
-    """Reads the dataset at ``path`` with the configured format, less ``data.exclude``."""
+    """Reads the dataset at ``path`` with the configured format, less ``data.exclude``.
+
+    Raises:
+        DataError: when ``path`` does not exist (naming ``data.path`` or
+            ``data.test_path``), or the format's reader finds a problem.
+    """
+    if not path.exists():
+        key = "data.test_path" if path == config.data.test_path else "data.path"
+        what = "file" if path.suffix else "folder"
+        raise DataError(f"dataset {what} not found", where=path, hint=f"check {key}")
     samples = read_format(config, path, classes)
     if config.data.exclude is not None:
         samples = exclude_configured(config, samples, path)
@@ -51,11 +61,12 @@ def read_format(config: Config, path: Path, classes: list[str] | None = None) ->
     tasks = entry.tags.get("tasks", ())
     if config.task not in tasks:
         fitting = [e.name for e in FORMATS.entries() if config.task in e.tags.get("tasks", ())]
-        raise ConfigError(
+        error = ConfigError(
             f"format '{data.format}' does not hold {config.task} data",
             where="data.format",
             hint=f"{config.task} formats: {', '.join(fitting) or 'none yet'}",
         )
+        raise locate(error, config)
     extra: dict[str, Any] = {}
     if config.task == "segmentation":
         extra = {"img_suffix": data.img_suffix, "mask_suffix": data.mask_suffix}
@@ -132,6 +143,30 @@ def class_counts(samples: SampleSet) -> np.ndarray:
         return np.bincount(boxes, minlength=len(samples.classes))
     labels = samples.labels()
     return np.bincount(labels[labels >= 0], minlength=len(samples.classes))
+
+
+def warn_missing_classes(samples: SampleSet, what: str, where: Path) -> list[str]:
+    """Logs one warning when ``samples`` hold no sample (no box) of some classes.
+
+    A class without training samples is an error (the model cannot learn it); one
+    missing from validation or test data is not, but its per-class metrics are then
+    undefined, which the user should know. Segmentation is not checked here: it would
+    read every mask. Returns the missing classes.
+    """
+    if not len(samples) or all(s.label is None and s.box_labels is None for s in samples.samples):
+        return []
+    counts = class_counts(samples)
+    missing = [c for c, n in zip(samples.classes, counts, strict=True) if n == 0]
+    if missing:
+        log.warning(
+            "%s: %s has no samples of %d of %d classes (%s): their per-class metrics are undefined",
+            where,
+            what,
+            len(missing),
+            len(samples.classes),
+            ", ".join(missing),
+        )
+    return missing
 
 
 def dataset_stats(samples: SampleSet, channels: int, seed: int) -> tuple[list[float], list[float]]:
@@ -221,6 +256,7 @@ class MediscopeDataModule(L.LightningDataModule):
                 where=data.path,
                 hint="add samples of every class, or list only present ones in data.classes",
             )
+        warn_missing_classes(self.val_set, "the validation split", data.path)
 
     def write_split(self, path: Path) -> None:
         """Writes the split to ``path`` (``split.json``) with how it was made."""
@@ -266,6 +302,8 @@ class MediscopeDataModule(L.LightningDataModule):
                         "no test data", where="data.test_path", hint="set it to the test set's path"
                     )
                 self._test_set = self._everything.subset(rows)
+            where = self.config.data.test_path or self.config.data.path
+            warn_missing_classes(self._test_set, "the test data", where)
         return self._test_set
 
     def normalization_stats(self) -> tuple[list[float], list[float]]:

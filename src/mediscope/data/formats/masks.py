@@ -302,8 +302,9 @@ def read_manifest(path: Path, *, root: Path | None = None) -> list[Sample]:
         raise DataError("empty manifest", where=path, hint=f"columns: {MANIFEST_COLUMNS}")
     header = [h.strip().lower() for h in rows[0][1]]
     if "image" not in header or "mask" not in header:
+        found = ", ".join(" ".join(h.split()) for h in header)  # cells may hold newlines
         raise DataError(
-            f"no image and mask columns (found: {', '.join(header)})",
+            f"no image and mask columns (found: {found})",
             where=f"{path}:{rows[0][0]}",
             hint=f"columns: {MANIFEST_COLUMNS}",
         )

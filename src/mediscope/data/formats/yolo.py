@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mediscope.config.loader import yaml_error_parts
 from mediscope.data.formats.boxes import (
     LabelProblems,
     box_arrays,
@@ -135,6 +136,7 @@ def read_yolo(
     names = _class_names(config, data_file, base, parts, classes)
     samples: list[Sample] = []
     seen: dict[Path, str | None] = {}
+    labelled: dict[Path, Path] = {}
     for part in parts:
         for image in part.images:
             key = Path(os.path.abspath(image))
@@ -145,6 +147,7 @@ def read_yolo(
                     hint="each image belongs to one split: check data.yaml",
                 )
             seen[key] = part.split
+            _check_shared_label(image, labelled)
             samples.append(_read_sample(image, part.split, len(names), problems))
         if part.folder is not None:
             _check_orphans(part, problems)
@@ -177,9 +180,8 @@ def read_data_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        raise DataError(f"invalid YAML ({getattr(exc, 'problem', exc)})", where=where) from None
+        where, problem, hint = yaml_error_parts(exc, str(path))
+        raise DataError(f"invalid YAML ({problem})", where=where, hint=hint) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the file ({exc})", where=path) from None
     if data is None:
@@ -283,6 +285,18 @@ def label_path(image: Path) -> Path:
             parts[i] = "labels"
             return Path(*parts).with_suffix(".txt")
     return image.with_suffix(".txt")
+
+
+def _check_shared_label(image: Path, labelled: dict[Path, Path]) -> None:
+    """Refuses two images (``a.jpg``, ``a.png``) whose label file is the same one."""
+    label = Path(os.path.abspath(label_path(image)))
+    other = labelled.setdefault(label, image)
+    if other != image and label.is_file():
+        raise DataError(
+            f"images {other.name} and {image.name} share this label file",
+            where=label,
+            hint="rename one image (and give it its own label file), or remove it",
+        )
 
 
 def _check_orphans(part: Part, problems: LabelProblems) -> None:
