@@ -25,6 +25,7 @@ from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.errors import DataError
 from mediscope.files import write_with
 from mediscope.inference.boxes import merge_detections, tile_windows
+from mediscope.inference.output import staged_output
 from mediscope.models.detection.base import Detector
 
 #: Score threshold of ``inference.score_threshold: auto`` when the run has no F1 threshold.
@@ -194,15 +195,19 @@ def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Pat
         task.model, config, mean=mean, std=std, score_threshold=threshold
     )
     records = []
-    for ref, name in zip(refs, unique_stems(refs), strict=True):
-        image = read_image(ref, channels=config.data.channels, window=config.data.window)
-        found = predictor.predict(image)
-        height, width = image.shape[:2]
-        records.append(DetectionRecord(ref, width, height, found.boxes, found.scores, found.labels))
-        rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-        drawn = draw_detections(rgb, found.boxes, found.labels, found.scores, task.classes)
-        save_jpeg(output / "overlays" / f"{name}.jpg", drawn)
-    write_detection_predictions(output, records, task.classes)
+    # An unreadable image leaves no half output; labels/ is replaced as a whole.
+    with staged_output(output, replace=["labels"]) as staging:
+        for ref, name in zip(refs, unique_stems(refs), strict=True):
+            image = read_image(ref, channels=config.data.channels, window=config.data.window)
+            found = predictor.predict(image)
+            height, width = image.shape[:2]
+            records.append(
+                DetectionRecord(ref, width, height, found.boxes, found.scores, found.labels)
+            )
+            rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+            drawn = draw_detections(rgb, found.boxes, found.labels, found.scores, task.classes)
+            save_jpeg(staging / "overlays" / f"{name}.jpg", drawn)
+        write_detection_predictions(staging, records, task.classes)
     counts = counts_table(records, task.classes)
     table = pd.DataFrame(counts, columns=task.classes)
     table.insert(0, "path", [r.path for r in records])

@@ -29,6 +29,7 @@ from mediscope.config.schema import Config
 from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.errors import DataError
 from mediscope.files import write_text_atomic, write_with
+from mediscope.inference.output import staged_output
 from mediscope.inference.sliding_window import sliding_window_logits
 from mediscope.inference.tta import flip_tta
 
@@ -139,22 +140,23 @@ def predict_masks(
     colors = class_colors(len(task.classes))
     names = unique_stems(refs)
     rows = []
-    for ref, name in zip(refs, names, strict=True):
-        image = read_image(ref, channels=config.data.channels, window=config.data.window)
-        mask, probs = predictor.predict(image)
-        save_mask_png(output / "masks" / f"{name}.png", mask, colors)
-        rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-        picture = Image.fromarray(overlay(rgb, mask, colors))
-        write_with(output / "overlays" / f"{name}.png", partial(_save_png, picture))
-        if probabilities:
-            save_probability_map(output / "probabilities" / f"{name}.npz", probs)
-        shares = np.bincount(mask.ravel(), minlength=len(task.classes)) / mask.size
-        row: dict[str, object] = {"path": ref, "mask": f"masks/{name}.png"}
-        row.update({c: round(float(v), 6) for c, v in zip(task.classes, shares, strict=True)})
-        rows.append(row)
-    table = pd.DataFrame(rows)
+    with staged_output(output) as staging:  # an unreadable image leaves no half output
+        for ref, name in zip(refs, names, strict=True):
+            image = read_image(ref, channels=config.data.channels, window=config.data.window)
+            mask, probs = predictor.predict(image)
+            save_mask_png(staging / "masks" / f"{name}.png", mask, colors)
+            rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+            picture = Image.fromarray(overlay(rgb, mask, colors))
+            write_with(staging / "overlays" / f"{name}.png", partial(_save_png, picture))
+            if probabilities:
+                save_probability_map(staging / "probabilities" / f"{name}.npz", probs)
+            shares = np.bincount(mask.ravel(), minlength=len(task.classes)) / mask.size
+            row: dict[str, object] = {"path": ref, "mask": f"masks/{name}.png"}
+            row.update({c: round(float(v), 6) for c, v in zip(task.classes, shares, strict=True)})
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        write_text_atomic(staging / "predictions.csv", table.to_csv(index=False))
     target = output / "predictions.csv"
-    write_text_atomic(target, table.to_csv(index=False))
     table.attrs["path"] = str(target)
     return table
 
