@@ -103,6 +103,10 @@ def _parse_yaml(text: str, path: Path | None) -> tuple[dict[str, Any], dict[KeyP
     except yaml.YAMLError as exc:
         where, problem, hint = yaml_error_parts(exc, name)
         raise ConfigError(f"invalid YAML: {problem}", where=where, hint=hint) from None
+    except RecursionError:
+        raise ConfigError(
+            "invalid YAML: nested too deeply", where=name, hint="check brackets and indentation"
+        ) from None
     if raw is None:
         raise ConfigError("the config is empty", where=name, hint="start with 'task: ...'")
     if not isinstance(raw, dict):

@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import shutil
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -201,6 +202,26 @@ def check_box(
         problems.report("box lies on the image border (zero size inside)", where=where)
         return None
     return clipped
+
+
+def check_class_names(classes: Sequence[str], *, target: str, where: str | Path) -> None:
+    """Refuses class names that a text format (``classes.txt``, XML, YAML) would not
+    read back as written: empty names, names with spaces around them, line breaks or
+    other control characters.
+
+    Raises:
+        DataError: naming the first such class.
+    """
+    for name in classes:
+        odd = [c for c in name if unicodedata.category(c) in ("Cc", "Cs", "Cn", "Zl", "Zp")]
+        if name and name == name.strip() and not odd:
+            continue
+        raise DataError(
+            f"class name {name!r} cannot be written to {target} and read back as it is "
+            "(it is empty, has spaces around it, a line break or a control character)",
+            where=where,
+            hint="rename that class in the source",
+        )
 
 
 # -- arrays --------------------------------------------------------------------------------

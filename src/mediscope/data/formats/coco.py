@@ -159,13 +159,32 @@ def rle_from_string(text: str, *, where: str = "RLE") -> list[int]:
     return counts
 
 
+#: Pixels of the largest mask made from a COCO file (2 GB of uint8); a larger size is
+#: taken for a broken file rather than allocated.
+MAX_PIXELS = 2**31
+
+
 def _rle_size(rle: Mapping[str, Any], where: str) -> tuple[int, int]:
     size = rle.get("size")
     if not (
-        isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(s, int) for s in size)
+        isinstance(size, list | tuple)
+        and len(size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in size)
     ):
-        raise DataError("RLE size must be [height, width]", where=where)
-    return int(size[0]), int(size[1])
+        raise DataError("RLE size must be [height, width], two integers >= 0", where=where)
+    height, width = int(size[0]), int(size[1])
+    check_pixels(height, width, where)
+    return height, width
+
+
+def check_pixels(height: int, width: int, where: str) -> None:
+    """Refuses image sizes of more than :data:`MAX_PIXELS` pixels (a broken file)."""
+    if height * width > MAX_PIXELS:
+        raise DataError(
+            f"an image of {width} x {height} pixels is too large for a mask",
+            where=where,
+            hint="check the size in the file",
+        )
 
 
 def _crop_rle_counts(crop: np.ndarray, top: int, left: int, height: int, width: int) -> list[int]:
@@ -230,6 +249,8 @@ def polygons_to_mask(
             points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2) - 0.5
         except (TypeError, ValueError):
             raise DataError("polygon coordinates must be numbers", where=where) from None
+        if not np.isfinite(points).all() or np.abs(points).max() > 2**30:
+            raise DataError("polygon coordinates must be finite pixel positions", where=where)
         shapes.append(np.round(points).astype(np.int32))
     cv2.fillPoly(out, shapes, 1)
     return out
@@ -434,6 +455,7 @@ def coco_to_masks(
         at = f"{where}: images[{i}]"
         image_id, file_name = _field(image, "id", int, at), _field(image, "file_name", str, at)
         height, width = _field(image, "height", int, at), _field(image, "width", int, at)
+        check_pixels(height, width, at)
         if image_id in files:
             raise DataError(f"image id {image_id} repeats", where=at)
         if file_name in files.values():
@@ -539,6 +561,8 @@ def read_coco(path: Path) -> dict[str, Any]:
         raise DataError("COCO file not found", where=path) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"not valid JSON ({exc.msg})", where=f"{path}:{exc.lineno}") from None
+    except RecursionError:
+        raise DataError("JSON nested too deeply to be a COCO file", where=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the COCO file ({exc})", where=path) from None
     if not isinstance(data, dict):

@@ -44,6 +44,7 @@ from mediscope.data.formats.boxes import (
     LabelProblems,
     box_arrays,
     check_box,
+    check_class_names,
     image_header,
     number_text,
     parse_numbers,
@@ -407,6 +408,7 @@ def write_voc(
         DataError: for samples with and without a split mixed, boxes outside their
             image, or a non-empty ``dst``.
     """
+    check_class_names(samples.classes, target="VOC", where=samples.root)
     plan = voc_ids(samples)
     splits: dict[str, list[str]] = {}
     with staged_dir(dst, overwrite=overwrite) as tmp:

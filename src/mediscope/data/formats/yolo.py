@@ -53,6 +53,7 @@ from mediscope.config.loader import yaml_error_parts
 from mediscope.data.formats.boxes import (
     LabelProblems,
     box_arrays,
+    check_class_names,
     check_normalised,
     image_size,
     number_text,
@@ -182,6 +183,8 @@ def read_data_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         where, problem, hint = yaml_error_parts(exc, str(path))
         raise DataError(f"invalid YAML ({problem})", where=where, hint=hint) from None
+    except RecursionError:
+        raise DataError("invalid YAML (nested too deeply)", where=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the file ({exc})", where=path) from None
     if data is None:
@@ -535,6 +538,7 @@ def write_yolo(
         DataError: for samples with and without a split mixed, two images that would
             share a label file, boxes outside their image, or a non-empty ``dst``.
     """
+    check_class_names(samples.classes, target="YOLO", where=samples.root)
     plan = yolo_plan(samples)
     with staged_dir(dst, overwrite=overwrite) as tmp:
         for sample, image_name in plan:
