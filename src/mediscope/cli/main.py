@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MediscopeError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, whatever a message quotes (a CSV header cell, a library's message).
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return exc.exit_code
     except (click.exceptions.Exit, typer.Exit) as exc:
         return int(exc.exit_code or 0)
