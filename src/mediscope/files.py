@@ -1,14 +1,19 @@
 """Atomic file writes: write to a temporary name beside the target, then rename.
 
 A reader (or a crash) never sees a half-written config, metrics file or checkpoint.
+Also the one safe way to read a torch file (``weights_only=True``, a clear error for a
+file that carries pickled code).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +64,59 @@ def write_with(target: str | Path, writer: Callable[[Path], Any]) -> Path:
     with atomic_path(target) as tmp:
         writer(tmp)
     return Path(target)
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def read_torch_file(path: str | Path, *, what: str = "checkpoint") -> Any:
+    """Loads a file written by ``torch.save`` without running pickled code.
+
+    ``weights_only=True`` unpickles tensors and plain data only. A file that carries any
+    other pickled object (a class, a function such as ``os.system``) is refused with an
+    error naming the file and the object, before anything in it runs.
+
+    Args:
+        path: The ``.ckpt`` / ``.pt`` / ``.pth`` file.
+        what: How the error names the file (``checkpoint``, ``weights file``).
+
+    Raises:
+        CheckpointError: when the file is missing, unreadable or carries pickled code.
+    """
+    import torch
+
+    from mediscope.errors import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found", where=path, hint="check the path")
+    unreadable = f"not a {'loadable' if what == 'checkpoint' else 'readable'} {what}"
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": refused anyway
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _GLOBAL.search(str(exc))
+        if found is None:  # not a torch file, or pickle opcodes the safe reader refuses
+            raise CheckpointError(
+                f"{unreadable} (not a torch file, or pickled data that is not plain tensors)",
+                where=path,
+                hint="give a .ckpt written by 'mediscope fit' or a state dict of tensors",
+            ) from None
+        raise CheckpointError(
+            f"the {what} holds pickled Python code ({found.group(1)}), not just weights; "
+            "it was refused unread, since loading it could run that code",
+            where=path,
+            hint="use a checkpoint written by 'mediscope fit', or a state dict of tensors "
+            "(.pt, .pth, .safetensors) from a source you trust",
+        ) from None
+    except Exception as exc:  # a truncated zip, a text file, ...: the file's fault
+        raise CheckpointError(
+            f"{unreadable} ({type(exc).__name__})",
+            where=path,
+            hint="give a .ckpt written by 'mediscope fit'; a file cut short by a full disk "
+            "or a killed process cannot be read",
+        ) from None
 
 
 def _finite(data: Any) -> Any:

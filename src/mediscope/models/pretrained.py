@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from mediscope.errors import CheckpointError, DownloadError
+from mediscope.files import read_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +28,24 @@ WEIGHTS_HOST = ("huggingface.co", 443)
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Reads a state dict from a ``.pt/.pth/.bin``, a Lightning ``.ckpt`` or ``.safetensors``.
 
-    Loading never runs pickled code: torch files are read with ``weights_only=True``.
+    Loading never runs pickled code: torch files are read with ``weights_only=True``,
+    and one that carries pickled code is refused (:func:`mediscope.files.read_torch_file`).
     """
     if not path.is_file():
         raise CheckpointError("weights file not found", where=path, hint="check the path")
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
+        try:
             from safetensors.torch import load_file
 
             state: Any = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling / format error is the file's fault
-        raise CheckpointError(
-            f"not a readable weights file ({type(exc).__name__})",
-            where=path,
-            hint="give a state dict, a mediscope checkpoint or a .safetensors file",
-        ) from None
+        except Exception as exc:  # any format error is the file's fault
+            raise CheckpointError(
+                f"not a readable weights file ({type(exc).__name__})",
+                where=path,
+                hint="give a state dict, a mediscope checkpoint or a .safetensors file",
+            ) from None
+    else:
+        state = read_torch_file(path, what="weights file")
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(
