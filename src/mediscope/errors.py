@@ -59,6 +59,38 @@ class DownloadError(MediscopeError):
 
 
 class InterruptedRun(MediscopeError):
-    """Training was stopped by the user (Ctrl-C) or the system (SIGTERM)."""
+    """Training was stopped by the user (Ctrl-C) or the system (SIGTERM).
+
+    ``run_dir`` is the run folder and ``resumable`` whether it holds a ``last.ckpt`` to
+    continue from, so that the command line can print the ``--resume`` command.
+    """
 
     exit_code = 130
+    run_dir: Path | None = None
+    resumable: bool = False
+
+
+class TerminatedRun(InterruptedRun):
+    """Training was stopped by SIGTERM (a cluster's scheduler, ``kill``): exit code 143."""
+
+    exit_code = 143
+
+
+class NonFiniteLossError(MediscopeError):
+    """The training loss became NaN or infinite; training stops at that step.
+
+    ``epoch``, ``step`` (the global optimizer step) and ``batch`` (within the epoch) say
+    where, all counted from 0.
+    """
+
+    epoch: int | None = None
+    step: int | None = None
+    batch: int | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the command line's SIGTERM handler, so that SIGTERM unwinds like Ctrl-C.
+
+    A ``KeyboardInterrupt`` subclass: every cleanup that runs on Ctrl-C (Lightning's
+    graceful shutdown, removing half-written files) runs on SIGTERM too.
+    """

@@ -1,18 +1,26 @@
-"""Entry point: builds the typer app and turns MediscopeErrors into one line, exit 2."""
+"""Entry point: builds the typer app and turns MediscopeErrors into one line, exit 2.
+
+Ctrl-C exits with 130 and SIGTERM (sent by cluster schedulers such as SLURM before they
+kill a job) with 143, both after the same clean shutdown and with one line of output.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 import click
 import typer
 
 from mediscope import __version__
 from mediscope.cli import check, compare, convert, data, demo, listing, predict, report, train
-from mediscope.errors import MediscopeError
+from mediscope.errors import MediscopeError, Terminated
 
 app = typer.Typer(
     name="mediscope",
@@ -54,14 +62,36 @@ app.command("report")(report.report_command)
 app.command("compare")(compare.compare_command)
 
 
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    # Once: a second SIGTERM must not interrupt the cleanup of the first.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt subclass),
+    so that it stops a command as cleanly as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; returns the exit code (0 ok, 1 internal error, 2 user error)."""
+    """Runs the CLI; returns the exit code (0 ok, 1 internal error, 2 user error,
+    130 Ctrl-C, 143 SIGTERM)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("MEDISCOPE_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="mediscope", standalone_mode=False)
+        with sigterm_as_interrupt():
+            command.main(args=args, prog_name="mediscope", standalone_mode=False)
     except MediscopeError as exc:
         if debug:
             traceback.print_exc()
@@ -72,7 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except (click.ClickException, typer.TyperException) as exc:
         return _usage_error(exc)
-    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt) as exc:
+        # click turns KeyboardInterrupt (and so Terminated) into Abort, from the original
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            print("error: stopped by SIGTERM", file=sys.stderr)
+            return 143
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:

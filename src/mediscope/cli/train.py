@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
 
 from mediscope.cli.output import print_fit_summary, print_folds_summary, print_metrics
-from mediscope.errors import ConfigError
+from mediscope.errors import ConfigError, InterruptedRun
 
 SET_HELP = "Override a config key, e.g. --set optimizer.lr=0.001 (repeatable)."
 
@@ -32,17 +33,38 @@ def fit_command(
     from mediscope.config import load_config
 
     cfg = load_config(config, overrides or [])
-    if folds is not None:
-        from mediscope.engine.folds import fit_folds
+    try:
+        if folds is not None:
+            from mediscope.engine.folds import fit_folds
 
-        if weights is not None:
-            raise ConfigError("--folds and --weights exclude each other", where="command line")
-        print_folds_summary(fit_folds(cfg, folds, resume=resume))
-        return
-    from mediscope.engine.api import fit
+            if weights is not None:
+                raise ConfigError("--folds and --weights exclude each other", where="command line")
+            print_folds_summary(fit_folds(cfg, folds, resume=resume))
+            return
+        from mediscope.engine.api import fit
 
-    result = fit(cfg, resume=resume, weights=weights)
+        result = fit(cfg, resume=resume, weights=weights)
+    except InterruptedRun as exc:
+        _add_commands(exc, config, overrides or [], folds)
+        raise
     print_fit_summary(result, cfg)
+
+
+def _add_commands(
+    exc: InterruptedRun, config: Path, overrides: list[str], folds: int | None
+) -> None:
+    """Puts the full command that continues (or evaluates) the run into the hint."""
+    if exc.run_dir is None:
+        return
+    base = ["mediscope", "fit", str(config)]
+    for item in overrides:
+        base += ["--set", item]
+    if exc.resumable:
+        target = exc.run_dir.parent if folds is not None else exc.run_dir
+        extra = ["--folds", str(folds)] if folds is not None else []
+        exc.hint = f"continue with: {shlex.join([*base, *extra, '--resume', str(target)])}"
+    elif exc.hint and "CONFIG" in exc.hint:
+        exc.hint = exc.hint.replace("CONFIG", shlex.quote(str(config)))
 
 
 def validate_command(

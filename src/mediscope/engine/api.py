@@ -16,18 +16,36 @@ from mediscope.config.loader import dump_config
 from mediscope.config.schema import Config
 from mediscope.data.datamodule import SPLIT_FILE, MediscopeDataModule
 from mediscope.data.samples import SampleSet
-from mediscope.engine.checkpoints import checkpoint_meta, load_task_weights, read_checkpoint
+from mediscope.engine.checkpoints import (
+    checkpoint_epoch,
+    checkpoint_meta,
+    load_task_weights,
+    read_checkpoint,
+)
 from mediscope.engine.environment import environment_info
 from mediscope.engine.loggers import check_loggers
 from mediscope.engine.run_dir import (
     BEST,
     CHECKPOINTS,
+    LAST,
+    check_run_dir,
     create_run_dir,
+    remove_leftovers,
     resolve_checkpoint,
     run_dir_of,
+    space_needed,
 )
 from mediscope.engine.trainer import build_trainer, quiet_lightning
-from mediscope.errors import CheckpointError, ConfigError, InterruptedRun
+from mediscope.errors import (
+    CheckpointError,
+    ConfigError,
+    InterruptedRun,
+    MediscopeError,
+    NonFiniteLossError,
+    RunDirError,
+    Terminated,
+    TerminatedRun,
+)
 from mediscope.files import write_json_atomic, write_text_atomic
 from mediscope.metrics.classification import classification_report
 from mediscope.models.pretrained import load_weights_file
@@ -135,6 +153,13 @@ def fit(
 
     Returns:
         A :class:`FitResult` with the run folder and the best epoch and metrics.
+
+    Raises:
+        InterruptedRun: Ctrl-C stopped it (``TerminatedRun``: SIGTERM); ``last.ckpt``
+            holds the last finished epoch, from which ``resume`` continues exactly.
+        NonFiniteLossError: the training loss became NaN or infinite; the checkpoints of
+            the finished epochs are kept.
+        RunDirError: the run folder cannot be written, or its disk is (or becomes) full.
     """
     quiet_lightning()
     started = time.perf_counter()
@@ -162,9 +187,7 @@ def fit(
     if weights is not None:
         load_weights_file(task.model, Path(weights))
 
-    if run_dir is None:
-        run_dir = create_run_dir(config.run.dir, config.run.name)
-    (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    run_dir = _prepare_run_dir(config, run_dir, need_bytes=space_needed(_state_bytes(task)))
     write_text_atomic(run_dir / "config.yaml", dump_config(config))
     write_json_atomic(run_dir / "environment.json", environment_info(config.seed))
     if resume is None or not (run_dir / SPLIT_FILE).is_file():
@@ -179,17 +202,123 @@ def fit(
     )
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except SystemExit:
-        # Lightning turns Ctrl-C into a graceful shutdown followed by sys.exit(1).
-        if not trainer.interrupted:
+    except NonFiniteLossError as exc:
+        raise _non_finite(exc, config, run_dir) from None
+    except MediscopeError:
+        raise
+    except BaseException as exc:
+        # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1), and SIGTERM
+        # into a SystemExit at the next step.
+        by = _stopped_by(exc, trainer)
+        if by is None:
             raise
+        raise _interrupted(run_dir, trainer, by) from None
     if trainer.interrupted:
-        raise InterruptedRun(
-            f"training stopped during epoch {trainer.current_epoch}",
-            where=run_dir,
-            hint=f"continue from the last finished epoch with --resume {run_dir}",
-        )
+        raise _interrupted(run_dir, trainer, "SIGTERM" if trainer.received_sigterm else "Ctrl-C")
+    try:
+        return _finish_fit(config, run_dir, trainer, datamodule, started, ckpt_path)
+    except KeyboardInterrupt as exc:
+        raise _evaluation_interrupted(run_dir, exc) from None
 
+
+def _state_bytes(task: BaseTask) -> int:
+    """Bytes of the task's weights and buffers (one copy, as a checkpoint holds them)."""
+    tensors = [*task.parameters(), *task.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _prepare_run_dir(config: Config, run_dir: Path | None, *, need_bytes: int) -> Path:
+    """A new run folder, or the given one (resumed or chosen), checked to be writable."""
+    if run_dir is None:
+        return create_run_dir(config.run.dir, config.run.name, need_bytes=need_bytes)
+    try:
+        (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot create the run folder ({exc.strerror or exc})",
+            where=run_dir,
+            hint="check its permissions, or choose another folder",
+        ) from None
+    check_run_dir(run_dir, need_bytes=need_bytes)
+    remove_leftovers(run_dir / CHECKPOINTS)  # temporary files of a killed run
+    return run_dir
+
+
+def _stopped_by(exc: BaseException, trainer: L.Trainer) -> str | None:
+    """``SIGTERM`` or ``Ctrl-C`` when ``exc`` ends a stopped training, else None."""
+    if isinstance(exc, Terminated) or trainer.received_sigterm:
+        return "SIGTERM"
+    if isinstance(exc, KeyboardInterrupt | SystemExit) and trainer.interrupted:
+        return "Ctrl-C"
+    return None
+
+
+def _interrupted(run_dir: Path, trainer: L.Trainer, by: str) -> InterruptedRun:
+    """The one-line error of a stopped training: where the run is, what it holds."""
+    kind = TerminatedRun if by == "SIGTERM" else InterruptedRun
+    done = checkpoint_epoch(run_dir / CHECKPOINTS / LAST)
+    stopped = f"training stopped by {by} in epoch {trainer.current_epoch}"
+    if done is None:
+        error = kind(
+            f"{stopped}, before any epoch finished: there is no checkpoint to resume",
+            where=run_dir,
+            hint="start the run again",
+        )
+    else:
+        error = kind(
+            f"{stopped}; checkpoints/{LAST} holds epoch {done}, the last finished one",
+            where=run_dir,
+            hint=f"continue with --resume {run_dir}",
+        )
+        error.resumable = True
+    error.run_dir = run_dir
+    return error
+
+
+def _non_finite(exc: NonFiniteLossError, config: Config, run_dir: Path) -> NonFiniteLossError:
+    """The NaN-loss error with the last good checkpoint and what to change."""
+    last = run_dir / CHECKPOINTS / LAST
+    done = checkpoint_epoch(last)
+    remedy = (
+        f"lower optimizer.lr (now {config.optimizer.lr:g}), set trainer.gradient_clip_val "
+        "or check the data for NaN values"
+    )
+    if done is None:
+        error = NonFiniteLossError(
+            f"{exc.message}; no epoch had finished, so there is no checkpoint",
+            hint=f"{remedy}, and start again",
+        )
+    else:
+        error = NonFiniteLossError(
+            f"{exc.message}; the last good checkpoint is {last} (epoch {done})",
+            hint=f"{remedy}; then start again, or from these weights with --weights {last}",
+        )
+    error.epoch, error.step, error.batch = exc.epoch, exc.step, exc.batch
+    return error
+
+
+def _evaluation_interrupted(run_dir: Path, exc: KeyboardInterrupt) -> InterruptedRun:
+    kind = TerminatedRun if isinstance(exc, Terminated) else InterruptedRun
+    by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    error = kind(
+        f"training finished, but its evaluation was stopped by {by}",
+        where=run_dir,
+        hint=f"evaluate the best checkpoint with 'mediscope validate CONFIG --checkpoint "
+        f"{run_dir / CHECKPOINTS / BEST}'",
+    )
+    error.run_dir = run_dir
+    return error
+
+
+def _finish_fit(
+    config: Config,
+    run_dir: Path,
+    trainer: L.Trainer,
+    datamodule: MediscopeDataModule,
+    started: float,
+    ckpt_path: Path | None,
+) -> FitResult:
+    """Training curves, the best checkpoint's validation metrics and the report."""
     plot_training_curves(
         run_dir / "metrics.csv",
         run_dir / "plots" / "training_curves.png",

@@ -1,8 +1,12 @@
-"""Callbacks: per-epoch seeding, plain-text progress, and a CSV logger that resumes."""
+"""Callbacks: per-epoch seeding, plain-text progress, checkpoints that survive a kill,
+a stop on a NaN loss, and a CSV logger that resumes."""
 
 from __future__ import annotations
 
 import csv
+import io
+import math
+import os
 import random
 import sys
 import time
@@ -13,8 +17,11 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.loggers.csv_logs import _ExperimentWriter
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+
+from mediscope.errors import NonFiniteLossError
+from mediscope.files import write_text_atomic
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -83,8 +90,134 @@ class PlainProgress(L.Callback):
         print(line, file=self.stream, flush=True)
 
 
+def flush_csv_loggers(trainer: L.Trainer) -> None:
+    """Writes the rows the CSV loggers hold in memory to their files."""
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            logger.save()
+
+
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt``: the state at the end of the last finished epoch, kept in step with
+    ``metrics.csv``.
+
+    The state is saved where Lightning's ModelCheckpoint saves it (at the end of the
+    training epoch, after its validation) but into a hidden pending file. It becomes
+    ``last.ckpt`` (a rename) only once the epoch's rows are in ``metrics.csv``: at the
+    start of the next epoch, at the end of training, or when training stops after the
+    epoch is complete. So after a kill at any moment ``last.ckpt`` is the last finished
+    epoch and ``metrics.csv`` has every row of it, and ``--resume`` continues exactly as
+    if nothing happened (the rows of later epochs are dropped and trained again).
+    Interrupted or failed epochs never reach ``last.ckpt``.
+    """
+
+    PENDING = ".last.ckpt.pending"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / "last.ckpt"
+        self.pending = folder / self.PENDING
+        self._pending_epoch: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+    def _stage(self, trainer: L.Trainer) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        trainer.save_checkpoint(self.pending)
+        self._pending_epoch = trainer.current_epoch
+
+    def _promote(self, trainer: L.Trainer) -> None:
+        if self._pending_epoch is None:
+            return
+        if trainer.is_global_zero:
+            flush_csv_loggers(trainer)
+            os.replace(self.pending, self.path)
+        self._pending_epoch = None
+
+    def _discard(self) -> None:
+        self.pending.unlink(missing_ok=True)
+        self._pending_epoch = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stage(trainer)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._promote(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._promote(trainer)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # A stop between the epoch's end and the next epoch's start (SIGTERM is acted on
+        # there) keeps the finished epoch; a stop within an epoch drops its state.
+        done = trainer.fit_loop.epoch_progress.current.completed
+        try:
+            if self._pending_epoch is not None and done > self._pending_epoch:
+                self._promote(trainer)
+            else:
+                self._discard()
+        except OSError:
+            self._discard()
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint for ``best.ckpt`` that never picks a NaN or infinite
+    score (Lightning ranks NaN as the worst score, yet saves it when nothing is saved)."""
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is not None and not bool(torch.isfinite(torch.as_tensor(current)).all()):
+            return False
+        return super().check_monitor_top_k(trainer, current)
+
+    @property
+    def state_key(self) -> str:
+        # The plain ModelCheckpoint's key, so runs saved before this class still resume.
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Stops training at the first NaN or infinite training loss, before its backward pass.
+
+    The weights are never updated with the bad loss, no checkpoint is written from that
+    state, and the error names the epoch, the global step and the batch of the epoch
+    (all counted from 0).
+    """
+
+    def __init__(self) -> None:
+        self._batch = 0
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._batch = batch_idx
+
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
+    ) -> None:
+        if bool(torch.isfinite(loss.detach()).all()):
+            return
+        value = float(loss.detach().float().reshape(-1)[0])
+        name = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        epoch, step = trainer.current_epoch, trainer.global_step
+        error = NonFiniteLossError(
+            f"training loss is {name} at epoch {epoch}, step {step} "
+            f"(batch {self._batch} of epoch {epoch})"
+        )
+        error.epoch, error.step, error.batch = epoch, step, self._batch
+        raise error
+
+
 class _ResumingWriter(_ExperimentWriter):
-    """Keeps an existing ``metrics.csv`` (rows before ``from_epoch``) and appends to it."""
+    """Keeps an existing ``metrics.csv`` (rows before ``from_epoch``) and appends to it.
+
+    Every save rewrites the file atomically (it holds a few rows per epoch), so a kill
+    never leaves a truncated row or a file cut short while Lightning rewrites its header.
+    """
 
     def __init__(self, log_dir: str, from_epoch: int | None) -> None:
         self.from_epoch = from_epoch
@@ -97,15 +230,37 @@ class _ResumingWriter(_ExperimentWriter):
         if self.from_epoch is None:
             path.unlink()
             return
-        with path.open(newline="") as file:
-            reader = csv.DictReader(file)
-            header = list(reader.fieldnames or [])
-            rows = [r for r in reader if _epoch(r) is not None and _epoch(r) < self.from_epoch]  # type: ignore[operator]
-        with path.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=header)
-            writer.writeheader()
-            writer.writerows(rows)
+        header, rows = _read_rows(path)
+        kept = [r for r in rows if (e := _epoch(r)) is not None and e < self.from_epoch]
+        write_text_atomic(path, _csv_text(header, kept))
         self.metrics_keys = header
+
+    def save(self) -> None:
+        """Writes the rows logged since the last save (the whole file, atomically)."""
+        if not self.metrics:
+            return
+        self._record_new_keys()
+        path = Path(self.metrics_file_path)
+        _, rows = _read_rows(path) if path.is_file() else ([], [])
+        write_text_atomic(path, _csv_text(self.metrics_keys, [*rows, *self.metrics]))
+        self.metrics = []
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header and the complete rows of a CSV file (a row cut short is dropped)."""
+    with path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        header = list(reader.fieldnames or [])
+        rows = [r for r in reader if None not in r.values() and None not in r]
+    return header, rows
+
+
+def _csv_text(header: list[str], rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _epoch(row: dict[str, str]) -> int | None:

@@ -41,7 +41,7 @@ from mediscope.errors import (
     MediscopeError,
     RunDirError,
 )
-from mediscope.files import write_json_atomic, write_text_atomic
+from mediscope.files import write_json_atomic, write_text_atomic, write_with
 from mediscope.registry import unknown_name_hint
 from mediscope.reports.leaderboard import (
     CellRuns,
@@ -606,7 +606,8 @@ def run_study(
         The study folder, the leaderboard, its files and the failed cells.
 
     Raises:
-        InterruptedRun: when training is stopped (Ctrl-C); rerunning continues.
+        InterruptedRun: when training is stopped (Ctrl-C, or SIGTERM as
+            TerminatedRun); rerunning continues.
     """
     folder = plan.folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -634,10 +635,10 @@ def run_study(
             report("start")
             try:
                 record = run_one(cfg, run_dir, split_file, has_test=plan.has_test)
-            except InterruptedRun:
+            except InterruptedRun as exc:
                 entry["status"] = "interrupted"
                 _save_state(folder, state)
-                raise InterruptedRun(
+                raise type(exc)(  # TerminatedRun (SIGTERM) keeps its exit code
                     f"the study stopped in cell {cell.index} ({cell.describe()})",
                     where=folder,
                     hint="rerun the same command to continue where it stopped",
@@ -691,7 +692,7 @@ def run_one(cfg: Config, run_dir: Path, split_file: Path, *, has_test: bool) -> 
             result = fit(cfg, resume=last, callbacks=[counter])
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(split_file, run_dir / SPLIT_FILE)
+            write_with(run_dir / SPLIT_FILE, lambda tmp: shutil.copyfile(split_file, tmp))
             result = fit(cfg, run_dir=run_dir, callbacks=[counter])
         record.update(seconds=round(result.seconds, 2), params=counter.total)
         record["best_epoch"] = result.best_epoch

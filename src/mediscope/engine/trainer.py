@@ -9,14 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import (
-    EarlyStopping,
-    ModelCheckpoint,
-)
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
 
 from mediscope.config.schema import Config
-from mediscope.engine.callbacks import EpochSeed, PlainProgress, ProgressBar
+from mediscope.engine.callbacks import (
+    BestCheckpoint,
+    EpochSeed,
+    LastCheckpoint,
+    PlainProgress,
+    ProgressBar,
+    StopOnNonFiniteLoss,
+)
+from mediscope.engine.checkpoints import AtomicCheckpointIO
 from mediscope.engine.loggers import LogConfig, build_loggers
 from mediscope.engine.run_dir import CHECKPOINTS
 
@@ -50,12 +55,16 @@ def progress_mode(setting: str) -> str:
     return "rich" if sys.stdout.isatty() else "plain"
 
 
-def checkpoint_callbacks(config: Config, run_dir: Path) -> list[ModelCheckpoint]:
-    """``epoch=NNN.ckpt`` every N epochs, ``best.ckpt`` by the monitor, ``last.ckpt``."""
+def checkpoint_callbacks(config: Config, run_dir: Path) -> list[Checkpoint]:
+    """``epoch=NNN.ckpt`` every N epochs, ``best.ckpt`` by the monitor, ``last.ckpt``.
+
+    ``last.ckpt`` is written at the end of every epoch whatever ``every_n_epochs`` says,
+    so that a killed run loses at most the epoch it was in.
+    """
     folder = run_dir / CHECKPOINTS
     cfg = config.checkpoint
-    callbacks = [
-        ModelCheckpoint(
+    callbacks: list[Checkpoint] = [
+        BestCheckpoint(
             dirpath=folder,
             filename="best",
             monitor=cfg.monitor,
@@ -66,7 +75,6 @@ def checkpoint_callbacks(config: Config, run_dir: Path) -> list[ModelCheckpoint]
         ),
     ]
     if cfg.every_n_epochs:
-        # last.ckpt is written every epoch by this callback too (Lightning's save_last).
         callbacks.append(
             ModelCheckpoint(
                 dirpath=folder,
@@ -74,12 +82,10 @@ def checkpoint_callbacks(config: Config, run_dir: Path) -> list[ModelCheckpoint]
                 auto_insert_metric_name=False,
                 every_n_epochs=cfg.every_n_epochs,
                 save_top_k=-1,
-                save_last=True,
                 enable_version_counter=False,
             )
         )
-    else:
-        callbacks.append(ModelCheckpoint(dirpath=folder, save_top_k=0, save_last=True))
+    callbacks.append(LastCheckpoint(folder))
     return callbacks
 
 
@@ -91,11 +97,19 @@ def build_trainer(
     progress_keys: list[str] | None = None,
     extra_callbacks: list[L.Callback] | None = None,
 ) -> L.Trainer:
-    """A Trainer with the run's loggers, checkpoints, seeding and progress display."""
+    """A Trainer with the run's loggers, checkpoints, seeding and progress display.
+
+    Checkpoints are written atomically (:class:`AtomicCheckpointIO`) and training stops
+    at the first NaN or infinite loss (:class:`StopOnNonFiniteLoss`).
+    """
     quiet_lightning()
     t = config.trainer
     loggers = build_loggers(config, run_dir, resume_epoch=resume_epoch)
-    callbacks: list[L.Callback] = [EpochSeed(config.seed), *checkpoint_callbacks(config, run_dir)]
+    callbacks: list[L.Callback] = [
+        EpochSeed(config.seed),
+        StopOnNonFiniteLoss(),
+        *checkpoint_callbacks(config, run_dir),
+    ]
     if loggers:
         callbacks.append(LogConfig(config))
     callbacks.extend(extra_callbacks or [])
@@ -132,6 +146,7 @@ def build_trainer(
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
         "default_root_dir": str(run_dir),
+        "plugins": [AtomicCheckpointIO()],
     }
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         value = getattr(t, key)
