@@ -128,6 +128,7 @@ def assert_same_run(run: Path, reference: Path) -> None:
     assert val == json.loads((reference / "val_metrics.json").read_text())
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == sorted(p.name for p in (reference / "checkpoints").iterdir())
+    assert not [p for p in run.rglob(".*") if p.is_file()]  # no temporary file left
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_kill_9_loses_at_most_the_current_epoch(
     )
     assert code == 0, err
     assert out.strip().splitlines()[-1] == f"run: {run}"
-    assert_same_run(run, reference)  # no temporary file left either
+    assert_same_run(run, reference)
 
 
 @pytest.mark.slow

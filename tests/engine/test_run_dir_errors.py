@@ -199,3 +199,21 @@ def test_a_full_disk_during_training(
     assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "epoch=000.ckpt", "last.ckpt"]
     for name in ("best.ckpt", "last.ckpt"):
         assert torch.load(folder / name, weights_only=True)["epoch"] == 0
+
+
+def test_a_resumed_run_removes_the_temporary_files_of_a_killed_one(
+    tiny_crops: Path, tmp_path: Path
+) -> None:
+    raw = tiny_config(tiny_crops, tmp_path / "runs", trainer={"max_epochs": 1})
+    run = fit(config_from_dict(raw)).run_dir
+    before = tree(run)
+    leftovers = [
+        run / "checkpoints" / ".last.ckpt.pending",
+        run / "checkpoints" / ".best.ckpt.k2j4x1.tmp",
+        run / ".metrics.csv.a8d0q_.tmp",
+        run / "plots" / ".training_curves.png.zz91m3.tmp",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    assert sorted(run_dir.remove_leftovers(run)) == sorted(leftovers)
+    assert tree(run) == before

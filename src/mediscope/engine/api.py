@@ -240,7 +240,7 @@ def _prepare_run_dir(config: Config, run_dir: Path | None, *, need_bytes: int) -
             hint="check its permissions, or choose another folder",
         ) from None
     check_run_dir(run_dir, need_bytes=need_bytes)
-    remove_leftovers(run_dir / CHECKPOINTS)  # temporary files of a killed run
+    remove_leftovers(run_dir)  # temporary files of a killed run
     return run_dir
 
 

@@ -150,16 +150,15 @@ def create_run_dir(base: Path, name: str, *, now: float | None = None, need_byte
     return path
 
 
-def remove_leftovers(folder: Path) -> list[Path]:
-    """Deletes the temporary files a killed run may have left in a checkpoints folder."""
+def remove_leftovers(run: Path) -> list[Path]:
+    """Deletes the temporary files a killed run may have left in its folder: half-written
+    files (``.NAME.XXXX.tmp``), the pending ``last.ckpt`` and the write probe."""
     removed = []
-    if folder.is_dir():
-        for item in folder.iterdir():
-            if item.name.startswith(".") and (
-                item.name.endswith(".tmp") or item.name.endswith(".pending")
-            ):
-                item.unlink(missing_ok=True)
-                removed.append(item)
+    for item in run.rglob(".*"):
+        name = item.name
+        if item.is_file() and (name.endswith((".tmp", ".pending")) or name == _PROBE):
+            item.unlink(missing_ok=True)
+            removed.append(item)
     return removed
 
 
