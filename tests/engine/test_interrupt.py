@@ -254,11 +254,14 @@ def test_a_stop_in_the_first_epoch_says_there_is_nothing_to_resume(
     tiny_crops: Path, tmp_path: Path
 ) -> None:
     cfg = config_from_dict(tiny_config(tiny_crops, tmp_path))
-    with pytest.raises(InterruptedRun, match="before any epoch finished") as stopped:
+    with pytest.raises(InterruptedRun) as stopped:
         fit(cfg, callbacks=[StopAt(0, 1, "ctrl-c")])
+    assert str(stopped.value) == (
+        "training stopped by Ctrl-C in epoch 0, before any epoch finished: there is no "
+        "checkpoint to resume, and the new run folder was removed; start the run again"
+    )
     assert not stopped.value.resumable
-    run = stopped.value.run_dir
-    assert run is not None and not (run / "checkpoints" / "last.ckpt").exists()
+    assert list((tmp_path / "tiny").iterdir()) == []
 
 
 def test_metrics_csv_keeps_whole_rows_of_the_epochs_before_the_resumed_one(

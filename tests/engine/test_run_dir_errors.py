@@ -217,3 +217,30 @@ def test_a_resumed_run_removes_the_temporary_files_of_a_killed_one(
         path.write_bytes(b"half")
     assert sorted(run_dir.remove_leftovers(run)) == sorted(leftovers)
     assert tree(run) == before
+
+
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_an_error_while_training_removes_a_new_run_folder_without_checkpoint(
+    tiny_crops: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, epoch: int
+) -> None:
+    from mediscope.errors import DataError
+    from mediscope.tasks import TASKS
+
+    cls = TASKS.get("classification")
+    original = cls.training_step
+
+    def training_step(self: Any, batch: Any, batch_idx: int) -> torch.Tensor:
+        if self.current_epoch == epoch and batch_idx == 1:  # e.g. an image that cannot be read
+            raise DataError("cannot read the image", where="broken.png", hint="replace it")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(cls, "training_step", training_step)
+    raw = tiny_config(tiny_crops, tmp_path / "runs", trainer={"max_epochs": 2})
+    with pytest.raises(DataError, match="^broken.png: cannot read the image; replace it$"):
+        fit(config_from_dict(raw))
+    runs = list((tmp_path / "runs" / "tiny").iterdir())
+    if epoch == 0:
+        assert runs == []  # nothing to resume in it
+    else:
+        (run,) = runs  # epoch 0 finished: the run is kept, and resumable
+        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,12 +188,39 @@ def fit(
     if weights is not None:
         load_weights_file(task.model, Path(weights))
 
+    created = run_dir is None
     run_dir = _prepare_run_dir(config, run_dir, need_bytes=space_needed(_state_bytes(task)))
+    try:
+        trainer = _train(
+            config, task, datamodule, run_dir, ckpt_path, resume_epoch, callbacks, created
+        )
+    except BaseException:
+        # A new run folder in which no epoch finished holds nothing to resume or read:
+        # a stop or an error before the first checkpoint leaves nothing behind.
+        if created and not (run_dir / CHECKPOINTS / LAST).is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    try:
+        return _finish_fit(config, run_dir, trainer, datamodule, started, ckpt_path)
+    except KeyboardInterrupt as exc:
+        raise _evaluation_interrupted(run_dir, exc) from None
+
+
+def _train(
+    config: Config,
+    task: BaseTask,
+    datamodule: MediscopeDataModule,
+    run_dir: Path,
+    ckpt_path: Path | None,
+    resume_epoch: int | None,
+    callbacks: list[L.Callback] | None,
+    created: bool,
+) -> L.Trainer:
+    """Writes the run's records and trains; turns stops and NaN losses into one-liners."""
     write_text_atomic(run_dir / "config.yaml", dump_config(config))
     write_json_atomic(run_dir / "environment.json", environment_info(config.seed))
-    if resume is None or not (run_dir / SPLIT_FILE).is_file():
+    if resume_epoch is None or not (run_dir / SPLIT_FILE).is_file():
         datamodule.write_split(run_dir / SPLIT_FILE)
-
     trainer = build_trainer(
         config,
         run_dir,
@@ -203,7 +231,7 @@ def fit(
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except NonFiniteLossError as exc:
-        raise _non_finite(exc, config, run_dir) from None
+        raise _non_finite(exc, config, run_dir, created=created) from None
     except MediscopeError:
         raise
     except BaseException as exc:
@@ -212,13 +240,11 @@ def fit(
         by = _stopped_by(exc, trainer)
         if by is None:
             raise
-        raise _interrupted(run_dir, trainer, by) from None
+        raise _interrupted(run_dir, trainer, by, created=created) from None
     if trainer.interrupted:
-        raise _interrupted(run_dir, trainer, "SIGTERM" if trainer.received_sigterm else "Ctrl-C")
-    try:
-        return _finish_fit(config, run_dir, trainer, datamodule, started, ckpt_path)
-    except KeyboardInterrupt as exc:
-        raise _evaluation_interrupted(run_dir, exc) from None
+        by = "SIGTERM" if trainer.received_sigterm else "Ctrl-C"
+        raise _interrupted(run_dir, trainer, by, created=created)
+    return trainer
 
 
 def _state_bytes(task: BaseTask) -> int:
@@ -253,15 +279,16 @@ def _stopped_by(exc: BaseException, trainer: L.Trainer) -> str | None:
     return None
 
 
-def _interrupted(run_dir: Path, trainer: L.Trainer, by: str) -> InterruptedRun:
+def _interrupted(run_dir: Path, trainer: L.Trainer, by: str, *, created: bool) -> InterruptedRun:
     """The one-line error of a stopped training: where the run is, what it holds."""
     kind = TerminatedRun if by == "SIGTERM" else InterruptedRun
     done = checkpoint_epoch(run_dir / CHECKPOINTS / LAST)
     stopped = f"training stopped by {by} in epoch {trainer.current_epoch}"
     if done is None:
+        gone = ", and the new run folder was removed" if created else ""
         error = kind(
-            f"{stopped}, before any epoch finished: there is no checkpoint to resume",
-            where=run_dir,
+            f"{stopped}, before any epoch finished: there is no checkpoint to resume{gone}",
+            where=None if created else run_dir,
             hint="start the run again",
         )
     else:
@@ -275,7 +302,9 @@ def _interrupted(run_dir: Path, trainer: L.Trainer, by: str) -> InterruptedRun:
     return error
 
 
-def _non_finite(exc: NonFiniteLossError, config: Config, run_dir: Path) -> NonFiniteLossError:
+def _non_finite(
+    exc: NonFiniteLossError, config: Config, run_dir: Path, *, created: bool
+) -> NonFiniteLossError:
     """The NaN-loss error with the last good checkpoint and what to change."""
     last = run_dir / CHECKPOINTS / LAST
     done = checkpoint_epoch(last)
@@ -284,8 +313,9 @@ def _non_finite(exc: NonFiniteLossError, config: Config, run_dir: Path) -> NonFi
         "or check the data for NaN values"
     )
     if done is None:
+        gone = " (the new run folder was removed)" if created else ""
         error = NonFiniteLossError(
-            f"{exc.message}; no epoch had finished, so there is no checkpoint",
+            f"{exc.message}; no epoch had finished, so there is no checkpoint{gone}",
             hint=f"{remedy}, and start again",
         )
     else:
