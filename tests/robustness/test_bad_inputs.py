@@ -15,14 +15,13 @@ line), runs ``mediscope`` in-process and checks what the user sees:
 
 Counts: 96 cases tried: 88 clean errors, 3 documented skips, 5 handled (works: 16-bit,
 palette, CMYK, mixed grayscale and RGB images, and a validation split without a class,
-which logs a warning). 4 of the 88 errors are xfail (strict, raised only by leftover
-output): a bad image or mask found while training (truncated JPEG, zero-byte image,
-mask of another size, mask values outside the classes) stops with the clean one-line
-error, but the run folder made before training stays behind; removing it belongs to
-engine/api.py. When this corpus was written, 15 cases failed (raw TypeError as
+which logs a warning). When this corpus was written, 15 cases failed (raw TypeError as
 "internal error", usage errors with exit 1, messages without the config line, a YOLO
 label file silently shared by two images, half-written predict output, ...); the
-readers, loader and CLI were fixed.
+readers, loader and CLI were fixed. Four more (a truncated or zero-byte image, a mask
+of another size or with values outside the classes, all found while training) gave the
+clean error but left the run folder behind until fit removed run folders in which no
+epoch finished.
 
 What is an error and what a warning: a class without training samples is an error (the
 model cannot learn it), so is a class in the test data that training never saw; a
@@ -133,16 +132,11 @@ Make = Callable[[Env], Run]
 CASES: list[Any] = []
 
 
-def case(
-    case_id: str, kind: str = "error", *, leftover: str | None = None
-) -> Callable[[Make], Make]:
-    """Registers a case; ``leftover`` marks it xfail when only leftover output fails."""
+def case(case_id: str, kind: str = "error") -> Callable[[Make], Make]:
+    """Registers a case of ``kind`` (error, skip, handled) under ``case_id``."""
 
     def register(make: Make) -> Make:
-        marks = []
-        if leftover is not None:
-            marks.append(pytest.mark.xfail(raises=LeftoverOutput, strict=True, reason=leftover))
-        CASES.append(pytest.param(make, kind, id=case_id, marks=marks))
+        CASES.append(pytest.param(make, kind, id=case_id))
         return make
 
     return register
@@ -576,14 +570,7 @@ def _jpeg(path: Path, size: int = 32, mode: str = "RGB") -> Path:
     return path
 
 
-LEFTOVER_RUN = (
-    "the image is decoded while training: the clean error comes after the run folder was "
-    "created; removing a run folder that failed before its first epoch belongs to "
-    "engine/api.py"
-)
-
-
-@case("truncated-jpeg", leftover=LEFTOVER_RUN)
+@case("truncated-jpeg")
 def _(env: Env) -> Run:
     crops = env.copy("crops")
     bad = _jpeg(crops / "train" / "G-cocci" / "broken.jpg", size=64)
@@ -591,7 +578,7 @@ def _(env: Env) -> Run:
     return Run(_fit(env, env.classification(crops)), [str(bad), "remove or replace the file"])
 
 
-@case("zero-byte-image", leftover=LEFTOVER_RUN)
+@case("zero-byte-image")
 def _(env: Env) -> Run:
     crops = env.copy("crops")
     bad = crops / "train" / "G-cocci" / "empty.png"
@@ -1000,14 +987,7 @@ def _mask_of(lesions: Path, stem: str = "train_0003") -> Path:
     return lesions / "labels" / "train" / f"{stem}.png"
 
 
-LEFTOVER_MASK = (
-    "masks are decoded while training: the clean error comes after the run folder was "
-    "created; removing a run folder that failed before its first epoch belongs to "
-    "engine/api.py"
-)
-
-
-@case("mask-wrong-size-fit", leftover=LEFTOVER_MASK)
+@case("mask-wrong-size-fit")
 def _(env: Env) -> Run:
     lesions = env.copy("lesions")
     mask = _mask_of(lesions)
@@ -1037,7 +1017,7 @@ def _(env: Env) -> Run:
     )
 
 
-@case("mask-values-beyond-classes-fit", leftover=LEFTOVER_MASK)
+@case("mask-values-beyond-classes-fit")
 def _(env: Env) -> Run:
     lesions = env.copy("lesions")
     mask = _mask_of(lesions)
