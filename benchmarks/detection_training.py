@@ -78,8 +78,8 @@ class Clock(L.Callback):
 
 
 def run(name: str, data: Path, runs: Path, epochs: int) -> dict[str, Any]:
-    from mediscope.config import load_config
-    from mediscope.engine.api import fit
+    from mediscope.api import fit
+    from mediscope.tasks.validate import load_config
 
     model, loss = DETECTORS[name]
     model = {**model, "pretrained": True}

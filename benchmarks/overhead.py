@@ -27,11 +27,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from mediscope.config import config_from_dict
+from mediscope.api import fit
 from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.data.synthetic.gram_crops import generate_gram_crops
-from mediscope.engine.api import fit
 from mediscope.models import build_model
+from mediscope.tasks.validate import config_from_dict
 
 RESULTS = Path(__file__).parent / "results" / "overhead.json"
 

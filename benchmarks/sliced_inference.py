@@ -40,9 +40,9 @@ def main() -> None:
     parser.add_argument("--train-epochs", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
-    from mediscope.config import load_config
+    from mediscope.api import fit
     from mediscope.data.synthetic.gram_stain import generate_gram_stain
-    from mediscope.engine.api import fit
+    from mediscope.tasks.validate import load_config
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mediscope.config import config_from_dict
 from mediscope.data.synthetic.gram_stain import generate_gram_stain
-from mediscope.engine import api
+from mediscope import api
+from mediscope.tasks.validate import config_from_dict
 
 EPOCHS = 10
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mediscope.config import config_from_dict
 from mediscope.data.synthetic.lesions import generate_lesions
-from mediscope.engine import api
+from mediscope import api
+from mediscope.tasks.validate import config_from_dict
 
 
 @pytest.fixture(scope="module")

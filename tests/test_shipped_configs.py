@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mediscope.config import load_config
-from mediscope.engine import api
-from mediscope.engine.api import fit
+from mediscope.api import fit
+from mediscope import api
+from mediscope.tasks.validate import load_config
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
 

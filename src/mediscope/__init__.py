@@ -16,13 +16,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_config": "mediscope.config",
+    "load_config": "mediscope.tasks.validate",
     "Config": "mediscope.config",
-    "fit": "mediscope.engine.api",
-    "test": "mediscope.engine.api",
-    "validate": "mediscope.engine.api",
+    "fit": "mediscope.api",
+    "test": "mediscope.api",
+    "validate": "mediscope.api",
     "build_model": "mediscope.models",
-    "list_models": "mediscope.engine.api",
+    "list_models": "mediscope.api",
     "MediscopeError": "mediscope.errors",
 }
 

@@ -13,8 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mediscope.config import config_from_text
 from mediscope.config.schema import Config
+from mediscope.tasks.validate import config_from_text
 
 DEMO_CONFIG = "demo/gram-crops.yaml"
 DATA_VERSION = "gram-crops-v1"
@@ -177,7 +177,7 @@ def run_detection_demo(
 def _fit_and_test(
     config: Config, on_fit: Callable[[Any, Config], None] | None, started: float
 ) -> DemoResult:
-    from mediscope.engine.api import fit, test
+    from mediscope.api import fit, test
 
     result = fit(config)
     if on_fit is not None:

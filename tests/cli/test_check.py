@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from helpers import tiny_config
-from mediscope.config.loader import config_from_dict
-from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.data.doctor import KINDS, SEVERITIES
+from mediscope.tasks import data_module
+from mediscope.tasks.validate import config_from_dict
 
 Cli = Callable[..., Any]
 
@@ -149,7 +149,7 @@ def test_write_exclude_then_training_data_leaves_the_samples_out(
     listed = [line.split("#")[0].strip() for line in exclude.read_text().splitlines()]
     assert sorted(Path(p).name for p in listed if p) == ["copy.png", "cut.png", "empty.png"]
     raw["data"]["exclude"] = str(exclude)
-    datamodule = MediscopeDataModule(config_from_dict(raw))
+    datamodule = data_module(config_from_dict(raw))
     assert sum(datamodule.split_sizes().values()) == 4 * 16
     assert len(datamodule.test_set()) == 4 * 6
     result = cli("check", cfg, "--output", tmp_path / "out", "--set", f"data.exclude={exclude}")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mediscope.config import config_from_text, load_config, parse_override_value
+from mediscope.config import parse_override_value
 from mediscope.errors import ConfigError
+from mediscope.tasks.validate import config_from_text, load_config
 
 TEN_LINES = """\
 task: classification

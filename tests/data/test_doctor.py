@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from mediscope.config.loader import config_from_dict
 from mediscope.config.schema import Config
 from mediscope.data.convert import convert
 from mediscope.data.doctor import check_dataset, detect_format
@@ -24,6 +23,7 @@ from mediscope.data.doctor.scan import Item
 from mediscope.data.formats.masks import read_exclude
 from mediscope.data.samples import Sample
 from mediscope.errors import DataError
+from mediscope.tasks.validate import config_from_dict
 
 MODELS = {"classification": "simple_cnn", "segmentation": "unet", "detection": "retinanet"}
 

@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from helpers import tiny_config, tiny_detection_config, tiny_segmentation_config
-from mediscope.config.loader import config_from_dict
-from mediscope.data.datamodule import MediscopeDataModule, read_samples
+from mediscope.data.datamodule import read_samples
 from mediscope.errors import DataError
+from mediscope.tasks import data_module
+from mediscope.tasks.validate import config_from_dict
 
 
 def _names(samples: object) -> list[str]:
@@ -36,7 +37,7 @@ def test_imagefolder_exclude_spans_train_and_test(
         train = read_samples(config, config.data.path)
     assert len(train) == 4 * 16 - 1 and train_image.name not in _names(train)
     assert "1 of 64 samples" in caplog.text
-    test = MediscopeDataModule(config).test_set()
+    test = data_module(config).test_set()
     assert len(test) == 4 * 6 - 1
     assert str(test_image) not in {s.image for s in test.samples}
 

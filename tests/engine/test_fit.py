@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from helpers import tiny_config
-from mediscope.config import config_from_dict
-from mediscope.engine import api
-from mediscope.engine.api import fit
+from mediscope.api import fit
+from mediscope import api
 from mediscope.errors import CheckpointError, ConfigError
+from mediscope.tasks.validate import config_from_dict
 
 
 def metrics_rows(run_dir: Path) -> list[dict[str, str]]:

@@ -25,9 +25,9 @@ import torch
 import yaml
 
 from helpers import tiny_config
-from mediscope.config import config_from_dict
-from mediscope.engine.api import fit
+from mediscope.api import fit
 from mediscope.errors import InterruptedRun, TerminatedRun
+from mediscope.tasks.validate import config_from_dict
 
 EPOCHS = 6
 SECTIONS: dict[str, Any] = {

@@ -13,9 +13,8 @@ import pytest
 import yaml
 
 from helpers import tiny_config
-from mediscope.config import config_from_dict, config_from_text
+from mediscope.api import fit
 from mediscope.engine import loggers as loggers_module
-from mediscope.engine.api import fit
 from mediscope.engine.loggers import (
     check_loggers,
     clearml_offline,
@@ -26,6 +25,7 @@ from mediscope.engine.loggers import (
     wandb_offline,
 )
 from mediscope.errors import ConfigError
+from mediscope.tasks.validate import config_from_dict, config_from_text
 
 SERVER_VARIABLES = (
     "WANDB_API_KEY",

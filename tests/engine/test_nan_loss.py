@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from helpers import tiny_config, tiny_detection_config, tiny_segmentation_config
-from mediscope.config import config_from_dict
-from mediscope.engine.api import fit
+from mediscope.api import fit
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.errors import NonFiniteLossError
 from mediscope.tasks import TASKS
+from mediscope.tasks.validate import config_from_dict
 
 
 def poison(
@@ -25,7 +25,7 @@ def poison(
 ) -> list[tuple[int, int, int]]:
     """Makes ``task``'s training loss ``value`` where ``when(module, batch_idx)``; returns
     where it did (epoch, global step, batch)."""
-    cls = TASKS.get(task)
+    cls = TASKS.get(task).module
     original = cls.training_step
     hits: list[tuple[int, int, int]] = []
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from helpers import tiny_config
-from mediscope.config import config_from_dict
+from mediscope.api import fit
 from mediscope.engine import checkpoints, run_dir
-from mediscope.engine.api import fit
 from mediscope.engine.checkpoints import AtomicCheckpointIO, save_checkpoint_file
 from mediscope.engine.run_dir import check_run_dir, create_run_dir
 from mediscope.errors import RunDirError
+from mediscope.tasks.validate import config_from_dict
 
 Usage = namedtuple("Usage", "total used free")
 
@@ -226,7 +226,7 @@ def test_an_error_while_training_removes_a_new_run_folder_without_checkpoint(
     from mediscope.errors import DataError
     from mediscope.tasks import TASKS
 
-    cls = TASKS.get("classification")
+    cls = TASKS.get("classification").module
     original = cls.training_step
 
     def training_step(self: Any, batch: Any, batch_idx: int) -> torch.Tensor:

@@ -13,8 +13,8 @@ import yaml
 from PIL import Image
 
 from helpers import tiny_detection_config
-from mediscope.config import load_config
-from mediscope.engine import api
+from mediscope import api
+from mediscope.tasks.validate import load_config
 
 SMEAR = (3684, 4912)  # height, width of the Clinical Bacteria DataSet's raw images
 LIMIT = 4 << 30

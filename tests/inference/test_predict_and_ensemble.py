@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from helpers import tiny_config
-from mediscope.config import config_from_dict
-from mediscope.engine.api import fit
+from mediscope.api import fit
 from mediscope.errors import DataError
 from mediscope.inference.ensemble import ensemble
+from mediscope.tasks.validate import config_from_dict
 
 
 @pytest.fixture(scope="module")

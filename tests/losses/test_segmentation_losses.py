@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mediscope.data.masks import count_mask_pixels
 from mediscope.errors import ConfigError
 from mediscope.losses import loss_names
 from mediscope.losses.classification import FocalLoss
@@ -21,7 +22,6 @@ from mediscope.losses.segmentation import (
     SegmentationBCELoss,
     TverskyLoss,
     build_segmentation_loss,
-    count_mask_pixels,
     pixel_class_weights,
 )
 from mediscope.registry import LOSSES

@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from helpers import tiny_config
-from mediscope.config import config_from_dict
-from mediscope.engine.api import fit
+from mediscope.api import fit
 from mediscope.metrics.calibration import expected_calibration_error, reliability
 from mediscope.models import build_model
 from mediscope.reports.gradcam import choose_images, grad_cam, target_layer
+from mediscope.tasks.validate import config_from_dict
 
 
 def test_ece_of_known_cases() -> None:

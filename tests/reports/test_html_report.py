@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from helpers import tiny_config
-from mediscope.config import config_from_dict
-from mediscope.engine import api
-from mediscope.engine.folds import fit_folds
+from mediscope.api.folds import fit_folds
+from mediscope import api
 from mediscope.errors import DataError
 from mediscope.reports.html import build_report, overall_keys, per_class_table, write_report
+from mediscope.tasks.validate import config_from_dict
 
 
 def assert_self_contained(text: str) -> None:

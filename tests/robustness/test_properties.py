@@ -32,7 +32,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mediscope.config import config_from_text
 from mediscope.data.convert import ConvertOptions, convert
 from mediscope.data.formats.coco import coco_to_masks, polygons_to_mask, rle_decode
 from mediscope.data.formats.coco_detection import read_coco_detection, write_coco_detection
@@ -42,6 +41,7 @@ from mediscope.data.formats.yolo import read_yolo, write_yolo
 from mediscope.data.masks import read_mask
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import DataError, MediscopeError
+from mediscope.tasks.validate import config_from_text
 
 #: Pixels by which boxes may differ after a round trip (float32 boxes of images up to
 #: 64 px carry about 4e-6 px of rounding; the writers add none).

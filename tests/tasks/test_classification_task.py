@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from helpers import tiny_config
-from mediscope.config import config_from_dict
-from mediscope.data.datamodule import MediscopeDataModule, dataset_stats
+from mediscope.data.datamodule import dataset_stats
 from mediscope.errors import ConfigError
-from mediscope.tasks import ClassificationTask
+from mediscope.tasks import ClassificationTask, data_module
+from mediscope.tasks.validate import config_from_dict
 
 
 def task(tmp_path: Path, class_counts: list[int] | None, **loss: object) -> ClassificationTask:
@@ -40,7 +40,7 @@ def test_listed_class_weights_must_fit(tmp_path: Path) -> None:
 
 def test_dataset_normalisation_statistics(tiny_crops: Path, tmp_path: Path) -> None:
     raw = tiny_config(tiny_crops, tmp_path, data={"normalize": "dataset"})
-    datamodule = MediscopeDataModule(config_from_dict(raw))
+    datamodule = data_module(config_from_dict(raw))
     mean, std = datamodule.normalization_stats()
     assert datamodule.train_set is not None
     again = dataset_stats(datamodule.train_set, 3, seed=3)
@@ -65,7 +65,7 @@ def test_s2_augmentations_build_and_run(tiny_crops: Path, tmp_path: Path) -> Non
         "until_epoch": 1,
     }
     raw = tiny_config(tiny_crops, tmp_path, augment=augment)
-    datamodule = MediscopeDataModule(config_from_dict(raw))
+    datamodule = data_module(config_from_dict(raw))
     datamodule.setup("fit")
     dataset = datamodule.train_dataset
     assert dataset is not None
@@ -81,7 +81,7 @@ def test_s2_augmentations_build_and_run(tiny_crops: Path, tmp_path: Path) -> Non
 
 
 def test_weighted_sampler_and_balanced_weights_train(tiny_crops: Path, tmp_path: Path) -> None:
-    from mediscope.engine.api import fit
+    from mediscope.api import fit
 
     raw = tiny_config(
         tiny_crops,

@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 from helpers import tiny_detection_config
-from mediscope.config import load_config
-from mediscope.engine import api
+from mediscope import api
 from mediscope.errors import ConfigError
+from mediscope.tasks import build_task
+from mediscope.tasks.validate import load_config
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_loss_settings_are_checked(tiny_smears: Path, tmp_path: Path, write_conf
 def test_class_weights_from_object_counts(
     tiny_smears: Path, tmp_path: Path, write_config: Any
 ) -> None:
-    from mediscope.data.datamodule import MediscopeDataModule
+    from mediscope.tasks import data_module
 
     raw = tiny_detection_config(
         tiny_smears,
@@ -149,12 +150,12 @@ def test_class_weights_from_object_counts(
         loss={"class_weights": "inverse", "params": {"classification": "ce"}},
     )
     config = load_config(write_config(raw))
-    datamodule = MediscopeDataModule(config)
+    datamodule = data_module(config)
     counts = datamodule.train_class_counts()
     assert counts is not None and len(counts) == 4
     boxes = sum(len(s.box_labels) for s in datamodule.train_set.samples)  # type: ignore[union-attr, arg-type]
     assert sum(counts) == boxes
-    task = api.build_task(config, datamodule.classes, class_counts=counts)
+    task = build_task(config, datamodule.classes, class_counts=counts)
     weights = task.criterion.class_weights
     assert weights is not None and float(weights.mean()) == pytest.approx(1.0)
     rarest = int(np.argmin(counts))

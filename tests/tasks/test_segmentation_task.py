@@ -13,11 +13,10 @@ import torch
 from PIL import Image
 
 from helpers import tiny_segmentation_config
-from mediscope.config import config_from_dict
-from mediscope.data.datamodule import MediscopeDataModule
-from mediscope.engine import api
+from mediscope import api
 from mediscope.errors import ConfigError, DataError
-from mediscope.tasks import SegmentationTask
+from mediscope.tasks import SegmentationTask, data_module
+from mediscope.tasks.validate import config_from_dict
 
 ARCHITECTURES = ("segnet", "unet", "unet2", "dilated_unet")
 LOSSES = {
@@ -95,7 +94,7 @@ def test_inverse_pixel_frequency_weights(tiny_lesions: Path, tmp_path: Path) -> 
         tiny_lesions, tmp_path, loss={"name": "CrossEntropyLoss", "class_weights": "inverse"}
     )
     config = config_from_dict(raw)
-    datamodule = MediscopeDataModule(config)
+    datamodule = data_module(config)
     counts = datamodule.train_class_counts()
     assert counts is not None and len(counts) == 2
     total = 0
@@ -115,14 +114,14 @@ def test_exclude_list_drops_samples(tiny_lesions: Path, tmp_path: Path) -> None:
     names = sorted(p.stem for p in (tiny_lesions / "img" / "train").iterdir())[:3]
     exclude.write_text("# bad masks\n" + "\n".join(names) + "\n")
     raw = tiny_segmentation_config(tiny_lesions, tmp_path, data={"exclude": str(exclude)})
-    datamodule = MediscopeDataModule(config_from_dict(raw))
+    datamodule = data_module(config_from_dict(raw))
     assert datamodule.split_sizes() == {"train": 12 - 3, "val": 4}
 
 
 def test_format_of_another_task_is_refused(tiny_lesions: Path, tmp_path: Path) -> None:
     raw = tiny_segmentation_config(tiny_lesions, tmp_path, data={"format": "imagefolder"})
     with pytest.raises(ConfigError, match="does not hold segmentation data.*formats: masks"):
-        MediscopeDataModule(config_from_dict(raw)).prepare_samples()
+        data_module(config_from_dict(raw)).prepare_samples()
 
 
 def test_weighted_sampler_is_refused(tiny_lesions: Path, tmp_path: Path) -> None:
@@ -133,7 +132,7 @@ def test_weighted_sampler_is_refused(tiny_lesions: Path, tmp_path: Path) -> None
 
 def test_mask_of_another_size_names_the_file(tiny_lesions: Path, tmp_path: Path) -> None:
     raw = tiny_segmentation_config(tiny_lesions, tmp_path)
-    datamodule = MediscopeDataModule(config_from_dict(raw))
+    datamodule = data_module(config_from_dict(raw))
     datamodule.setup()
     dataset = datamodule.train_dataset
     assert dataset is not None
@@ -152,7 +151,7 @@ def test_augmentation_moves_mask_with_image(tiny_lesions: Path, tmp_path: Path) 
         augment={"hflip": 1.0, "crop_scale": [0.6, 1.0], "brightness": 0.3, "hue": 0.05},
         data={"normalize": "none"},
     )
-    datamodule = MediscopeDataModule(config_from_dict(raw))
+    datamodule = data_module(config_from_dict(raw))
     datamodule.setup()
     dataset = datamodule.train_dataset
     assert dataset is not None

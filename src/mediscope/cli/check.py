@@ -138,9 +138,9 @@ def resolve_target(
         DataError: when ``target`` does not exist or its format is not recognised.
         ConfigError: for an invalid config or override.
     """
-    from mediscope.config.loader import load_config
     from mediscope.data.doctor import detect_format, is_config
     from mediscope.registry import FORMATS
+    from mediscope.tasks.validate import load_config
 
     if not target.exists():
         raise DataError(
@@ -184,9 +184,10 @@ def _validated(raw: dict[str, Any], overrides: list[str], path: Path | None) -> 
     """
     from pydantic import ValidationError
 
-    from mediscope.config.loader import apply_override, config_from_text, load_config
+    from mediscope.config import apply_override
     from mediscope.config.schema import Config
     from mediscope.registry import FORMATS
+    from mediscope.tasks.validate import config_from_text, load_config
 
     data = copy.deepcopy(raw)
     for item in overrides:

@@ -25,15 +25,24 @@ def demo_command(
 
     print("1/3 classification: synthetic Gram-stained bacteria crops, 4 classes")
     result = run_demo(runs=runs, cache=cache, epochs=epochs, on_fit=summary)
-    print_metrics("test (held-out synthetic crops)", result.test_metrics, result.test_metrics_path)
+    print_metrics(
+        "test (held-out synthetic crops)",
+        result.test_metrics,
+        result.test_metrics_path,
+        "classification",
+    )
     print("2/3 segmentation: synthetic dermoscopy lesions")
     seg = run_segmentation_demo(runs=runs, cache=cache, epochs=epochs, on_fit=summary)
-    print_metrics("test (held-out synthetic lesions)", seg.test_metrics, seg.test_metrics_path)
+    print_metrics(
+        "test (held-out synthetic lesions)", seg.test_metrics, seg.test_metrics_path, "segmentation"
+    )
     for path in seg.outputs:
         print(f"see: {path}")
     print("3/3 detection: synthetic Gram-stained smears, 4 classes of bacteria")
     det = run_detection_demo(runs=runs, cache=cache, epochs=epochs, on_fit=summary)
-    print_metrics("test (held-out synthetic smears)", det.test_metrics, det.test_metrics_path)
+    print_metrics(
+        "test (held-out synthetic smears)", det.test_metrics, det.test_metrics_path, "detection"
+    )
     threshold = det.counts.attrs["score_threshold"]
     for _, row in det.counts.iterrows():
         name = Path(str(row["path"]))

@@ -9,9 +9,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-MAIN_KEYS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro")
-SEGMENTATION_KEYS = ("dice_mean", "iou_mean", "pixel_accuracy")
-DETECTION_KEYS = ("map", "map_50", "map_75", "mar_100")
+from mediscope.tasks import TASKS, Summary
 
 
 def _console() -> Console:
@@ -37,29 +35,25 @@ def _per_class(metrics: dict[str, float], prefix: str) -> str:
     return "  ".join(f"{name} {_fmt(v)}" for name, v in items)
 
 
-def metrics_grid(metrics: dict[str, float]) -> Table:
-    """Main metrics on one line, per-class F1 / sensitivity / specificity below."""
+def metrics_grid(metrics: dict[str, float], summary: Summary | None = None) -> Table:
+    """Main metrics on one line, per-class metrics (F1, sensitivity, ...) below.
+
+    Args:
+        metrics: Flat metrics (as in ``val_metrics.json``).
+        summary: The task's metrics worth showing; default: classification's.
+    """
+    summary = summary or TASKS.get("classification").summary
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    segmentation = "dice_mean" in metrics
-    detection = "map_50" in metrics
-    keys = SEGMENTATION_KEYS if segmentation else DETECTION_KEYS if detection else MAIN_KEYS
-    grid.add_row("metrics", "  ".join(_with_interval(metrics, k) for k in keys))
+    grid.add_row("metrics", "  ".join(_with_interval(metrics, k) for k in summary.terminal))
     if "confidence" in metrics:
         grid.add_row(
             "",
             f"in brackets: {metrics['confidence']:.0%} bootstrap interval, "
             f"{int(metrics.get('bootstrap_resamples', 0))} resamples of the images",
         )
-    rows: tuple[tuple[str, str], ...]
-    if segmentation:
-        rows = (("dice", "dice/"), ("iou", "iou/"))
-    elif detection:
-        rows = (("AP@.5", "ap50/"), ("recall@.5", "recall/"), ("objects", "gt/"))
-    else:
-        rows = (("f1", "f1/"), ("sensitivity", "recall/"), ("specificity", "specificity/"))
-    for label, prefix in rows:
+    for label, prefix in summary.per_class:
         line = _per_class(metrics, prefix)
         if line:
             grid.add_row(label, line)
@@ -90,10 +84,11 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
             "best", f"epoch {result.best_epoch}: {result.monitor} {_fmt(result.best_score)}"
         )
     console.print(Panel(grid, title="mediscope fit", title_align="left", expand=False))
+    summary = TASKS.get(config.task).summary
     if result.val_metrics:
         console.print(
             Panel(
-                metrics_grid(result.val_metrics),
+                metrics_grid(result.val_metrics, summary),
                 title="validation, best.ckpt",
                 title_align="left",
                 expand=False,
@@ -104,25 +99,8 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
     files.add_column()
     run = result.run_dir
     files.add_row("checkpoints", f"{run / 'checkpoints'} (best.ckpt, last.ckpt, epoch=NNN.ckpt)")
-    if config.task == "segmentation":
-        files.add_row(
-            "metrics", "metrics.csv (per epoch), val_metrics.json, val_per_sample.csv, tensorboard/"
-        )
-        files.add_row("plots", "plots/ (training curves, val_best.png and val_worst.png galleries)")
-    elif config.task == "detection":
-        files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
-        files.add_row(
-            "plots",
-            "plots/ (training curves, val_pr_curves.png, val_best.png and val_worst.png galleries)",
-        )
-        files.add_row("boxes", "val_predictions/ (predictions.csv / .json, labels/, counts.csv)")
-    else:
-        files.add_row("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/")
-        files.add_row(
-            "plots",
-            "plots/ (training curves, confusion matrix, ROC, PR, reliability, Grad-CAM), "
-            "val_results.npz",
-        )
+    for label, text in summary.files:
+        files.add_row(label, text)
     files.add_row("config", "config.yaml (resolved), environment.json, split.json")
     if getattr(result, "report", None) is not None:
         files.add_row("report", f"{result.report} (open in a browser)")
@@ -131,13 +109,12 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
         console.print(f"run: {run}", soft_wrap=True)
 
 
-def print_metrics(split: str, metrics: dict[str, float], path: Path) -> None:
-    """Metrics of an evaluation and where they were written."""
+def print_metrics(split: str, metrics: dict[str, float], path: Path, task: str) -> None:
+    """Metrics of an evaluation of a ``task`` model and where they were written."""
     console = _console()
     n = int(metrics.get("n_samples", metrics.get("n_images", 0)))
-    console.print(
-        Panel(metrics_grid(metrics), title=f"{split}, {n} images", title_align="left", expand=False)
-    )
+    grid = metrics_grid(metrics, TASKS.get(task).summary)
+    console.print(Panel(grid, title=f"{split}, {n} images", title_align="left", expand=False))
     console.print(f"metrics: {path}", soft_wrap=True)
     report = path.parent / "report.html"
     if report.is_file():

@@ -30,18 +30,18 @@ def fit_command(
     ),
 ) -> None:
     """Train a model as CONFIG says; prints the run folder as its last line."""
-    from mediscope.config import load_config
+    from mediscope.tasks.validate import load_config
 
     cfg = load_config(config, overrides or [])
     try:
         if folds is not None:
-            from mediscope.engine.folds import fit_folds
+            from mediscope.api.folds import fit_folds
 
             if weights is not None:
                 raise ConfigError("--folds and --weights exclude each other", where="command line")
             print_folds_summary(fit_folds(cfg, folds, resume=resume))
             return
-        from mediscope.engine.api import fit
+        from mediscope.api import fit
 
         result = fit(cfg, resume=resume, weights=weights)
     except InterruptedRun as exc:
@@ -73,11 +73,12 @@ def validate_command(
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Evaluate a checkpoint on its run's validation split (val_metrics.json)."""
-    from mediscope.config import load_config
-    from mediscope.engine.api import validate
+    from mediscope.api import validate
+    from mediscope.tasks.validate import load_config
 
-    metrics, path = validate(load_config(config, overrides or []), checkpoint)
-    print_metrics("validation", metrics, path)
+    cfg = load_config(config, overrides or [])
+    metrics, path = validate(cfg, checkpoint)
+    print_metrics("validation", metrics, path, cfg.task)
 
 
 def test_command(
@@ -86,11 +87,12 @@ def test_command(
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Evaluate a checkpoint on data.test_path (test_metrics.json in the run folder)."""
-    from mediscope.config import load_config
-    from mediscope.engine.api import test
+    from mediscope.api import test
+    from mediscope.tasks.validate import load_config
 
-    metrics, path = test(load_config(config, overrides or []), checkpoint)
-    print_metrics("test", metrics, path)
+    cfg = load_config(config, overrides or [])
+    metrics, path = test(cfg, checkpoint)
+    print_metrics("test", metrics, path, cfg.task)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,23 +1,33 @@
-"""Config schemas, YAML loading, ``--set`` overrides and config errors."""
+"""Config schemas, YAML reading, ``--set`` overrides and config errors.
+
+This package is the bottom layer: it knows the schema, not the registries. Names of
+tasks, models, losses, optimizers and formats, and the task's defaults, are checked and
+filled by :func:`mediscope.tasks.validate.validate`; :func:`mediscope.load_config`
+reads and validates in one call.
+"""
 
 from __future__ import annotations
 
 from mediscope.config.loader import (
+    ConfigSource,
     apply_override,
-    config_from_dict,
-    config_from_text,
     dump_config,
-    load_config,
+    locate,
+    parse_config_dict,
+    parse_config_text,
     parse_override_value,
+    read_config,
 )
 from mediscope.config.schema import Config
 
 __all__ = [
     "Config",
+    "ConfigSource",
     "apply_override",
-    "config_from_dict",
-    "config_from_text",
     "dump_config",
-    "load_config",
+    "locate",
+    "parse_config_dict",
+    "parse_config_text",
     "parse_override_value",
+    "read_config",
 ]

@@ -46,8 +46,12 @@ class ConfigSource:
         return name
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
-    """Reads, overrides and validates a YAML config.
+def read_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Reads a YAML config, applies overrides and checks it against the schema.
+
+    This is the config layer alone: names of models, losses, tasks, ... and the
+    task's defaults are checked and filled by :func:`mediscope.tasks.validate.validate`
+    (:func:`mediscope.load_config` does both).
 
     Args:
         path: The YAML file.
@@ -55,7 +59,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
             booleans, ``[lists]``); a bare ``a,b`` becomes a list.
 
     Returns:
-        The validated config, with task-dependent defaults filled in.
+        The config as the schema reads it.
 
     Raises:
         ConfigError: naming the file, line, key, bad value and valid choices.
@@ -68,30 +72,29 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the config: {exc}", where=path) from None
-    return config_from_text(text, path=path, overrides=overrides)
+    return parse_config_text(text, path=path, overrides=overrides)
 
 
-def config_from_text(
+def parse_config_text(
     text: str, *, path: Path | None = None, overrides: Iterable[str] = ()
 ) -> Config:
-    """Like :func:`load_config`, from YAML text."""
+    """Like :func:`read_config`, from YAML text."""
     raw, lines = _parse_yaml(text, path)
     source = ConfigSource(path, lines, list(overrides))
     for item in source.overrides:
         keys = apply_override(raw, item)
         source.overridden.add(keys)
-    return config_from_dict(raw, source)
+    return parse_config_dict(raw, source)
 
 
-def config_from_dict(raw: dict[str, Any], source: ConfigSource | None = None) -> Config:
-    """Validates a plain dict as a Config and checks the registered names."""
+def parse_config_dict(raw: dict[str, Any], source: ConfigSource | None = None) -> Config:
+    """Checks a plain dict against the schema (names and defaults: ``validate``)."""
     source = source or ConfigSource(None, {}, [])
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise _translate(exc, source) from None
     config._source = source
-    check_names(config, source)
     return config
 
 
@@ -265,41 +268,6 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
             if found is not None:
                 return found
     return None
-
-
-def check_names(config: Config, source: ConfigSource) -> None:
-    """Checks model, loss, optimizer, scheduler and format names against the registries."""
-    from mediscope.models import model_names_hint, resolve_model
-    from mediscope.registry import FORMATS, LOSSES, OPTIMIZERS, SCHEDULERS
-
-    checks: list[tuple[KeyPath, str | None, Any]] = [
-        (("data", "format"), config.data.format, FORMATS),
-        (("loss", "name"), config.loss.name, LOSSES),
-        (("optimizer", "name"), config.optimizer.name, OPTIMIZERS),
-        (("scheduler", "name"), config.scheduler.name, SCHEDULERS),
-    ]
-    for keys, name, registry in checks:
-        if name is not None and name not in registry:
-            hint = unknown_name_hint(name, registry.names())
-            raise ConfigError(
-                f"unknown {registry.kind} '{name}'",
-                where=f"{source.where(keys)}: {'.'.join(map(str, keys))}",
-                hint=hint,
-            )
-    try:
-        resolve_model(config.model.name, task=config.task)
-    except MediscopeError as exc:
-        raise ConfigError(
-            exc.message,
-            where=f"{source.where(('model', 'name'))}: model.name",
-            hint=exc.hint or model_names_hint(config.model.name, config.task),
-        ) from None
-    from mediscope.engine.optim import check_optimization
-
-    try:
-        check_optimization(config)  # keywords torch would refuse only once training runs
-    except ConfigError as exc:
-        raise locate(exc, config) from None
 
 
 _KEY_PATH = re.compile(r"[A-Za-z_]\w*(\.\w+)*")

@@ -13,20 +13,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-Task = Literal["classification", "segmentation", "detection"]
-
-#: The metric each task monitors for ``best.ckpt`` unless the config says otherwise.
-DEFAULT_MONITOR: dict[str, tuple[str, Literal["min", "max"]]] = {
-    "classification": ("val/f1_macro", "max"),
-    "segmentation": ("val/dice_mean", "max"),
-    "detection": ("val/map_50", "max"),
-}
-DEFAULT_LOSS: dict[str, str] = {
-    "classification": "CrossEntropyLoss",
-    "segmentation": "DiceCELoss",
-    "detection": "DetectionLoss",
-}
-
 
 class Section(BaseModel):
     """A config section: unknown keys are errors, assignments are validated."""
@@ -399,7 +385,10 @@ class RunConfig(Section):
 class Config(Section):
     """A whole mediscope config."""
 
-    task: Task
+    task: str = Field(
+        description="what the model learns: classification, segmentation or detection "
+        "(any registered task)"
+    )
     seed: int = Field(42, ge=0)
     data: DataConfig
     model: ModelConfig
@@ -416,31 +405,6 @@ class Config(Section):
 
     # Where the config came from (file, lines, overrides), for error messages.
     _source: Any = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _task_defaults(self) -> Config:
-        """Fills the task-dependent defaults so the resolved config says what runs."""
-        if self.task != "classification" and self.data.sampler == "weighted":
-            raise ValueError(
-                "data.sampler: weighted draws classes of whole images (classification); "
-                "use loss.class_weights"
-            )
-        if self.loss.name is None:
-            self.loss.name = DEFAULT_LOSS[self.task]
-        monitor, mode = DEFAULT_MONITOR[self.task]
-        if self.checkpoint.monitor == "auto":
-            self.checkpoint.monitor = monitor
-        if self.checkpoint.mode == "auto":
-            self.checkpoint.mode = (
-                mode if self.checkpoint.monitor == monitor else metric_mode(self.checkpoint.monitor)
-            )
-        stop = self.trainer.early_stopping
-        if stop is not None:
-            if stop.monitor == "auto":
-                stop.monitor = self.checkpoint.monitor
-            if stop.mode == "auto":
-                stop.mode = metric_mode(stop.monitor)
-        return self
 
 
 def metric_mode(metric: str) -> Literal["min", "max"]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,25 +14,21 @@ from torch.utils.data import DataLoader
 
 from mediscope.config.loader import locate
 from mediscope.config.schema import Config
-from mediscope.data.datasets import (
-    ClassificationDataset,
-    DetectionDataset,
-    ImageDataset,
-    SegmentationDataset,
-    detection_collate,
-)
+from mediscope.data.datasets import ImageDataset
 from mediscope.data.images import read_image
-from mediscope.data.masks import mask_decoder
 from mediscope.data.samplers import EpochSampler
 from mediscope.data.samples import SampleSet
 from mediscope.data.splits import load_split, make_split, save_split
+from mediscope.data.task_data import DatasetOptions, TaskData, labels_per_sample
 from mediscope.data.transforms import build_transform, normalization
 from mediscope.errors import ConfigError, DataError
-from mediscope.registry import FORMATS, MODELS
+from mediscope.registry import FORMATS
 
 log = logging.getLogger(__name__)
 
 SPLIT_FILE = "split.json"
+#: Keys of the data section passed to the format readers that take them.
+READER_OPTIONS = ("img_suffix", "mask_suffix", "on_bad_label")
 #: Images sampled to compute ``normalize: dataset`` statistics.
 STATS_SAMPLES = 500
 
@@ -67,11 +63,10 @@ def read_format(config: Config, path: Path, classes: list[str] | None = None) ->
             hint=f"{config.task} formats: {', '.join(fitting) or 'none yet'}",
         )
         raise locate(error, config)
-    extra: dict[str, Any] = {}
-    if config.task == "segmentation":
-        extra = {"img_suffix": data.img_suffix, "mask_suffix": data.mask_suffix}
-    elif config.task == "detection":
-        extra = {"on_bad_label": data.on_bad_label}
+    # The data section's reader options (img_suffix, mask_suffix, on_bad_label, ...)
+    # that this reader takes.
+    taken = inspect.signature(entry.obj).parameters
+    extra = {key: getattr(data, key) for key in READER_OPTIONS if key in taken}
     samples: SampleSet = entry.obj(path, classes=classes, task=config.task, root=data.root, **extra)
     return samples
 
@@ -125,26 +120,6 @@ def _other_path(config: Config, path: Path) -> Path | None:
     return data.path if path == data.test_path else None
 
 
-def pixel_counts(
-    samples: SampleSet, decode: Callable[[str], np.ndarray], ignore_index: int | None
-) -> np.ndarray:
-    """Pixels per class over the masks of ``samples`` (ignored pixels not counted)."""
-    from mediscope.losses.segmentation import count_mask_pixels
-
-    masks = (decode(s.mask) for s in samples.samples if s.mask is not None)
-    return count_mask_pixels(masks, len(samples.classes), ignore_index)
-
-
-def class_counts(samples: SampleSet) -> np.ndarray:
-    """Samples per class index (objects per class for detection samples)."""
-    if any(s.box_labels is not None for s in samples.samples):
-        found = [s.box_labels for s in samples.samples if s.box_labels is not None]
-        boxes = np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
-        return np.bincount(boxes, minlength=len(samples.classes))
-    labels = samples.labels()
-    return np.bincount(labels[labels >= 0], minlength=len(samples.classes))
-
-
 def warn_missing_classes(samples: SampleSet, what: str, where: Path) -> list[str]:
     """Logs one warning when ``samples`` hold no sample (no box) of some classes.
 
@@ -155,7 +130,7 @@ def warn_missing_classes(samples: SampleSet, what: str, where: Path) -> list[str
     """
     if not len(samples) or all(s.label is None and s.box_labels is None for s in samples.samples):
         return []
-    counts = class_counts(samples)
+    counts = labels_per_sample(samples)
     missing = [c for c, n in zip(samples.classes, counts, strict=True) if n == 0]
     if missing:
         log.warning(
@@ -191,23 +166,33 @@ def dataset_stats(samples: SampleSet, channels: int, seed: int) -> tuple[list[fl
 class MediscopeDataModule(L.LightningDataModule):
     """Reads, splits and loads the data of a config.
 
+    Build it with :func:`mediscope.tasks.data_module`, which gives it the task's data
+    side and what ``data.normalize: auto`` means for the configured model.
+
     Args:
         config: The validated config.
+        task: The data side of the config's task (datasets, collate, class counts).
         split_file: Where the split is written, or read when ``reuse_split`` is set.
         reuse_split: Read ``split_file`` instead of making a new split (resume).
         stats: Normalisation statistics to use (from a checkpoint) instead of computing.
+        auto_normalize: The statistics ``data.normalize: auto`` stands for (the model's
+            own: ``imagenet``, ``inception``, ...).
     """
 
     def __init__(
         self,
         config: Config,
+        task: TaskData,
         *,
         split_file: Path | None = None,
         reuse_split: bool = False,
         stats: tuple[list[float], list[float]] | None = None,
+        auto_normalize: str = "imagenet",
     ) -> None:
         super().__init__()
         self.config = config
+        self.task_data = task
+        self.auto_normalize = auto_normalize
         self.split_file = split_file
         self.reuse_split = reuse_split
         self._stats = stats
@@ -248,8 +233,8 @@ class MediscopeDataModule(L.LightningDataModule):
         self._everything, self._parts = everything, parts
         self.train_set = everything.subset(parts["train"])
         self.val_set = everything.subset(parts["val"])
-        counts = class_counts(self.train_set)
-        if self.config.task == "classification" and (counts == 0).any():
+        counts = labels_per_sample(self.train_set)
+        if self.task_data.one_label_per_image and (counts == 0).any():
             missing = [c for c, n in zip(everything.classes, counts, strict=True) if n == 0]
             raise DataError(
                 f"the training split has no samples of {', '.join(missing)}",
@@ -272,20 +257,11 @@ class MediscopeDataModule(L.LightningDataModule):
         )
 
     def train_class_counts(self) -> list[int] | None:
-        """Training samples per class (pixels for segmentation, objects for detection).
-
-        Segmentation reads every training mask for this, so only when the loss is
-        class-weighted from frequencies.
-        """
+        """Training samples per class (pixels for segmentation, objects for detection),
+        as the task's class-weighted losses need them (None when they do not)."""
         self.prepare_samples()
         assert self.train_set is not None
-        if self.config.task == "segmentation":
-            if not isinstance(self.config.loss.class_weights, str):
-                return None
-            decode = mask_decoder(self.config, self.train_set.classes)
-            counts = pixel_counts(self.train_set, decode, self.config.data.ignore_index)
-            return [int(n) for n in counts]
-        return [int(n) for n in class_counts(self.train_set)]
+        return self.task_data.train_counts(self.config, self.train_set)
 
     def test_set(self, classes: list[str] | None = None) -> SampleSet:
         """``data.test_path`` read with the training classes, else the data's test rows."""
@@ -317,11 +293,7 @@ class MediscopeDataModule(L.LightningDataModule):
                 self._stats = dataset_stats(self.train_set, cfg.data.channels, cfg.seed)
             else:
                 if kind == "auto":
-                    tags = MODELS.entry(cfg.model.name).tags if cfg.model.name in MODELS else {}
-                    kind = tags.get("normalize", "imagenet")
-                    backbone = cfg.model.params.get("backbone")  # detectors name their backbone
-                    if isinstance(backbone, str) and backbone in MODELS:
-                        kind = MODELS.entry(backbone).tags.get("normalize", kind)
+                    kind = self.auto_normalize
                 if not isinstance(kind, str):
                     kind = (list(kind.mean), list(kind.std))
                 mean, std = normalization(kind, cfg.data.channels)
@@ -335,14 +307,16 @@ class MediscopeDataModule(L.LightningDataModule):
             self.train_dataset = self.dataset(self.train_set, train=True)
             self.val_dataset = self.dataset(self.val_set, train=False)
 
-    def dataset(self, samples: SampleSet, *, train: bool) -> ImageDataset:
-        """A dataset of ``samples``, augmented when ``train``."""
+    def transforms(self) -> tuple[Any, Any]:
+        """The augmenting and the plain (resize and normalise) pipelines of the config.
+
+        The plain one is what evaluation and prediction apply to every image.
+        """
         cfg = self.config
         mean, std = self.normalization_stats()
-        size = cfg.data.image_size
-        boxes = cfg.task == "detection"
+        size, boxes = cfg.data.image_size, self.task_data.boxes
         plain = build_transform(image_size=size, mean=tuple(mean), std=tuple(std), boxes=boxes)
-        transform = build_transform(
+        augmenting = build_transform(
             image_size=size,
             mean=tuple(mean),
             std=tuple(std),
@@ -350,26 +324,21 @@ class MediscopeDataModule(L.LightningDataModule):
             channels=cfg.data.channels,
             boxes=boxes,
         )
-        common: dict[str, Any] = {
-            "transform": transform if train else plain,
-            "plain_transform": plain,
-            "channels": cfg.data.channels,
-            "seed": cfg.seed,
-            "augment_until": cfg.augment.until_epoch,
-            "window": cfg.data.window,
-        }
-        if cfg.task == "segmentation":
-            decode = mask_decoder(cfg, samples.classes)
-            return SegmentationDataset(samples.samples, decode_mask=decode, **common)
-        if cfg.task == "detection":
-            return DetectionDataset(
-                samples.samples,
-                crop_size=cfg.data.crop_size,
-                crop_object_prob=cfg.data.crop_object_prob,
-                train=train,
-                **common,
-            )
-        return ClassificationDataset(samples.samples, **common)
+        return augmenting, plain
+
+    def dataset(self, samples: SampleSet, *, train: bool) -> ImageDataset:
+        """A dataset of ``samples``, augmented when ``train``."""
+        cfg = self.config
+        augmenting, plain = self.transforms()
+        options = DatasetOptions(
+            transform=augmenting if train else plain,
+            plain_transform=plain,
+            channels=cfg.data.channels,
+            seed=cfg.seed,
+            augment_until=cfg.augment.until_epoch,
+            window=cfg.data.window,
+        )
+        return self.task_data.dataset(cfg, samples, train=train, options=options)
 
     def set_epoch(self, epoch: int) -> None:
         """Tells the training dataset which epoch runs (augmentation seeds, schedule)."""
@@ -391,7 +360,7 @@ class MediscopeDataModule(L.LightningDataModule):
             sampler=sampler,
             drop_last=train and len(dataset) > batch,  # a batch of 1 breaks BatchNorm
             num_workers=self.config.data.num_workers,
-            collate_fn=detection_collate if self.config.task == "detection" else None,
+            collate_fn=self.task_data.collate,
         )
 
     def train_dataloader(self) -> DataLoader[Any]:

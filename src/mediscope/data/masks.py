@@ -13,7 +13,7 @@ with one ``searchsorted`` over the palette's sorted colour codes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -249,3 +249,24 @@ def mask_decoder(config: Config, classes: list[str]) -> Callable[[str], np.ndarr
         ignore_index=data.ignore_index,
         mode=data.mask_mode,
     )
+
+
+def count_mask_pixels(
+    masks: Iterable[np.ndarray], num_classes: int, ignore_index: int | None = None
+) -> np.ndarray:
+    """Pixels per class over class-index ``masks``.
+
+    Pixels equal to ``ignore_index`` are not counted, nor are values outside
+    ``0..num_classes - 1`` (decoding the masks is where those are reported).
+
+    Returns:
+        An int64 array ``(num_classes,)``.
+    """
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for mask in masks:
+        values = np.asarray(mask).ravel().astype(np.int64)
+        keep = (values >= 0) & (values < num_classes)
+        if ignore_index is not None:
+            keep &= values != ignore_index
+        counts += np.bincount(values[keep], minlength=num_classes)
+    return counts

@@ -21,12 +21,12 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
 from mediscope.config.schema import Config
-from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.errors import DataError
 from mediscope.files import write_with
 from mediscope.inference.boxes import merge_detections, tile_windows
 from mediscope.inference.output import staged_output
 from mediscope.models.detection.base import Detector
+from mediscope.tasks import data_module
 
 #: Score threshold of ``inference.score_threshold: auto`` when the run has no F1 threshold.
 DEFAULT_SCORE_THRESHOLD = 0.05
@@ -172,7 +172,7 @@ def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Pat
         The counts table (``attrs["path"]`` is the folder).
     """
     from mediscope.data.images import read_image
-    from mediscope.engine.api import task_from_checkpoint
+    from mediscope.engine.restore import task_from_checkpoint
     from mediscope.inference.segmentation import unique_stems
     from mediscope.reports.detection import (
         DetectionRecord,
@@ -188,7 +188,7 @@ def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Pat
             hint="give --output a folder",
         )
     task, stats = task_from_checkpoint(config, checkpoint)
-    mean, std = stats or MediscopeDataModule(config).normalization_stats()
+    mean, std = stats or data_module(config).normalization_stats()
     assert isinstance(task.model, Detector)
     threshold = counting_threshold(config, checkpoint)
     predictor = DetectionPredictor(

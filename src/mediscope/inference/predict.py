@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from mediscope.config import load_config
 from mediscope.config.schema import Config
-from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.data.images import IMAGE_SUFFIXES, is_image_file
-from mediscope.data.samples import Sample, SampleSet
-from mediscope.engine.api import predict_probs, task_from_checkpoint
+from mediscope.data.samples import SampleSet
 from mediscope.engine.run_dir import BEST, CHECKPOINTS
 from mediscope.errors import ConfigError, DataError
-from mediscope.files import write_text_atomic
 from mediscope.registry import FORMATS
+from mediscope.tasks import task_spec
+from mediscope.tasks.validate import load_config
 
 PATH_COLUMNS = ("path", "image", "filename", "file")
 
@@ -89,8 +86,10 @@ def predict(
 ) -> pd.DataFrame:
     """Predicts classes of images; writes a CSV (path, label, one column per class).
 
-    A segmentation model writes a folder instead: masks, overlays and a CSV (see
-    :func:`mediscope.inference.segmentation.predict_masks`).
+    The task's predictor writes the outputs: a classifier the CSV, a segmentation
+    model a folder of masks, overlays and a CSV
+    (:func:`mediscope.inference.segmentation.predict_masks`), a detector boxes and
+    counts (:func:`mediscope.inference.detection.predict_boxes`).
 
     Args:
         source: A config file (then ``checkpoint`` is required) or a run folder.
@@ -104,26 +103,5 @@ def predict(
         The predictions table.
     """
     config, ckpt = resolve_source(source, checkpoint, overrides or [])
-    if config.task == "segmentation":
-        from mediscope.inference.segmentation import predict_masks
-
-        refs = collect_inputs(inputs, config)
-        return predict_masks(config, ckpt, refs, output, probabilities=probabilities)
-    if config.task == "detection":
-        from mediscope.inference.detection import predict_boxes
-
-        return predict_boxes(config, ckpt, collect_inputs(inputs, config), output)
-    task, stats = task_from_checkpoint(config, ckpt)
-    classes = task.classes
     refs = collect_inputs(inputs, config)
-    samples = SampleSet(classes, [Sample(image=r, label=-1) for r in refs], Path("."))
-    datamodule = MediscopeDataModule(config, stats=stats)
-    loader = datamodule.loader(datamodule.dataset(samples, train=False), train=False)
-    _, probs = predict_probs(task, loader)
-    table = pd.DataFrame({"path": refs, "label": [classes[i] for i in probs.argmax(axis=1)]})
-    for i, name in enumerate(classes):
-        table[name] = np.round(probs[:, i], 6)
-    target = output / "predictions.csv" if output.is_dir() else output
-    write_text_atomic(target, table.to_csv(index=False))
-    table.attrs["path"] = str(target)
-    return table
+    return task_spec(config).predict_files(config, ckpt, refs, output, probabilities=probabilities)

@@ -26,12 +26,12 @@ from PIL import Image
 from torch import nn
 
 from mediscope.config.schema import Config
-from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.errors import DataError
 from mediscope.files import write_text_atomic, write_with
 from mediscope.inference.output import staged_output
 from mediscope.inference.sliding_window import sliding_window_logits
 from mediscope.inference.tta import flip_tta
+from mediscope.tasks import data_module
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -120,7 +120,7 @@ def predict_masks(
         The predictions table (``attrs["path"]`` is the CSV's path).
     """
     from mediscope.data.images import read_image
-    from mediscope.engine.api import task_from_checkpoint
+    from mediscope.engine.restore import task_from_checkpoint
     from mediscope.reports.segmentation import (
         class_colors,
         overlay,
@@ -135,7 +135,7 @@ def predict_masks(
             hint="give --output a folder",
         )
     task, stats = task_from_checkpoint(config, checkpoint)
-    mean, std = stats or MediscopeDataModule(config).normalization_stats()
+    mean, std = stats or data_module(config).normalization_stats()
     predictor = SegmentationPredictor(task.model, config, mean=mean, std=std)
     colors = class_colors(len(task.classes))
     names = unique_stems(refs)

@@ -3,7 +3,7 @@
 Every loss here skips pixels equal to ``ignore_index``: they add nothing to the loss
 and nothing to its gradient. ``build_segmentation_loss`` is the one place where the
 config is mapped to these constructors. ``pixel_class_weights`` turns per-class pixel
-counts (``count_mask_pixels``) into class weights.
+counts (:func:`mediscope.data.masks.count_mask_pixels`) into class weights.
 
 Example:
     >>> import torch
@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -500,7 +500,7 @@ def pixel_class_weights(counts: Sequence[int] | np.ndarray, method: WeightMethod
     Classes with no pixels get 0; with no pixels at all every class gets 1.
 
     Args:
-        counts: Pixels per class (``count_mask_pixels``).
+        counts: Pixels per class (:func:`mediscope.data.masks.count_mask_pixels`).
         method: ``inverse``, ``inverse_sqrt`` or ``balanced``.
 
     Returns:
@@ -535,24 +535,3 @@ def pixel_class_weights(counts: Sequence[int] | np.ndarray, method: WeightMethod
         raw = values.sum() / (present.sum() * np.where(present, values, 1.0))
     raw = np.where(present, raw, 0.0)
     return torch.tensor(raw / raw[present].mean(), dtype=torch.float32)
-
-
-def count_mask_pixels(
-    masks: Iterable[np.ndarray], num_classes: int, ignore_index: int | None = None
-) -> np.ndarray:
-    """Pixels per class over class-index ``masks``.
-
-    Pixels equal to ``ignore_index`` are not counted, nor are values outside
-    ``0..num_classes - 1`` (decoding the masks is where those are reported).
-
-    Returns:
-        An int64 array ``(num_classes,)``.
-    """
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for mask in masks:
-        values = np.asarray(mask).ravel().astype(np.int64)
-        keep = (values >= 0) & (values < num_classes)
-        if ignore_index is not None:
-            keep &= values != ignore_index
-        counts += np.bincount(values[keep], minlength=num_classes)
-    return counts

@@ -60,6 +60,18 @@ def resolve_model(name: str, *, task: str) -> str:
     return "registry"
 
 
+def input_normalization(name: str, params: dict[str, Any]) -> str:
+    """The input statistics a model expects (``imagenet`` unless its tags say otherwise).
+
+    A detector naming its ``backbone`` in ``params`` expects that backbone's statistics.
+    """
+    kind = MODELS.entry(name).tags.get("normalize", "imagenet") if name in MODELS else "imagenet"
+    backbone = params.get("backbone")
+    if isinstance(backbone, str) and backbone in MODELS:
+        kind = MODELS.entry(backbone).tags.get("normalize", kind)
+    return str(kind)
+
+
 def model_names(task: str | None = None) -> list[str]:
     """Registered model names, optionally only those of one task."""
     return [e.name for e in MODELS.entries() if task is None or e.tags.get("task") == task]

@@ -21,35 +21,7 @@ import yaml
 
 from mediscope.config.schema import metric_mode
 from mediscope.files import write_text_atomic
-
-#: The task's summary metrics, the first being its usual main one.
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("f1_macro", "accuracy", "balanced_accuracy", "f1_weighted", "auroc_macro"),
-    "segmentation": ("dice_mean", "iou_mean", "pixel_accuracy"),
-    "detection": ("map_50", "map", "map_75", "mar_100"),
-}
-#: Further summary metrics a main metric may be.
-_MORE_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("ece",),
-    "segmentation": (),
-    "detection": (
-        "map_small",
-        "map_medium",
-        "map_large",
-        "mar_1",
-        "mar_10",
-        "mar_small",
-        "mar_medium",
-        "mar_large",
-    ),
-}
-#: Per-class metrics (``<name>/<class>``).
-_PER_CLASS: dict[str, tuple[str, ...]] = {
-    "classification": ("precision", "recall", "specificity", "f1"),
-    "segmentation": ("dice", "iou"),
-    "detection": ("ap", "ap50", "ap75", "ar", "recall"),
-}
-
+from mediscope.tasks import TASKS
 
 #: Metrics where lower is better besides losses and errors.
 _LOWER_IS_BETTER = {"ece"}
@@ -62,10 +34,7 @@ def lower_is_better(metric: str) -> bool:
 
 def known_metrics(task: str, classes: list[str]) -> set[str]:
     """Every metric name of the task's metrics files that a leaderboard can rank by."""
-    names = set(TASK_METRICS.get(task, ())) | set(_MORE_METRICS.get(task, ()))
-    for kind in _PER_CLASS.get(task, ()):
-        names.update(f"{kind}/{name}" for name in classes)
-    return names
+    return TASKS.get(task).summary.rankable(classes)
 
 
 def value_label(text: str) -> str:
@@ -90,7 +59,7 @@ def value_label(text: str) -> str:
 
 def secondary_metrics(task: str, metric: str) -> list[str]:
     """The other summary metrics shown beside the main one."""
-    return [m for m in TASK_METRICS.get(task, ()) if m != metric]
+    return [m for m in TASKS.get(task).summary.ranked if m != metric]
 
 
 @dataclass

@@ -1,16 +1,89 @@
-"""One LightningModule per task; ``TASKS`` maps task names to their classes."""
+"""The tasks: one :class:`TaskSpec` per task in ``TASKS``, and what is built from it.
+
+A task's spec owns its LightningModule, dataset and collate, evaluator, predictor,
+default loss and monitor, and the metrics worth showing (see :mod:`.spec`). A new task
+is a new spec registered here, or by its own package: ``TASKS.register(name, spec)``.
+
+Example:
+    >>> from mediscope.tasks import TASKS
+    >>> TASKS.names()
+    ['classification', 'segmentation', 'detection']
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from mediscope.config.schema import Config
+from mediscope.data.datamodule import MediscopeDataModule
+from mediscope.errors import ConfigError
+from mediscope.models import input_normalization
 from mediscope.registry import Registry
+from mediscope.tasks import classification, detection, segmentation
 from mediscope.tasks.base import BaseTask
 from mediscope.tasks.classification import ClassificationTask
 from mediscope.tasks.detection import DetectionTask
 from mediscope.tasks.segmentation import SegmentationTask
+from mediscope.tasks.spec import Summary, TaskSpec
 
-TASKS: Registry[type[BaseTask]] = Registry("task")
-TASKS.register("classification", ClassificationTask)
-TASKS.register("segmentation", SegmentationTask)
-TASKS.register("detection", DetectionTask)
+TASKS: Registry[TaskSpec] = Registry("task")
+for _spec in (classification.SPEC, segmentation.SPEC, detection.SPEC):
+    TASKS.register(_spec.name, _spec, description=_spec.description)
 
-__all__ = ["TASKS", "BaseTask", "ClassificationTask", "DetectionTask", "SegmentationTask"]
+
+def task_spec(config: Config) -> TaskSpec:
+    """The spec of ``config.task``.
+
+    Raises:
+        ConfigError: the task is not registered.
+    """
+    if config.task not in TASKS:
+        raise ConfigError(
+            f"task '{config.task}' is not available in this version",
+            where="task",
+            hint=f"available: {', '.join(TASKS.names())}",
+        )
+    return TASKS.get(config.task)
+
+
+def build_task(
+    config: Config,
+    classes: list[str],
+    *,
+    class_counts: list[int] | None = None,
+    normalization: tuple[list[float], list[float]] | None = None,
+) -> BaseTask:
+    """The LightningModule of ``config.task`` for ``config`` and ``classes``."""
+    return task_spec(config).build(
+        config, classes, class_counts=class_counts, normalization=normalization
+    )
+
+
+def data_module(config: Config, **kwargs: Any) -> MediscopeDataModule:
+    """The data module of ``config`` with its task's data side.
+
+    Args:
+        config: A validated config.
+        **kwargs: ``split_file``, ``reuse_split``, ``stats`` of
+            :class:`~mediscope.data.datamodule.MediscopeDataModule`.
+    """
+    return MediscopeDataModule(
+        config,
+        task_spec(config).data,
+        auto_normalize=input_normalization(config.model.name, config.model.params),
+        **kwargs,
+    )
+
+
+__all__ = [
+    "TASKS",
+    "BaseTask",
+    "ClassificationTask",
+    "DetectionTask",
+    "SegmentationTask",
+    "Summary",
+    "TaskSpec",
+    "build_task",
+    "data_module",
+    "task_spec",
+]

@@ -76,11 +76,16 @@ class BaseTask(L.LightningModule):
     #: The one of them shown in the progress line.
     main_metric = ""
 
+    @classmethod
+    def logged_metrics(cls) -> list[str]:
+        """Everything this task logs per epoch (what monitors may name)."""
+        names = ("loss", *cls.epoch_metrics)
+        return [f"{split}/{name}" for split in ("train", "val") for name in names]
+
     @property
     def metric_names(self) -> list[str]:
         """Everything this task logs per epoch (for monitors)."""
-        names = ("loss", *self.epoch_metrics)
-        return [f"{split}/{name}" for split in ("train", "val") for name in names]
+        return self.logged_metrics()
 
     def metric_inputs(self, logits: torch.Tensor) -> torch.Tensor:
         """What the epoch metrics are updated with, from the model's logits."""

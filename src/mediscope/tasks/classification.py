@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from mediscope.config.schema import Config
+from mediscope.data.datasets import ClassificationDataset, ImageDataset
+from mediscope.data.samples import SampleSet
+from mediscope.data.task_data import DatasetOptions, TaskData
 from mediscope.losses.classification import build_classification_loss
 from mediscope.losses.segmentation import pixel_class_weights
 from mediscope.metrics.classification import EPOCH_METRICS, epoch_metrics
 from mediscope.models import build_model
 from mediscope.tasks.base import BaseTask
+from mediscope.tasks.spec import Summary, TaskSpec
 
 
 class ClassificationTask(BaseTask):
@@ -67,3 +72,38 @@ class ClassificationTask(BaseTask):
         """Class probabilities of a batch."""
         probs: torch.Tensor = self.model(images).softmax(dim=1)
         return probs
+
+
+def classification_dataset(
+    config: Config, samples: SampleSet, *, train: bool, options: DatasetOptions
+) -> ImageDataset:
+    """Images and their class indices."""
+    return ClassificationDataset(samples.samples, **options.kwargs())
+
+
+SPEC = TaskSpec(
+    name="classification",
+    module=ClassificationTask,
+    data=TaskData(dataset=classification_dataset, one_label_per_image=True),
+    default_loss="CrossEntropyLoss",
+    default_monitor="val/f1_macro",
+    evaluator="mediscope.evaluation.classification:evaluate_classification",
+    predictor="mediscope.inference.classification:predict_labels",
+    summary=Summary(
+        terminal=("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro"),
+        per_class=(("f1", "f1/"), ("sensitivity", "recall/"), ("specificity", "specificity/")),
+        ranked=("f1_macro", "accuracy", "balanced_accuracy", "f1_weighted", "auroc_macro"),
+        ranked_more=("ece",),
+        ranked_per_class=("precision", "recall", "specificity", "f1"),
+        files=(
+            ("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/"),
+            (
+                "plots",
+                "plots/ (training curves, confusion matrix, ROC, PR, reliability, Grad-CAM), "
+                "val_results.npz",
+            ),
+        ),
+        folds=("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro"),
+    ),
+    description="image -> class",
+)

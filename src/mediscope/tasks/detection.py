@@ -13,6 +13,10 @@ from typing import Any
 
 import torch
 
+from mediscope.config.schema import Config
+from mediscope.data.datasets import DetectionDataset, ImageDataset, detection_collate
+from mediscope.data.samples import SampleSet
+from mediscope.data.task_data import DatasetOptions, TaskData
 from mediscope.errors import ConfigError
 from mediscope.losses.detection import DetectionLoss
 from mediscope.losses.segmentation import pixel_class_weights
@@ -20,6 +24,7 @@ from mediscope.metrics.detection import DetectionMAP
 from mediscope.models import build_model
 from mediscope.models.detection.base import Detector
 from mediscope.tasks.base import BaseTask
+from mediscope.tasks.spec import Summary, TaskSpec
 
 #: Score threshold of the boxes validation mAP is computed on (as COCO evaluations do).
 EVAL_SCORE_THRESHOLD = 0.001
@@ -99,12 +104,12 @@ class DetectionTask(BaseTask):
     epoch_metrics = ("map", "map_50", "map_75")
     main_metric = "map_50"
 
-    @property
-    def metric_names(self) -> list[str]:
+    @classmethod
+    def logged_metrics(cls) -> list[str]:
         names = ["train/loss", "val/loss"]
         for split in ("train", "val"):
             names += [f"{split}/loss_{part}" for part in LOSS_PARTS]
-        return names + [f"val/{name}" for name in self.epoch_metrics]
+        return names + [f"val/{name}" for name in cls.epoch_metrics]
 
     def _losses(self, batch: Any) -> tuple[dict[str, torch.Tensor], Any, list[dict[str, Any]]]:
         images, targets = batch
@@ -152,3 +157,54 @@ class DetectionTask(BaseTask):
 
     def metric_inputs(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("detection metrics take boxes, see validation_step")
+
+
+def detection_dataset(
+    config: Config, samples: SampleSet, *, train: bool, options: DatasetOptions
+) -> ImageDataset:
+    """Images (cropped around objects while training) and their boxes."""
+    return DetectionDataset(
+        samples.samples,
+        crop_size=config.data.crop_size,
+        crop_object_prob=config.data.crop_object_prob,
+        train=train,
+        **options.kwargs(),
+    )
+
+
+SPEC = TaskSpec(
+    name="detection",
+    module=DetectionTask,
+    data=TaskData(dataset=detection_dataset, collate=detection_collate, boxes=True),
+    default_loss="DetectionLoss",
+    default_monitor="val/map_50",
+    evaluator="mediscope.evaluation.detection:evaluate_detection",
+    predictor="mediscope.inference.detection:predict_boxes",
+    summary=Summary(
+        terminal=("map", "map_50", "map_75", "mar_100"),
+        per_class=(("AP@.5", "ap50/"), ("recall@.5", "recall/"), ("objects", "gt/")),
+        ranked=("map_50", "map", "map_75", "mar_100"),
+        ranked_more=(
+            "map_small",
+            "map_medium",
+            "map_large",
+            "mar_1",
+            "mar_10",
+            "mar_small",
+            "mar_medium",
+            "mar_large",
+        ),
+        ranked_per_class=("ap", "ap50", "ap75", "ar", "recall"),
+        files=(
+            ("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/"),
+            (
+                "plots",
+                "plots/ (training curves, val_pr_curves.png, val_best.png and val_worst.png "
+                "galleries)",
+            ),
+            ("boxes", "val_predictions/ (predictions.csv / .json, labels/, counts.csv)"),
+        ),
+        folds=("map", "map_50", "map_75"),
+    ),
+    description="image -> boxes, scores and classes",
+)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from mediscope.config.schema import Config
+from mediscope.data.datasets import ImageDataset, SegmentationDataset
+from mediscope.data.masks import count_mask_pixels, mask_decoder
+from mediscope.data.samples import SampleSet
+from mediscope.data.task_data import DatasetOptions, TaskData
 from mediscope.losses.segmentation import build_segmentation_loss, pixel_class_weights
 from mediscope.metrics.segmentation import SegmentationEpochMetrics
 from mediscope.models import build_model
 from mediscope.tasks.base import BaseTask
+from mediscope.tasks.spec import Summary, TaskSpec
 
 #: What the task logs per epoch besides the loss (with a ``train/`` or ``val/`` prefix).
 EPOCH_METRICS = ("dice_mean", "iou_mean", "pixel_accuracy")
@@ -70,3 +76,47 @@ class SegmentationTask(BaseTask):
         """Per-pixel class probabilities ``(B, C, H, W)`` of a batch."""
         probs: torch.Tensor = self.model(images).softmax(dim=1)
         return probs
+
+
+def segmentation_dataset(
+    config: Config, samples: SampleSet, *, train: bool, options: DatasetOptions
+) -> ImageDataset:
+    """Images and their class-index masks."""
+    decode = mask_decoder(config, samples.classes)
+    return SegmentationDataset(samples.samples, decode_mask=decode, **options.kwargs())
+
+
+def pixel_class_counts(config: Config, samples: SampleSet) -> list[int] | None:
+    """Pixels per class of the training masks, read only for a frequency-weighted loss."""
+    if not isinstance(config.loss.class_weights, str):
+        return None
+    decode = mask_decoder(config, samples.classes)
+    masks = (decode(s.mask) for s in samples.samples if s.mask is not None)
+    counts = count_mask_pixels(masks, len(samples.classes), config.data.ignore_index)
+    return [int(n) for n in counts]
+
+
+SPEC = TaskSpec(
+    name="segmentation",
+    module=SegmentationTask,
+    data=TaskData(dataset=segmentation_dataset, train_counts=pixel_class_counts),
+    default_loss="DiceCELoss",
+    default_monitor="val/dice_mean",
+    evaluator="mediscope.evaluation.segmentation:evaluate_segmentation",
+    predictor="mediscope.inference.segmentation:predict_masks",
+    summary=Summary(
+        terminal=("dice_mean", "iou_mean", "pixel_accuracy"),
+        per_class=(("dice", "dice/"), ("iou", "iou/")),
+        ranked=("dice_mean", "iou_mean", "pixel_accuracy"),
+        ranked_per_class=("dice", "iou"),
+        files=(
+            (
+                "metrics",
+                "metrics.csv (per epoch), val_metrics.json, val_per_sample.csv, tensorboard/",
+            ),
+            ("plots", "plots/ (training curves, val_best.png and val_worst.png galleries)"),
+        ),
+        folds=("dice_mean", "iou_mean", "pixel_accuracy"),
+    ),
+    description="image -> class of every pixel",
+)

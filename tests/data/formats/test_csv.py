@@ -178,8 +178,8 @@ def test_byte_order_mark_and_quoting(tmp_path: Path) -> None:
 
 
 def test_datamodule_passes_the_images_root(tmp_path: Path) -> None:
-    from mediscope.config import config_from_dict
-    from mediscope.data.datamodule import MediscopeDataModule
+    from mediscope.tasks import data_module
+    from mediscope.tasks.validate import config_from_dict
 
     names = [f"img_{i}.png" for i in range(10)]
     write_images(tmp_path / "train_images", names)
@@ -196,5 +196,5 @@ def test_datamodule_passes_the_images_root(tmp_path: Path) -> None:
             "model": {"name": "simple_cnn"},
         }
     )
-    module = MediscopeDataModule(config)
+    module = data_module(config)
     assert module.classes == ["0", "1"] and module.split_sizes() == {"train": 8, "val": 2}

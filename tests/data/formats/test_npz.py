@@ -253,8 +253,8 @@ def test_short_array_is_reported(tmp_path: Path) -> None:
 
 
 def test_datamodule_uses_the_files_splits(tmp_path: Path) -> None:
-    from mediscope.config import config_from_dict
-    from mediscope.data.datamodule import MediscopeDataModule
+    from mediscope.tasks import data_module
+    from mediscope.tasks.validate import config_from_dict
 
     np.savez(tmp_path / "data.npz", **medmnist_arrays())
     config = config_from_dict(
@@ -264,7 +264,7 @@ def test_datamodule_uses_the_files_splits(tmp_path: Path) -> None:
             "model": {"name": "simple_cnn"},
         }
     )
-    module = MediscopeDataModule(config)
+    module = data_module(config)
     assert module.split_sizes() == {"train": 12, "val": 4}
     assert module.test_set().ids() == [f"data.npz::test_images::{i}" for i in range(3)]
     image, label = module.dataset(module.test_set(), train=False)[2]

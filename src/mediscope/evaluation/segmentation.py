@@ -56,7 +56,7 @@ def evaluate_segmentation(
     Returns:
         The flat metrics written to ``<split>_metrics.json``.
     """
-    from mediscope.engine.api import evaluation_inputs
+    from mediscope.engine.restore import evaluation_inputs
 
     inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
     task, samples, dataset = inputs.task, inputs.samples, inputs.dataset

@@ -51,7 +51,7 @@ def evaluate_detection(
     Returns:
         The flat metrics written to ``<split>_metrics.json``.
     """
-    from mediscope.engine.api import evaluation_inputs
+    from mediscope.engine.restore import evaluation_inputs
 
     inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
     task, samples, dataset = inputs.task, inputs.samples, inputs.dataset

@@ -9,20 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mediscope.api.evaluate import write_run_report
+from mediscope.api.fit import FitResult, fit
 from mediscope.config.loader import dump_config
 from mediscope.config.schema import Config
-from mediscope.data.datamodule import MediscopeDataModule
-from mediscope.engine.api import FitResult, fit, write_run_report
 from mediscope.engine.run_dir import CHECKPOINTS, LAST, create_run_dir, latest_run
 from mediscope.errors import ConfigError
 from mediscope.files import write_text_atomic
-
-#: The metrics of the summary, per task.
-SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro"),
-    "segmentation": ("dice_mean", "iou_mean", "pixel_accuracy"),
-    "detection": ("map", "map_50", "map_75"),
-}
+from mediscope.tasks import data_module, task_spec
 
 
 @dataclass
@@ -60,7 +54,7 @@ def fit_folds(config: Config, folds: int, *, resume: str | Path | None = None) -
         raise ConfigError(f"--folds {folds}: at least 2 folds are needed", where="--folds")
     if resume is None:
         # Check the data splits into these folds before creating any file.
-        MediscopeDataModule(fold_config(config, folds, 0)).prepare_samples()
+        data_module(fold_config(config, folds, 0)).prepare_samples()
         parent = create_run_dir(config.run.dir, config.run.name)
     else:
         parent = latest_cv_run(config) if str(resume) == "last" else Path(resume)
@@ -78,7 +72,8 @@ def fit_folds(config: Config, folds: int, *, resume: str | Path | None = None) -
         else:
             sub.mkdir(parents=True, exist_ok=True)
             results.append(fit(cfg, run_dir=sub))
-    summary = summarize(parent, [r.val_metrics for r in results], task=config.task)
+    keys = task_spec(config).summary.folds
+    summary = summarize(parent, [r.val_metrics for r in results], keys=keys)
     write_run_report(config, parent)
     return FoldsResult(parent, results, summary)
 
@@ -109,13 +104,19 @@ def _finished(sub: Path, config: Config) -> FitResult:
 
 
 def summarize(
-    parent: Path, per_fold: list[dict[str, float]], *, task: str = "classification"
+    parent: Path, per_fold: list[dict[str, float]], *, keys: tuple[str, ...]
 ) -> pd.DataFrame:
-    """Writes ``cv_summary.csv`` and ``cv_summary.md``: a row per fold, mean and sd."""
-    keys = [k for k in SUMMARY_KEYS[task] if all(k in m for m in per_fold)]
+    """Writes ``cv_summary.csv`` and ``cv_summary.md``: a row per fold, mean and sd.
+
+    Args:
+        parent: The cross-validation run folder.
+        per_fold: Each fold's validation metrics.
+        keys: The metrics to summarise (those every fold has).
+    """
+    keys = tuple(k for k in keys if all(k in m for m in per_fold))
     table = pd.DataFrame([{k: m[k] for k in keys} for m in per_fold])
     table.insert(0, "fold", [str(i) for i in range(len(per_fold))])
-    values = table[keys].to_numpy(dtype=float)
+    values = table[list(keys)].to_numpy(dtype=float)
     mean = np.nanmean(values, axis=0)
     sd = np.nanstd(values, axis=0, ddof=1) if len(per_fold) > 1 else np.zeros(len(keys))
     table.loc[len(table)] = ["mean", *mean]

@@ -39,7 +39,7 @@ def evaluate_classification(
     Returns:
         The flat metrics written to ``<split>_metrics.json``.
     """
-    from mediscope.engine.api import evaluation_inputs, predict_probs
+    from mediscope.engine.restore import evaluation_inputs, predict_probs
 
     inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
     task, samples, dataset = inputs.task, inputs.samples, inputs.dataset

@@ -1,0 +1,272 @@
+"""Training a task as its config says: run folder, Trainer, stops and NaN losses.
+
+:func:`train` reads and splits the data and builds the task before it creates the run
+folder (bad input leaves nothing behind), writes the run's records, trains, and turns
+Ctrl-C, SIGTERM and a non-finite loss into one-line errors that say what is left.
+Evaluation and reports come after it (:func:`mediscope.api.fit`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+
+from mediscope.config.loader import dump_config
+from mediscope.config.schema import Config
+from mediscope.data.datamodule import SPLIT_FILE, MediscopeDataModule
+from mediscope.engine.checkpoints import checkpoint_epoch, read_checkpoint
+from mediscope.engine.environment import environment_info
+from mediscope.engine.loggers import check_loggers
+from mediscope.engine.run_dir import (
+    BEST,
+    CHECKPOINTS,
+    LAST,
+    check_run_dir,
+    create_run_dir,
+    remove_leftovers,
+    resolve_checkpoint,
+    run_dir_of,
+    space_needed,
+)
+from mediscope.engine.trainer import build_trainer, quiet_lightning
+from mediscope.errors import (
+    ConfigError,
+    InterruptedRun,
+    MediscopeError,
+    NonFiniteLossError,
+    RunDirError,
+    Terminated,
+    TerminatedRun,
+)
+from mediscope.files import write_json_atomic, write_text_atomic
+from mediscope.models.pretrained import load_weights_file
+from mediscope.tasks import BaseTask, build_task, data_module
+
+
+@dataclass
+class Trained:
+    """What :func:`train` leaves: the run folder, the Trainer and the data."""
+
+    run_dir: Path
+    trainer: L.Trainer
+    datamodule: MediscopeDataModule
+    resumed_from: Path | None
+
+
+def _resume_point(config: Config, resume: str | Path) -> tuple[Path, int]:
+    ckpt_path = resolve_checkpoint(resume, base=config.run.dir, name=config.run.name)
+    data = read_checkpoint(ckpt_path)
+    resume_epoch = int(data.get("epoch", -1)) + 1
+    if resume_epoch >= config.trainer.max_epochs:
+        raise ConfigError(
+            f"the checkpoint already finished epoch {resume_epoch - 1} of "
+            f"max_epochs={config.trainer.max_epochs}",
+            where=ckpt_path,
+            hint=f"raise it, e.g. --set trainer.max_epochs={config.trainer.max_epochs * 2}",
+        )
+    return ckpt_path, resume_epoch
+
+
+def train(
+    config: Config,
+    *,
+    resume: str | Path | None = None,
+    weights: str | Path | None = None,
+    callbacks: list[L.Callback] | None = None,
+    run_dir: Path | None = None,
+) -> Trained:
+    """Trains a model as the (validated) config says; see :func:`mediscope.api.fit`.
+
+    Raises:
+        InterruptedRun: Ctrl-C stopped it (``TerminatedRun``: SIGTERM).
+        NonFiniteLossError: the training loss became NaN or infinite.
+        RunDirError: the run folder cannot be written, or its disk is full.
+    """
+    quiet_lightning()
+    ckpt_path: Path | None = None
+    resume_epoch: int | None = None
+    if resume is not None:
+        if weights is not None:
+            raise ConfigError("--resume and --weights exclude each other", where="command line")
+        ckpt_path, resume_epoch = _resume_point(config, resume)
+        run_dir = run_dir_of(ckpt_path)
+    split_file = run_dir / SPLIT_FILE if run_dir is not None else None
+
+    # Read, split and build everything before creating the run folder, so that bad
+    # input leaves nothing behind.
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = data_module(config, split_file=split_file, reuse_split=True)
+    task = build_task(
+        config,
+        datamodule.classes,
+        class_counts=datamodule.train_class_counts(),
+        normalization=datamodule.normalization_stats(),
+    )
+    check_loggers(config)
+    if weights is not None:
+        load_weights_file(task.model, Path(weights))
+
+    created = run_dir is None
+    run_dir = _prepare_run_dir(config, run_dir, need_bytes=space_needed(_state_bytes(task)))
+    try:
+        trainer = _train(
+            config, task, datamodule, run_dir, ckpt_path, resume_epoch, callbacks, created
+        )
+    except BaseException:
+        # A new run folder in which no epoch finished holds nothing to resume or read:
+        # a stop or an error before the first checkpoint leaves nothing behind.
+        if created and not (run_dir / CHECKPOINTS / LAST).is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return Trained(run_dir, trainer, datamodule, ckpt_path)
+
+
+def _train(
+    config: Config,
+    task: BaseTask,
+    datamodule: MediscopeDataModule,
+    run_dir: Path,
+    ckpt_path: Path | None,
+    resume_epoch: int | None,
+    callbacks: list[L.Callback] | None,
+    created: bool,
+) -> L.Trainer:
+    """Writes the run's records and trains; turns stops and NaN losses into one-liners."""
+    write_text_atomic(run_dir / "config.yaml", dump_config(config))
+    write_json_atomic(run_dir / "environment.json", environment_info(config.seed))
+    if resume_epoch is None or not (run_dir / SPLIT_FILE).is_file():
+        datamodule.write_split(run_dir / SPLIT_FILE)
+    trainer = build_trainer(
+        config,
+        run_dir,
+        resume_epoch=resume_epoch,
+        progress_keys=["train/loss", "val/loss", config.checkpoint.monitor],
+        extra_callbacks=callbacks,
+    )
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except NonFiniteLossError as exc:
+        raise _non_finite(exc, config, run_dir, created=created) from None
+    except MediscopeError:
+        raise
+    except BaseException as exc:
+        # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1), and SIGTERM
+        # into a SystemExit at the next step.
+        by = _stopped_by(exc, trainer)
+        if by is None:
+            raise
+        raise _interrupted(run_dir, trainer, by, created=created) from None
+    if trainer.interrupted:
+        by = "SIGTERM" if trainer.received_sigterm else "Ctrl-C"
+        raise _interrupted(run_dir, trainer, by, created=created)
+    return trainer
+
+
+def _state_bytes(task: BaseTask) -> int:
+    """Bytes of the task's weights and buffers (one copy, as a checkpoint holds them)."""
+    tensors = [*task.parameters(), *task.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _prepare_run_dir(config: Config, run_dir: Path | None, *, need_bytes: int) -> Path:
+    """A new run folder, or the given one (resumed or chosen), checked to be writable."""
+    if run_dir is None:
+        return create_run_dir(config.run.dir, config.run.name, need_bytes=need_bytes)
+    try:
+        (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot create the run folder ({exc.strerror or exc})",
+            where=run_dir,
+            hint="check its permissions, or choose another folder",
+        ) from None
+    check_run_dir(run_dir, need_bytes=need_bytes)
+    remove_leftovers(run_dir)  # temporary files of a killed run
+    return run_dir
+
+
+def _stopped_by(exc: BaseException, trainer: L.Trainer) -> str | None:
+    """``SIGTERM`` or ``Ctrl-C`` when ``exc`` ends a stopped training, else None."""
+    if isinstance(exc, Terminated) or trainer.received_sigterm:
+        return "SIGTERM"
+    if isinstance(exc, KeyboardInterrupt | SystemExit) and trainer.interrupted:
+        return "Ctrl-C"
+    return None
+
+
+def _interrupted(run_dir: Path, trainer: L.Trainer, by: str, *, created: bool) -> InterruptedRun:
+    """The one-line error of a stopped training: where the run is, what it holds."""
+    kind = TerminatedRun if by == "SIGTERM" else InterruptedRun
+    done = checkpoint_epoch(run_dir / CHECKPOINTS / LAST)
+    stopped = f"training stopped by {by} in epoch {trainer.current_epoch}"
+    if done is None:
+        gone = ", and the new run folder was removed" if created else ""
+        error = kind(
+            f"{stopped}, before any epoch finished: there is no checkpoint to resume{gone}",
+            where=None if created else run_dir,
+            hint="start the run again",
+        )
+    else:
+        error = kind(
+            f"{stopped}; checkpoints/{LAST} holds epoch {done}, the last finished one",
+            where=run_dir,
+            hint=f"continue with --resume {run_dir}",
+        )
+        error.resumable = True
+    error.run_dir = run_dir
+    return error
+
+
+def _non_finite(
+    exc: NonFiniteLossError, config: Config, run_dir: Path, *, created: bool
+) -> NonFiniteLossError:
+    """The NaN-loss error with the last good checkpoint and what to change."""
+    last = run_dir / CHECKPOINTS / LAST
+    done = checkpoint_epoch(last)
+    remedy = (
+        f"lower optimizer.lr (now {config.optimizer.lr:g}), set trainer.gradient_clip_val "
+        "or check the data for NaN values"
+    )
+    if done is None:
+        gone = " (the new run folder was removed)" if created else ""
+        error = NonFiniteLossError(
+            f"{exc.message}; no epoch had finished, so there is no checkpoint{gone}",
+            hint=f"{remedy}, and start again",
+        )
+    else:
+        error = NonFiniteLossError(
+            f"{exc.message}; the last good checkpoint is {last} (epoch {done})",
+            hint=f"{remedy}; then start again, or from these weights with --weights {last}",
+        )
+    error.epoch, error.step, error.batch = exc.epoch, exc.step, exc.batch
+    return error
+
+
+def evaluation_interrupted(run_dir: Path, exc: KeyboardInterrupt) -> InterruptedRun:
+    """The one-line error of a stop after training, while the best checkpoint is evaluated."""
+    kind = TerminatedRun if isinstance(exc, Terminated) else InterruptedRun
+    by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    error = kind(
+        f"training finished, but its evaluation was stopped by {by}",
+        where=run_dir,
+        hint=f"evaluate the best checkpoint with 'mediscope validate CONFIG --checkpoint "
+        f"{run_dir / CHECKPOINTS / BEST}'",
+    )
+    error.run_dir = run_dir
+    return error
+
+
+def best_of(best: Path | None, monitor: str) -> tuple[int | None, float | None]:
+    """The epoch of checkpoint ``best`` and its ``monitor`` score (None when unknown)."""
+    if best is None:
+        return None, None
+    data = read_checkpoint(best)
+    for state in data.get("callbacks", {}).values():
+        if isinstance(state, dict) and state.get("monitor") == monitor:
+            score = state.get("best_model_score")
+            value = float(score) if score is not None else None
+            return int(data.get("epoch", -1)), value
+    return int(data.get("epoch", -1)), None

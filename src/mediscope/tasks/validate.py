@@ -1,0 +1,186 @@
+"""Validating a config against the registries and its task: one place, one function.
+
+The config layer checks a config against the schema only. :func:`validate` checks what
+needs the registries: the task, the model, loss, optimizer, scheduler and format names,
+optimizer and scheduler keywords, and the metrics that monitors name; and it fills the
+task's defaults (loss, monitor and mode) so the resolved config says what runs. ``fit``,
+``compare`` and ``check`` call it, and :func:`load_config` reads and validates at once.
+
+Example:
+    >>> from mediscope.tasks.validate import config_from_dict
+    >>> config = config_from_dict(
+    ...     {"task": "segmentation", "data": {"format": "masks", "path": "x"},
+    ...      "model": {"name": "unet"}}
+    ... )
+    >>> config.loss.name, config.checkpoint.monitor
+    ('DiceCELoss', 'val/dice_mean')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mediscope.config.loader import (
+    ConfigSource,
+    KeyPath,
+    locate,
+    parse_config_dict,
+    parse_config_text,
+    read_config,
+)
+from mediscope.config.schema import Config, metric_mode
+from mediscope.engine.optim import check_optimization
+from mediscope.errors import ConfigError, MediscopeError
+from mediscope.models import model_names_hint, resolve_model
+from mediscope.registry import (
+    FORMATS,
+    LOSSES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    did_you_mean,
+    unknown_name_hint,
+)
+from mediscope.tasks import TASKS, TaskSpec
+
+
+def validate(config: Config) -> Config:
+    """Checks ``config`` against the registries and its task and fills the task defaults.
+
+    Idempotent: validating a validated config changes nothing.
+
+    Returns:
+        ``config`` itself, with ``loss.name``, the monitors and their modes resolved.
+
+    Raises:
+        ConfigError: naming the file and line (or ``--set``) of the key, and the fix.
+    """
+    source = config._source or ConfigSource(None, {}, [])
+    spec = _spec(config, source)
+    _fill_defaults(config, spec, source)
+    _check_names(config, source)
+    _check_monitors(config, spec, source)
+    return config
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Reads, overrides and validates a YAML config.
+
+    Args:
+        path: The YAML file.
+        overrides: ``key.path=value`` strings; values are parsed as YAML (numbers,
+            booleans, ``[lists]``); a bare ``a,b`` becomes a list.
+
+    Returns:
+        The validated config, with task-dependent defaults filled in.
+
+    Raises:
+        ConfigError: naming the file, line, key, bad value and valid choices.
+    """
+    return validate(read_config(path, overrides))
+
+
+def config_from_text(
+    text: str, *, path: Path | None = None, overrides: Iterable[str] = ()
+) -> Config:
+    """Like :func:`load_config`, from YAML text."""
+    return validate(parse_config_text(text, path=path, overrides=overrides))
+
+
+def config_from_dict(raw: dict[str, Any], source: ConfigSource | None = None) -> Config:
+    """Like :func:`load_config`, from a plain dict."""
+    return validate(parse_config_dict(raw, source))
+
+
+def _where(source: ConfigSource, keys: KeyPath) -> str:
+    return f"{source.where(keys)}: {'.'.join(map(str, keys))}"
+
+
+def _spec(config: Config, source: ConfigSource) -> TaskSpec:
+    if config.task in TASKS:
+        return TASKS.get(config.task)
+    names = TASKS.names()
+    quoted = [f"'{name}'" for name in names]
+    expected = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    guess = did_you_mean(config.task, names)
+    raise ConfigError(
+        f"input should be {expected} (got {config.task!r})",
+        where=_where(source, ("task",)),
+        hint=f"did you mean '{guess}'?" if guess else None,
+    )
+
+
+def _fill_defaults(config: Config, spec: TaskSpec, source: ConfigSource) -> None:
+    if config.data.sampler == "weighted" and not spec.data.one_label_per_image:
+        raise ConfigError(
+            "weighted draws classes of whole images (classification); use loss.class_weights",
+            where=_where(source, ("data", "sampler")),
+        )
+    if config.loss.name is None:
+        config.loss.name = spec.default_loss
+    checkpoint = config.checkpoint
+    if checkpoint.monitor == "auto":
+        checkpoint.monitor = spec.default_monitor
+    if checkpoint.mode == "auto":
+        checkpoint.mode = (
+            spec.monitor_mode
+            if checkpoint.monitor == spec.default_monitor
+            else metric_mode(checkpoint.monitor)
+        )
+    stop = config.trainer.early_stopping
+    if stop is not None:
+        if stop.monitor == "auto":
+            stop.monitor = checkpoint.monitor
+        if stop.mode == "auto":
+            stop.mode = metric_mode(stop.monitor)
+
+
+def _check_names(config: Config, source: ConfigSource) -> None:
+    """Model, loss, optimizer, scheduler and format names against the registries."""
+    checks: list[tuple[KeyPath, str | None, Any]] = [
+        (("data", "format"), config.data.format, FORMATS),
+        (("loss", "name"), config.loss.name, LOSSES),
+        (("optimizer", "name"), config.optimizer.name, OPTIMIZERS),
+        (("scheduler", "name"), config.scheduler.name, SCHEDULERS),
+    ]
+    for keys, name, registry in checks:
+        if name is not None and name not in registry:
+            raise ConfigError(
+                f"unknown {registry.kind} '{name}'",
+                where=_where(source, keys),
+                hint=unknown_name_hint(name, registry.names()),
+            )
+    try:
+        resolve_model(config.model.name, task=config.task)
+    except MediscopeError as exc:
+        raise ConfigError(
+            exc.message,
+            where=_where(source, ("model", "name")),
+            hint=exc.hint or model_names_hint(config.model.name, config.task),
+        ) from None
+    try:
+        check_optimization(config)  # keywords torch would refuse only once training runs
+    except ConfigError as exc:
+        raise locate(exc, config) from None
+
+
+def _check_monitors(config: Config, spec: TaskSpec, source: ConfigSource) -> None:
+    """The metrics that ``checkpoint``, early stopping and the scheduler monitor."""
+    names = spec.metric_names()
+    monitors: dict[KeyPath, str] = {("checkpoint", "monitor"): config.checkpoint.monitor}
+    if config.trainer.early_stopping is not None:
+        key = ("trainer", "early_stopping", "monitor")
+        monitors[key] = config.trainer.early_stopping.monitor
+    if config.scheduler.monitor:
+        monitors[("scheduler", "monitor")] = config.scheduler.monitor
+    for keys, value in monitors.items():
+        if value not in names:
+            raise ConfigError(
+                f"'{value}' is not a metric of the {config.task} task",
+                where=".".join(map(str, keys)),
+                hint=unknown_name_hint(value, names),
+            )
+
+
+__all__ = ["config_from_dict", "config_from_text", "load_config", "validate"]
