@@ -9,10 +9,8 @@ as base64 ``data:`` URIs: the file opens offline, alone, and can be mailed.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from mediscope.errors import MediscopeError
 from mediscope.files import write_text_atomic
 from mediscope.reports.plotting import plt
 from mediscope.reports.segmentation import class_colors, overlay
+from mediscope.reports.templating import Figure, data_uri, render
 
 #: Rows of the findings table (check.json holds every finding).
 MAX_ROWS = 2000
@@ -58,79 +57,36 @@ def write_check_html(report: CheckReport, path: Path, *, samples: int = 4) -> Pa
 
 def render_check_html(report: CheckReport, *, samples: int = 4) -> str:
     """The report as the text of one self-contained HTML page."""
-    data = report.config.data
-    title = f"mediscope check: {data.path}"
-    counts = report.counts
-    parts = [
-        f"<h1>{_e(title)}</h1>",
-        _dataset_table(report),
-        '<div class="cards">'
-        + "".join(
-            f'<div class="card {s}"><b>{counts[s]}</b> {label if counts[s] == 1 else plural}</div>'
-            for s, label, plural in (
-                ("error", "error", "errors"),
-                ("warning", "warning", "warnings"),
-                ("info", "info", "info"),
-            )
-        )
-        + "</div>",
-        "<h2>Findings by kind</h2>",
-        _kinds_table(report),
-        "<h2>Images</h2>",
-        _images_table(report.stats.summary["images"]),
-        _img(plot_image_sizes(report), "image sizes"),
-        "<h2>Class balance</h2>",
-        _balance_tables(report),
-        _img(plot_class_balance(report), "class balance"),
-    ]
-    if report.config.task == "detection":
-        parts += [
-            "<h2>Boxes</h2>",
-            _spread_table(report.stats.summary["boxes"]),
-            _img(plot_boxes(report), "box sizes and aspect ratios"),
-        ]
-    pairs = _pairs_section(report)
-    if pairs:
-        parts += ["<h2>Duplicates</h2>", pairs]
-    if samples > 0:
-        parts += [f"<h2>Gallery: {samples} samples per class</h2>", _gallery(report, samples)]
-    parts += ["<h2>Findings</h2>", _findings_table(report)]
-    stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
-    parts.append(
-        f"<footer>Written by mediscope check on {stamp}; check.json holds every "
-        "finding and number.</footer>"
+    summary = report.stats.summary
+    classes = summary["classes"]
+    boxes = summary.get("boxes")  # detection: the boxes' statistics
+    pairs, more_pairs = _pairs(report)
+    findings, more_findings = _findings(report)
+    return render(
+        "check.html.j2",
+        title=f"mediscope check: {report.config.data.path}",
+        dataset=_dataset_rows(report),
+        counts=report.counts,
+        kinds=_kind_rows(report),
+        images=_images_rows(summary["images"]),
+        image_sizes=_uri(plot_image_sizes(report)),
+        balance=_balance_tables(report),
+        negatives=_joined(classes["negatives"]) if "negatives" in classes else None,
+        pixel_share=", ".join(f"{c} {100 * v:.2f} %" for c, v in classes["pixel_share"].items())
+        if "pixel_share" in classes
+        else None,
+        class_balance=_uri(plot_class_balance(report)),
+        boxes=_spread_rows(boxes) if boxes is not None else None,
+        box_sizes=_uri(plot_boxes(report)) if boxes is not None else None,
+        pairs=pairs,
+        more_pairs=more_pairs,
+        samples=samples,
+        legend=_legend(report),
+        gallery=list(_gallery(report, samples).items()) if samples > 0 else None,
+        findings=findings,
+        more_findings=more_findings,
+        stamp=datetime.now().strftime("%Y-%m-%d %H:%M"),
     )
-    body = "\n".join(parts)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n"
-        "</body>\n</html>\n"
-    )
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;
-padding:0 1em;color:#222}
-h1{font-size:1.5em;word-break:break-all}h2{margin-top:1.8em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
-td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.cards{display:flex;gap:1em;margin:1em 0}.card{padding:.6em 1.2em;border-radius:6px;
-background:#eee}.card b{font-size:1.5em}.card.error{background:#fbe3e3}
-.card.warning{background:#fff3d6}.card.info{background:#e6f0fb}
-.sev-error{color:#b00020;font-weight:600}.sev-warning{color:#9a6200;font-weight:600}
-.sev-info{color:#2b5d9b}img.plot{max-width:100%;display:block;margin:.6em 0}
-.grid{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;font-size:.75em;width:260px}
-figure img{max-width:256px;max-height:256px;display:block;border:1px solid #ccc}
-figcaption{word-break:break-all}.pair{display:flex;gap:8px;margin-bottom:10px}
-td.file{word-break:break-all;max-width:420px}footer{margin-top:2em;color:#777;font-size:.8em}
-.swatch{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 .8em;vertical-align:-.1em;
-border:1px solid #888}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -139,14 +95,8 @@ def _png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _img(png: bytes | None, alt: str) -> str:
-    if png is None:
-        return ""
-    return f'<img class="plot" alt="{_e(alt)}" src="{_uri(png)}">'
+def _uri(png: bytes | None) -> str | None:
+    return None if png is None else data_uri(png)
 
 
 def _figure_png(fig: Any) -> bytes:
@@ -156,88 +106,68 @@ def _figure_png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _joined(counts: Mapping[Any, Any], unit: str = "") -> str:
+    """``a 3, b 4``: names with their counts."""
+    return ", ".join(f"{k}{unit} {n}" for k, n in counts.items())
+
+
 # -- tables --------------------------------------------------------------------------------
 
-
-def _rows(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
-    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" if header else ""
-    body = ""
-    for row in rows:
-        cells = []
-        for value in row:
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            cells.append(f'<td class="n">{_e(value)}</td>' if numeric else f"<td>{value}</td>")
-        body += "<tr>" + "".join(cells) + "</tr>"
-    return f"<table>{head}{body}</table>"
+#: A table row: its cells, text or numbers (numbers are right-aligned).
+Row = Sequence[str | int | float]
 
 
-def _dataset_table(report: CheckReport) -> str:
+def _dataset_rows(report: CheckReport) -> list[Row]:
     data = report.config.data
-    splits = report.stats.summary["images"]["per_split"]
-    rows = [
-        ("task", _e(report.config.task)),
-        ("format", _e(data.format)),
-        ("data.path", _e(data.path)),
+    rows: list[Row] = [
+        ("task", report.config.task),
+        ("format", data.format),
+        ("data.path", str(data.path)),
     ]
     if data.test_path is not None:
-        rows.append(("data.test_path", _e(data.test_path)))
+        rows.append(("data.test_path", str(data.test_path)))
     if data.exclude is not None:
-        rows.append(("data.exclude", _e(f"{data.exclude} ({report.excluded} samples left out)")))
+        rows.append(("data.exclude", f"{data.exclude} ({report.excluded} samples left out)"))
     rows += [
-        ("classes", _e(", ".join(report.classes))),
-        ("samples", _e(", ".join(f"{s} {n}" for s, n in splits.items()))),
-        ("splits", _e(report.split_source)),
+        ("classes", ", ".join(report.classes)),
+        ("samples", _joined(report.stats.summary["images"]["per_split"])),
+        ("splits", str(report.split_source)),
         (
             "near duplicates",
-            _e(
-                f"perceptual hash within {report.near_threshold} bits and thumbnail "
-                f"correlation at least {MIN_CORRELATION}"
-            ),
+            f"perceptual hash within {report.near_threshold} bits and thumbnail "
+            f"correlation at least {MIN_CORRELATION}",
         ),
     ]
-    return _rows([(_e(k), v) for k, v in rows])
+    return rows
 
 
-def _kinds_table(report: CheckReport) -> str:
-    table = report.by_kind()
-    if not table:
-        return "<p>Nothing found.</p>"
-    rows = []
-    for kind, severities in table.items():
-        for severity, count in severities.items():
-            rows.append(
-                (
-                    f'<span class="sev-{severity}">{severity}</span>',
-                    _e(kind),
-                    count,
-                    _e(KINDS.get(kind, "")),
-                )
-            )
-    return _rows(rows, ("severity", "kind", "count", "meaning"))
+def _kind_rows(report: CheckReport) -> list[tuple[str, str, int, str]]:
+    """(severity, kind, count, meaning) of the findings by kind."""
+    return [
+        (severity, kind, count, KINDS.get(kind, ""))
+        for kind, severities in report.by_kind().items()
+        for severity, count in severities.items()
+    ]
 
 
-def _images_table(images: dict[str, Any]) -> str:
-    rows: list[tuple[Any, ...]] = [
+def _images_rows(images: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = [
         ("images", images["count"]),
         ("readable", images["readable"]),
-        ("per split", _e(", ".join(f"{s} {n}" for s, n in images["per_split"].items()))),
-        ("modes", _e(", ".join(f"{m} {n}" for m, n in images["modes"].items()))),
-        ("bit depths", _e(", ".join(f"{b}-bit {n}" for b, n in images["bit_depths"].items()))),
+        ("per split", _joined(images["per_split"])),
+        ("modes", _joined(images["modes"])),
+        ("bit depths", _joined(images["bit_depths"], "-bit")),
     ]
     for key in ("width", "height"):
         spread = images[key]
-        rows.append(
-            (key, _e(f"min {spread['min']}, median {spread['median']}, max {spread['max']}"))
-        )
-    rows.append(
-        ("commonest sizes", _e(", ".join(f"{s} ({n})" for s, n in images["sizes"].items())))
-    )
-    return _rows([(_e(k), v) for k, v in rows])
+        rows.append((key, f"min {spread['min']}, median {spread['median']}, max {spread['max']}"))
+    rows.append(("commonest sizes", ", ".join(f"{s} ({n})" for s, n in images["sizes"].items())))
+    return rows
 
 
-def _balance_tables(report: CheckReport) -> str:
+def _balance_tables(report: CheckReport) -> list[dict[str, Any]]:
+    """Per table of the class balance: its title, splits and rows (class, counts)."""
     tables = report.stats.summary["classes"]
-    out = []
     titles = {
         "images": "images per class"
         if report.config.task == "classification"
@@ -245,54 +175,46 @@ def _balance_tables(report: CheckReport) -> str:
         "objects": "objects per class",
         "pixels": "pixels per class",
     }
+    out = []
     for key in ("images", "objects", "pixels"):
         if key not in tables:
             continue
         table = tables[key]
         splits = list(table)
-        rows = [[_e(c), *(table[s][c] for s in splits)] for c in report.classes]
-        out.append(f"<h3>{_e(titles[key])}</h3>" + _rows(rows, ["class", *splits]))
-    if "negatives" in tables:
-        negatives = ", ".join(f"{s} {n}" for s, n in tables["negatives"].items())
-        out.append(f"<p>Images without objects (negatives): {_e(negatives)}</p>")
-    if "pixel_share" in tables:
-        share = ", ".join(f"{c} {100 * v:.2f} %" for c, v in tables["pixel_share"].items())
-        out.append(f"<p>Pixel share: {_e(share)}</p>")
-    return "\n".join(out)
+        rows = [[c, *(table[s][c] for s in splits)] for c in report.classes]
+        out.append({"title": titles[key], "splits": splits, "rows": rows})
+    return out
 
 
-def _spread_table(boxes: dict[str, Any]) -> str:
-    rows: list[tuple[Any, ...]] = [("boxes", boxes["count"])]
+def _spread_rows(boxes: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = [("boxes", boxes["count"])]
     for key in ("per_image", "width", "height", "area", "aspect", "relative_size"):
         spread = boxes[key]
         text = ", ".join(f"{k} {spread[k]}" for k in ("min", "median", "mean", "max"))
-        rows.append((key.replace("_", " "), _e(text)))
+        rows.append((key.replace("_", " "), text))
     rows += [("zero size", boxes["zero_size"]), ("outside the image", boxes["outside_image"])]
-    return _rows([(_e(k), v) for k, v in rows])
+    return rows
 
 
-def _findings_table(report: CheckReport) -> str:
-    if not report.findings:
-        return "<p>Nothing found.</p>"
-    header = ("severity", "kind", "file", "split", "message", "other file")
+def _findings(report: CheckReport) -> tuple[list[dict[str, str]], int]:
+    """The rows of the findings table (at most :data:`MAX_ROWS`) and how many more."""
     rows = []
     for finding in report.findings[:MAX_ROWS]:
         other = finding.other_file or ""
         if other and finding.other_split:
             other = f"{other} ({finding.other_split})"
-        message = _e(finding.message) + (f"<br><i>{_e(finding.hint)}</i>" if finding.hint else "")
         rows.append(
-            f'<tr><td class="sev-{finding.severity}">{finding.severity}</td>'
-            f'<td>{_e(finding.kind)}</td><td class="file">{_e(finding.place())}</td>'
-            f"<td>{_e(finding.split or '')}</td><td>{message}</td>"
-            f'<td class="file">{_e(other)}</td></tr>'
+            {
+                "severity": finding.severity,
+                "kind": finding.kind,
+                "file": finding.place(),
+                "split": finding.split or "",
+                "message": finding.message,
+                "hint": finding.hint or "",
+                "other": other,
+            }
         )
-    head = "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
-    table = f"<table>{head}{''.join(rows)}</table>"
-    more = len(report.findings) - MAX_ROWS
-    if more > 0:
-        table += f"<p>{more} more findings in check.json.</p>"
-    return table
+    return rows, len(report.findings) - MAX_ROWS
 
 
 # -- plots ---------------------------------------------------------------------------------
@@ -521,48 +443,40 @@ def gallery_items(report: CheckReport, samples: int) -> dict[str, list[Item]]:
     return chosen
 
 
-def _legend(report: CheckReport) -> str:
-    """The class colours of masks and boxes, as coloured squares with the names."""
+def _legend(report: CheckReport) -> list[tuple[str, tuple[int, int, int]]]:
+    """The class colours of masks and boxes, as (name, RGB); none for classification."""
     task = report.config.task
     if task == "classification":
-        return ""
+        return []
     colours = class_colors(len(report.classes) + (1 if task == "detection" else 0))
     if task == "detection":
         colours = colours[1:]  # boxes take the colours after the background's
     named = list(zip(report.classes, colours, strict=True))[1 if task == "segmentation" else 0 :]
-    swatches = "".join(
-        f'<span class="swatch" style="background:rgb({r},{g},{b})"></span>{_e(name)} '
-        for name, (r, g, b) in named
-    )
-    return f"<p>Colours: {swatches}</p>"
+    return [(name, (int(r), int(g), int(b))) for name, (r, g, b) in named]
 
 
-def _gallery(report: CheckReport, samples: int) -> str:
-    out = [_legend(report)]
-    for name, items in gallery_items(report, samples).items():
-        figures = [_figure(report, item) for item in items]
-        tiles = "".join(figures) or "<p>No readable sample.</p>"
-        out.append(f'<h3>{_e(name)}</h3><div class="grid">{tiles}</div>')
-    return "\n".join(out)
+def _gallery(report: CheckReport, samples: int) -> dict[str, list[Figure]]:
+    return {
+        name: [_figure(report, item) for item in items]
+        for name, items in gallery_items(report, samples).items()
+    }
 
 
-def _figure(report: CheckReport, item: Item, note: str = "") -> str:
+def _figure(report: CheckReport, item: Item, note: str = "") -> Figure:
     try:
-        picture = _uri(_png(sample_picture(report, item)))
+        picture = data_uri(_png(sample_picture(report, item)))
     except (MediscopeError, ValueError, OSError) as exc:
-        return f"<figure><figcaption>{_e(item.image)}: {_e(exc)}</figcaption></figure>"
+        return Figure(None, f"{item.image}: {exc}")
     caption = f"{Path(item.image).name} · {item.split}"
-    if report.config.task == "detection":
+    if "boxes" in report.stats.summary:  # detection: the objects of the image
         caption += f" · {len(item.boxes()[0])} objects"
     if note:
         caption += f" · {note}"
-    return (
-        f'<figure><img alt="{_e(item.image)}" src="{picture}">'
-        f'<figcaption title="{_e(item.image)}">{_e(caption)}</figcaption></figure>'
-    )
+    return Figure(picture, caption, alt=item.image, title=item.image)
 
 
-def _pairs_section(report: CheckReport) -> str:
+def _pairs(report: CheckReport) -> tuple[list[tuple[Figure, Figure]], int]:
+    """The duplicate pairs shown (at most :data:`MAX_PAIRS`), and how many more there are."""
     by_image = {item.image: item for item in report.items}
     pairs = [
         f
@@ -578,13 +492,7 @@ def _pairs_section(report: CheckReport) -> str:
         note = finding.kind.replace("_", " ")
         if "distance" in finding.details:
             note += f", hash distance {finding.details['distance']}"
-        out.append(
-            '<div class="pair">'
-            + _figure(report, earlier, "kept")
-            + _figure(report, later, f"{note} ({finding.severity})")
-            + "</div>"
-        )
+        kept = _figure(report, earlier, "kept")
+        out.append((kept, _figure(report, later, f"{note} ({finding.severity})")))
     total = sum(f.kind in ("exact_duplicate", "near_duplicate") for f in report.findings)
-    if out and total > len(out):
-        out.append(f"<p>{total - len(out)} more pairs in the findings.</p>")
-    return "\n".join(out)
+    return out, total - len(out)

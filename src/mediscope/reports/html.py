@@ -9,12 +9,11 @@ mean ± sd. It also draws ``plots/<split>_intervals.png`` (metrics with their in
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from mediscope.errors import DataError
 from mediscope.files import write_text_atomic
 from mediscope.metrics.bootstrap import interval_of, is_metric, without_intervals
 from mediscope.reports.plotting import plt, save_figure
+from mediscope.reports.templating import Figure, file_uri, render
 
 #: The report's file name in the run folder.
 REPORT = "report.html"
@@ -90,35 +90,52 @@ COLUMN_NAMES = {
     "f1": "F1",
 }
 
-STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
-  color: #1f2328; background: #f6f8fa; }
-main { max-width: 1100px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
-h1 { font-size: 1.6em; margin: 0 0 4px; }
-h2 { font-size: 1.25em; margin-top: 36px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
-h3 { font-size: 1.05em; margin-top: 24px; }
-.sub { color: #59636e; margin: 0 0 16px; }
-table { border-collapse: collapse; margin: 8px 0 16px; font-size: 0.92em; }
-th, td { border: 1px solid #d0d7de; padding: 4px 10px; text-align: right; }
-th { background: #f6f8fa; }
-td:first-child, th:first-child { text-align: left; }
-.ci { color: #59636e; font-size: 0.88em; white-space: nowrap; }
-figure { margin: 12px 0 24px; }
-figure img { max-width: 100%; border: 1px solid #d0d7de; }
-figcaption { color: #59636e; font-size: 0.9em; margin-top: 4px; }
-pre { background: #f6f8fa; padding: 12px; overflow-x: auto; font-size: 0.85em; }
-.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 12px 0; }
-.card { border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 14px; min-width: 150px; }
-.card .v { font-size: 1.5em; font-weight: 600; }
-.card .k { color: #59636e; font-size: 0.85em; }
-.note { color: #59636e; font-size: 0.9em; }
-table.facts td { text-align: left; }
-.row { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-.row figure { flex: 1 1 440px; max-width: 520px; margin: 4px 0 16px; }
-.galleries figure { flex: 1 1 45%; max-width: 49%; }
-details.split > summary { font-size: 1.25em; font-weight: 600; margin-top: 36px;
-  cursor: pointer; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
-"""
+
+@dataclass(frozen=True)
+class Value:
+    """A formatted metric with its interval ``low–high``, if any."""
+
+    text: str
+    ci: str | None = None
+
+
+@dataclass
+class MetricsSection:
+    """What the report shows of one evaluated split.
+
+    Attributes:
+        title: ``Test`` or ``Validation``.
+        facts: The images, checkpoint and interval settings, in one sentence.
+        cards: The task's main metrics, as (name, value).
+        rest: The other overall metrics, as (name, value).
+        settings: The detection thresholds, if any.
+        class_columns: The per-class table's columns after the class name.
+        class_rows: (class, cells) of the per-class table; None for an empty cell.
+        small: Plots that sit side by side.
+        wide: Plots at full width.
+        galleries: Galleries side by side (segmentation's best and worst).
+    """
+
+    title: str
+    facts: str
+    cards: list[tuple[str, Value]]
+    rest: list[tuple[str, Value]]
+    settings: str | None
+    class_columns: list[str]
+    class_rows: list[tuple[str, list[Value | None]]]
+    small: list[Figure]
+    wide: list[Figure]
+    galleries: list[Figure]
+
+
+@dataclass
+class Folds:
+    """The cross-validation table: one row per fold, then mean ± sd, and fold links."""
+
+    columns: list[str]
+    rows: list[tuple[str, list[str]]]
+    summary: list[str] | None
+    links: list[str]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -127,29 +144,21 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _with_ci(metrics: Mapping[str, float], key: str) -> str:
-    value = metrics.get(key)
-    text = html.escape(_fmt(value))
+def _interval(metrics: Mapping[str, float], key: str) -> str | None:
     interval = interval_of(metrics, key)
-    if interval is not None and not math.isnan(interval.low):
-        text += f' <span class="ci">({_fmt(interval.low)}–{_fmt(interval.high)})</span>'
-    return text
+    if interval is None or math.isnan(interval.low):
+        return None
+    return f"{_fmt(interval.low)}–{_fmt(interval.high)}"
 
 
-def image_tag(path: Path, alt: str) -> str:
-    """An ``<img>`` with the PNG or JPEG inlined as base64 (no file beside the report)."""
-    mime = "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:{mime};base64,{data}" alt="{html.escape(alt)}">'
+def _with_ci(metrics: Mapping[str, float], key: str) -> Value:
+    return Value(_fmt(metrics.get(key)), _interval(metrics, key))
 
 
-def _figure(path: Path, caption: str) -> str:
+def _figure(path: Path, caption: str) -> Figure | None:
     if not path.is_file():
-        return ""
-    return (
-        f"<figure>{image_tag(path, caption)}<figcaption>{html.escape(caption)}"
-        "</figcaption></figure>"
-    )
+        return None
+    return Figure(file_uri(path), caption)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -255,8 +264,7 @@ def plot_intervals(
 
 def _metrics_section(
     run_dir: Path, split: str, metrics: dict[str, Any], task: str, title: str
-) -> str:
-    parts = [f"<h2>{html.escape(title)}</h2>"]
+) -> MetricsSection:
     n = metrics.get("n_samples", metrics.get("n_images"))
     resamples = int(metrics.get("bootstrap_resamples", 0))
     level = float(metrics.get("confidence", 0.95))
@@ -273,76 +281,50 @@ def _metrics_section(
         )
     else:
         facts.append("no confidence intervals (report.bootstrap is 0)")
-    parts.append(f'<p class="sub">{html.escape("; ".join(f for f in facts if f))}.</p>')
     keys = overall_keys(metrics, task)
     main = TASK_KEYS.get(task, ((), ""))[0]
-    parts.append('<div class="cards">')
-    for key in [k for k in keys if k in main]:
-        parts.append(
-            f'<div class="card"><div class="v">{html.escape(_fmt(metrics.get(key)))}</div>'
-            f'<div class="k">{html.escape(key)} {_ci_only(metrics, key)}</div></div>'
-        )
-    parts.append("</div>")
-    rest = [k for k in keys if k not in main]
-    if rest:
-        parts.append("<table><tr><th>metric</th><th>value (interval)</th></tr>")
-        for key in rest:
-            parts.append(f"<tr><td>{html.escape(key)}</td><td>{_with_ci(metrics, key)}</td></tr>")
-        parts.append("</table>")
     settings = [k for k in SETTINGS if k in metrics]
-    if settings:
-        parts.append(
-            '<p class="note">'
-            + html.escape(", ".join(f"{k} {_fmt(metrics[k])}" for k in settings))
-            + " (counts and galleries use count_threshold: the score with the best F1 at "
-            "IoU 0.5 on validation)</p>"
-        )
     prefixes, classes = per_class_table(metrics)
-    if classes:
-        parts.append("<h3>Per class</h3><table><tr><th>class</th>")
-        parts += [f"<th>{html.escape(COLUMN_NAMES.get(p, p))}</th>" for p in prefixes]
-        parts.append("</tr>")
-        for name in classes:
-            cells = []
-            for prefix in prefixes:
-                key = f"{prefix}/{name}"
-                if key not in metrics:
-                    cells.append("<td></td>")
-                elif prefix in ("support", "gt"):
-                    cells.append(f"<td>{int(metrics[key])}</td>")
-                else:
-                    cells.append(f"<td>{_with_ci(metrics, key)}</td>")
-            parts.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
-        parts.append("</table>")
+    class_rows: list[tuple[str, list[Value | None]]] = []
+    for name in classes:
+        cells: list[Value | None] = []
+        for prefix in prefixes:
+            key = f"{prefix}/{name}"
+            if key not in metrics:
+                cells.append(None)
+            elif prefix in ("support", "gt"):
+                cells.append(Value(str(int(metrics[key]))))
+            else:
+                cells.append(_with_ci(metrics, key))
+        class_rows.append((name, cells))
     plots = run_dir / "plots"
-    small: list[str] = []
+    small: list[Figure | None] = []
     intervals = plot_intervals(
         metrics, task, plots / f"{split}_intervals.png", title=f"{split}: metrics"
     )
     if intervals is not None:
         small.append(_figure(intervals, "The metrics with their confidence intervals."))
-    wide: list[tuple[str, str]] = []
+    wide: list[tuple[str, Figure | None]] = []
     for name, caption in TASK_PLOTS.get(task, ()):
         figure = _figure(plots / f"{split}_{name}", caption)
         if name in WIDE_PLOTS:
             wide.append((name, figure))
         else:
             small.append(figure)
-    parts.append('<div class="row">' + "".join(small) + "</div>")
     side_by_side = task == "segmentation"  # three narrow panels a row; detection's are wide
     pair = ("best.png", "worst.png") if side_by_side else ()
-    galleries = [f for name, f in wide if name in pair and f]
-    parts += [f for name, f in wide if name not in pair]
-    if galleries:
-        parts.append('<div class="row galleries">' + "".join(galleries) + "</div>")
-    return "\n".join(parts)
-
-
-def _ci_only(metrics: Mapping[str, float], key: str) -> str:
-    interval = interval_of(metrics, key)
-    if interval is None or math.isnan(interval.low):
-        return ""
-    return f'<span class="ci">({_fmt(interval.low)}–{_fmt(interval.high)})</span>'
+    return MetricsSection(
+        title=title,
+        facts="; ".join(f for f in facts if f),
+        cards=[(k, _with_ci(metrics, k)) for k in keys if k in main],
+        rest=[(k, _with_ci(metrics, k)) for k in keys if k not in main],
+        settings=", ".join(f"{k} {_fmt(metrics[k])}" for k in settings) if settings else None,
+        class_columns=[COLUMN_NAMES.get(p, p) for p in prefixes],
+        class_rows=class_rows,
+        small=[f for f in small if f is not None],
+        wide=[f for name, f in wide if name not in pair and f is not None],
+        galleries=[f for name, f in wide if name in pair and f is not None],
+    )
 
 
 def _split_sizes(run_dir: Path) -> dict[str, int]:
@@ -350,10 +332,10 @@ def _split_sizes(run_dir: Path) -> dict[str, int]:
     return {k: len(v) for k, v in split.items() if isinstance(v, list)}
 
 
-def _environment(run_dir: Path) -> str:
+def _environment(run_dir: Path) -> list[tuple[str, str]]:
     env = _read_json(run_dir / "environment.json")
     if not env:
-        return ""
+        return []
     rows = [("mediscope", env.get("mediscope")), ("python", env.get("python"))]
     rows += list((env.get("packages") or {}).items())
     git = env.get("project_git") or env.get("mediscope_git")
@@ -365,15 +347,10 @@ def _environment(run_dir: Path) -> str:
         ("CPU cores", env.get("cpu_count")),
         ("GPUs", ", ".join(map(str, env.get("gpus") or [])) or "none"),
     ]
-    body = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
-        for k, v in rows
-        if v is not None
-    )
-    return f'<h2>Environment</h2><table class="facts">{body}</table>'
+    return [(str(k), str(v)) for k, v in rows if v is not None]
 
 
-def _header(run_dir: Path, task: str, config: Mapping[str, Any]) -> str:
+def _facts(run_dir: Path, task: str, config: Mapping[str, Any]) -> list[tuple[str, str]]:
     model = config.get("model", {}) or {}
     data = config.get("data", {}) or {}
     loss = (config.get("loss", {}) or {}).get("name")
@@ -389,94 +366,53 @@ def _header(run_dir: Path, task: str, config: Mapping[str, Any]) -> str:
         ("epochs", trainer.get("max_epochs")),
         ("seed", config.get("seed")),
     ]
-    body = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in facts
-    )
-    when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return (
-        f"<h1>mediscope report: {html.escape(run_dir.parent.name)}/"
-        f"{html.escape(run_dir.name)}</h1>"
-        f'<p class="sub">{html.escape(str(run_dir))}, written {when}</p>'
-        f'<table class="facts">{body}</table>'
-    )
+    return [(k, str(v)) for k, v in facts]
 
 
-def _config(run_dir: Path) -> str:
-    text = (run_dir / "config.yaml").read_text()
-    return (
-        "<h2>Config</h2><details><summary>the resolved config.yaml</summary>"
-        f"<pre>{html.escape(text)}</pre></details>"
-    )
-
-
-def _folds(run_dir: Path) -> str:
+def _folds(run_dir: Path) -> Folds | None:
     summary = run_dir / "cv_summary.csv"
     if not summary.is_file():
-        return ""
+        return None
     table = pd.read_csv(summary)
     folds = table[~table.iloc[:, 0].astype(str).isin(["mean", "sd"])]
     mean = table[table.iloc[:, 0].astype(str) == "mean"]
     sd = table[table.iloc[:, 0].astype(str) == "sd"]
     columns = list(table.columns[1:])
-    parts = [
-        f"<h2>Cross-validation: {len(folds)} folds</h2>",
-        '<p class="sub">Validation metrics of each fold\'s best checkpoint, their mean and '
-        "sample standard deviation.</p>",
-        "<table><tr><th>fold</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns),
-        "</tr>",
+    rows = [
+        (str(row.iloc[0]), [_fmt(float(row[c])) for c in columns]) for _, row in folds.iterrows()
     ]
-    for _, row in folds.iterrows():
-        cells = "".join(f"<td>{_fmt(float(row[c]))}</td>" for c in columns)
-        parts.append(f"<tr><td>{html.escape(str(row.iloc[0]))}</td>{cells}</tr>")
+    mean_sd = None
     if len(mean) and len(sd):
-        cells = "".join(
-            f"<td><b>{_fmt(float(mean[c].iloc[0]))} ± {_fmt(float(sd[c].iloc[0]))}</b></td>"
-            for c in columns
-        )
-        parts.append(f"<tr><td><b>mean ± sd</b></td>{cells}</tr>")
-    parts.append("</table>")
-    links = [
-        f'<a href="{html.escape(p.name)}/{REPORT}">{html.escape(p.name)}</a>'
-        for p in sorted(run_dir.glob("fold-*"))
-        if (p / REPORT).is_file()
-    ]
-    if links:
-        parts.append(f"<p>The report of each fold: {', '.join(links)}.</p>")
-    return "\n".join(parts)
+        mean_sd = [
+            f"{_fmt(float(mean[c].iloc[0]))} ± {_fmt(float(sd[c].iloc[0]))}" for c in columns
+        ]
+    links = [p.name for p in sorted(run_dir.glob("fold-*")) if (p / REPORT).is_file()]
+    return Folds([str(c) for c in columns], rows, mean_sd, links)
 
 
 def build_report(run_dir: Path) -> str:
     """The HTML text of the report of ``run_dir`` (a run or cross-validation folder)."""
     run_dir = Path(run_dir)
     task, config = _task(run_dir)
-    parts = [_header(run_dir, task, config), _folds(run_dir)]
+    facts = _facts(run_dir, task, config)
+    folds = _folds(run_dir)
     curves = run_dir / "plots" / "training_curves.png"
-    if curves.is_file():
-        parts.append("<h2>Training</h2>")
-        parts.append(_figure(curves, "Loss and the monitored metric per epoch."))
     test = _read_json(run_dir / "test_metrics.json")
     val = _read_json(run_dir / "val_metrics.json")
-    if test:
-        parts.append(_metrics_section(run_dir, "test", test, task, "Test"))
-    if val and test:  # the test comes first; validation is there for who wants it
-        section = _metrics_section(run_dir, "val", val, task, "Validation")
-        section = section.replace("<h2>Validation</h2>", "", 1)
-        parts.append(
-            '<details class="split"><summary>Validation (the split that chose the '
-            f"checkpoint)</summary>{section}</details>"
-        )
-    elif val:
-        parts.append(_metrics_section(run_dir, "val", val, task, "Validation"))
-    evaluated = bool(test or val)
-    if not evaluated and not (run_dir / "cv_summary.csv").is_file():
-        parts.append('<p class="note">No evaluation yet: this run has no metrics files.</p>')
-    parts.append(_environment(run_dir))
-    parts.append(_config(run_dir))
-    body = "\n".join(p for p in parts if p)
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>mediscope report: {html.escape(run_dir.name)}</title>"
-        f"<style>{STYLE}</style></head><body><main>\n{body}\n</main></body></html>\n"
+    return render(
+        "report.html.j2",
+        name=run_dir.name,
+        parent=run_dir.parent.name,
+        path=str(run_dir),
+        written=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        report=REPORT,
+        facts=facts,
+        folds=folds,
+        curves=_figure(curves, "Loss and the monitored metric per epoch."),
+        test=_metrics_section(run_dir, "test", test, task, "Test") if test else None,
+        val=_metrics_section(run_dir, "val", val, task, "Validation") if val else None,
+        environment=_environment(run_dir),
+        config=(run_dir / "config.yaml").read_text(),
     )
 
 
@@ -495,9 +431,9 @@ def summary_lines(metrics: Mapping[str, float], keys: Sequence[str]) -> list[str
     for key in keys:
         if key not in metrics:
             continue
-        interval = interval_of(metrics, key)
         text = f"{key} {_fmt(metrics[key])}"
-        if interval is not None and not math.isnan(interval.low):
-            text += f" ({_fmt(interval.low)}–{_fmt(interval.high)})"
+        interval = _interval(metrics, key)
+        if interval is not None:
+            text += f" ({interval})"
         lines.append(text)
     return lines
