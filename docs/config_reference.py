@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -112,14 +113,22 @@ def escape(text: str) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
+def anchor(key: str) -> str:
+    """The id MkDocs gives the heading of section ``key``: ``data.split`` -> ``datasplit``."""
+    return re.sub(r"[^\w-]", "", key).lower()
+
+
 def table_markdown(prefix: str, model: type[BaseModel]) -> str:
     """A table of a model's keys (dotted below ``prefix``): type, default, description."""
     lines = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for name, field in model.model_fields.items():
         key = f"{prefix}.{name}" if prefix else name
+        kind = escape(type_text(field.annotation))
+        if nested_models(field.annotation):
+            # "section" links to the section's own table below.
+            kind = kind.replace("section", f"[section](#{anchor(key)})")
         lines.append(
-            f"| `{key}` | {escape(type_text(field.annotation))} | {default_text(field)} "
-            f"| {escape(field.description or '')} |"
+            f"| `{key}` | {kind} | {default_text(field)} | {escape(field.description or '')} |"
         )
     return "\n".join(lines) + "\n"
 
