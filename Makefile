@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # pip's "location is ignored" notices about unreachable find-links say nothing useful.
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test test-fast lint format bench install install-dev clean
+.PHONY: demo test test-fast docs lint format bench install install-dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(VENV)/.installed-dev
 test-fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "not slow"
 
+# The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link or page fails.
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -50,4 +54,4 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/detection_training.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache site

@@ -3,7 +3,7 @@
 Classification, object detection and semantic segmentation, from a dataset check to a
 trained, evaluated, reported and exported model, with one config file and one command.
 
-Example:
+Examples:
     >>> import mediscope
     >>> config = mediscope.load_config("configs/demo/gram-crops.yaml")  # doctest: +SKIP
     >>> result = mediscope.fit(config)  # doctest: +SKIP

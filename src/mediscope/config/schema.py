@@ -27,7 +27,12 @@ class SplitConfig(Section):
     Samples with a patient id (``group``) are always split by patient.
     """
 
-    method: Literal["auto", "holdout", "column", "kfold"] = "auto"
+    method: Literal["auto", "holdout", "column", "kfold"] = Field(
+        "auto",
+        description="auto: the data's own split column when it has one, else holdout; holdout: "
+        "a random val_fraction for validation; column: the data's split column; kfold: "
+        "k-fold cross-validation (folds, fold)",
+    )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="share of samples for validation")
     train_size: float | None = Field(
         None, gt=0, lt=1, description="share kept for training (1 - val_fraction)"
@@ -50,20 +55,32 @@ class SplitConfig(Section):
 class NormalizeStats(Section):
     """Explicit per-channel normalisation statistics (0..1 scale)."""
 
-    mean: list[float]
-    std: list[float]
+    mean: list[float] = Field(description="per-channel means, 0..1 scale")
+    std: list[float] = Field(description="per-channel standard deviations, 0..1 scale")
 
 
 class DataConfig(Section):
     """Where the data is and how it is loaded."""
 
-    format: str = "imagefolder"
-    path: Path
-    test_path: Path | None = None
-    classes: list[str] | None = Field(None, description="class names in index order")
-    split: SplitConfig = Field(default_factory=SplitConfig)
+    format: str = Field(
+        "imagefolder",
+        description="the dataset format: imagefolder (ROOT/<class>/<image>), csv, npz or dicom "
+        "for classification, masks for segmentation, yolo, coco or voc for detection "
+        "(mediscope list formats)",
+    )
+    path: Path = Field(description="the training data: a folder or file, as the format reads it")
+    test_path: Path | None = Field(
+        None, description="held-out test data in the same format (mediscope test)"
+    )
+    classes: list[str] | None = Field(
+        None, description="class names in index order; default: sorted folder names"
+    )
+    split: SplitConfig = Field(
+        default_factory=SplitConfig,
+        description="how train and validation are drawn from data.path",
+    )
     image_size: tuple[int, int] = Field((224, 224), description="H W, or one number")
-    channels: Literal[1, 3] = 3
+    channels: Literal[1, 3] = Field(3, description="3 (RGB) or 1 (gray)")
     normalize: Literal["auto", "imagenet", "dataset", "none"] | NormalizeStats = Field(
         "auto",
         description="auto: the pretrained weights' statistics (ImageNet unless the model "
@@ -76,8 +93,10 @@ class DataConfig(Section):
     sampler: Literal["random", "weighted"] = Field(
         "random", description="weighted: draw classes equally often"
     )
-    batch_size: int = Field(32, ge=1)
-    num_workers: int = Field(0, ge=0)
+    batch_size: int = Field(32, ge=1, description="images per batch")
+    num_workers: int = Field(
+        0, ge=0, description="data-loader worker processes; 0 loads in the main process"
+    )
     # -- segmentation masks ------------------------------------------------------------
     img_suffix: str | None = Field(
         None, description="masks: image file ending, e.g. .jpg; default any image suffix"
@@ -152,7 +171,10 @@ class DataConfig(Section):
 class ModelConfig(Section):
     """Which network, with which weights, and what to freeze."""
 
-    name: str
+    name: str = Field(
+        description="the network: a mediscope model (mediscope list models), timm:<name> for "
+        "any timm model, or smp:<Arch> for a segmentation_models_pytorch architecture"
+    )
     pretrained: bool | Path = Field(False, description="true (download), false, or a file")
     freeze: Literal["none", "all"] | int = Field(
         "none", description="none, all (backbone), or the number of first backbone stages"
@@ -161,7 +183,9 @@ class ModelConfig(Section):
     encoder: str | None = Field(
         None, description="smp:<Arch> models: the encoder, e.g. resnet34 or tu-efficientnet_b0"
     )
-    params: dict[str, Any] = Field(default_factory=dict, description="extra builder keywords")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="extra builder keywords, e.g. drop_rate"
+    )
 
     @field_validator("freeze")
     @classmethod
@@ -174,33 +198,59 @@ class ModelConfig(Section):
 class LossConfig(Section):
     """The loss by name (a torch.nn loss or one of mediscope's) and its keywords."""
 
-    name: str | None = Field(None, description="defaults to the task's usual loss")
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = Field(
+        None,
+        description="any torch.nn loss that fits the task, or FocalLoss, DiceLoss, TverskyLoss, "
+        "ComboLoss, DiceCELoss, DetectionLoss (mediscope list losses); default: the task's "
+        "usual loss, CrossEntropyLoss, DiceCELoss for segmentation, DetectionLoss for "
+        "detection",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the loss's keywords, e.g. {alpha: 0.3, beta: 0.7} for TverskyLoss or "
+        "{ce: 1, dice: 3} for ComboLoss",
+    )
     class_weights: Literal["balanced", "inverse", "inverse_sqrt"] | list[float] | None = Field(
         None,
         description="balanced / inverse: inverse class frequency of the training split "
-        "(pixels for segmentation), inverse_sqrt: its square root; normalised to mean 1",
+        "(pixels for segmentation), inverse_sqrt: its square root; normalised to mean 1; "
+        "or a list of one weight per class",
     )
 
 
 class OptimizerConfig(Section):
     """Any torch.optim optimizer by name."""
 
-    name: str = "AdamW"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    name: str = Field(
+        "AdamW", description="any torch.optim optimizer by name (mediscope list optimizers)"
+    )
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay")
     params: dict[str, Any] = Field(default_factory=dict, description="e.g. momentum, betas")
 
 
 class SchedulerConfig(Section):
     """Any torch.optim.lr_scheduler by name, PolyLR, and an optional linear warm-up."""
 
-    name: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    interval: Literal["epoch", "step"] = "epoch"
+    name: str | None = Field(
+        None,
+        description="any torch.optim.lr_scheduler by name, or PolyLR (mediscope list "
+        "schedulers); none: a constant learning rate",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the scheduler's keywords; lengths such as T_max default to the run's length",
+    )
+    interval: Literal["epoch", "step"] = Field(
+        "epoch", description="step the scheduler after every epoch or every optimizer step"
+    )
     monitor: str | None = Field(None, description="metric for ReduceLROnPlateau")
-    warmup_epochs: int = Field(0, ge=0)
-    warmup_start_factor: float = Field(0.1, gt=0, le=1)
+    warmup_epochs: int = Field(
+        0, ge=0, description="epochs of linear warm-up before the schedule; 0: none"
+    )
+    warmup_start_factor: float = Field(
+        0.1, gt=0, le=1, description="share of optimizer.lr the warm-up starts from"
+    )
 
 
 class AugmentConfig(Section):
@@ -210,10 +260,10 @@ class AugmentConfig(Section):
     vflip: float = Field(0.0, ge=0, le=1, description="vertical flip probability")
     rotate90: float = Field(0.0, ge=0, le=1, description="probability of a 90° rotation")
     rotate: float = Field(0.0, ge=0, le=180, description="max rotation angle, degrees")
-    brightness: float = Field(0.0, ge=0, le=1)
-    contrast: float = Field(0.0, ge=0, le=1)
-    saturation: float = Field(0.0, ge=0, le=1)
-    hue: float = Field(0.0, ge=0, le=0.5)
+    brightness: float = Field(0.0, ge=0, le=1, description="max relative brightness change")
+    contrast: float = Field(0.0, ge=0, le=1, description="max relative contrast change")
+    saturation: float = Field(0.0, ge=0, le=1, description="max relative saturation change")
+    hue: float = Field(0.0, ge=0, le=0.5, description="max hue shift, share of the hue circle")
     blur: float = Field(0.0, ge=0, le=1, description="probability of a Gaussian blur")
     equalize: float = Field(0.0, ge=0, le=1, description="probability of histogram equalisation")
     sharpen: float = Field(0.0, ge=0, le=1, description="probability of sharpening")
@@ -281,40 +331,70 @@ class InferenceConfig(Section):
 class EarlyStoppingConfig(Section):
     """Stop when the monitored metric has not improved for ``patience`` epochs."""
 
-    monitor: str = "auto"
-    patience: int = Field(10, ge=1)
-    mode: Literal["auto", "min", "max"] = "auto"
-    min_delta: float = Field(0.0, ge=0)
+    monitor: str = Field("auto", description="metric watched; auto: checkpoint.monitor")
+    patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="min or max; auto: losses and errors go down, other metrics up"
+    )
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improving")
 
 
 class TrainerConfig(Section):
     """What Lightning's Trainer gets."""
 
-    max_epochs: int = Field(10, ge=1)
-    accelerator: str = "auto"
-    devices: int | str | list[int] = "auto"
-    strategy: str = "auto"
-    num_nodes: int = Field(1, ge=1)
+    max_epochs: int = Field(10, ge=1, description="epochs to train")
+    accelerator: str = Field("auto", description="cpu, gpu, mps, ..., or auto (Lightning's)")
+    devices: int | str | list[int] = Field(
+        "auto", description="how many devices, their ids, or auto"
+    )
+    strategy: str = Field("auto", description="Lightning's strategy, e.g. ddp; auto")
+    num_nodes: int = Field(1, ge=1, description="machines of a multi-node run")
     precision: Literal[
         "32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"
-    ] = "32-true"
-    gradient_clip_val: float | None = Field(None, gt=0)
-    gradient_clip_algorithm: Literal["norm", "value"] = "norm"
-    accumulate_grad_batches: int = Field(1, ge=1)
-    deterministic: bool = False
-    limit_train_batches: int | float | None = None
-    limit_val_batches: int | float | None = None
-    limit_test_batches: int | float | None = None
-    log_every_n_steps: int = Field(10, ge=1)
-    early_stopping: EarlyStoppingConfig | None = None
+    ] = Field("32-true", description="numeric precision, e.g. 16-mixed or bf16-mixed")
+    gradient_clip_val: float | None = Field(
+        None, gt=0, description="clip gradients at this norm (or value); none: no clipping"
+    )
+    gradient_clip_algorithm: Literal["norm", "value"] = Field(
+        "norm", description="clip the gradients' norm or each value"
+    )
+    accumulate_grad_batches: int = Field(
+        1, ge=1, description="batches whose gradients add up to one optimizer step"
+    )
+    deterministic: bool = Field(
+        False, description="deterministic algorithms: two CPU runs write identical metrics.csv"
+    )
+    limit_train_batches: int | float | None = Field(
+        None, description="training batches per epoch: a count, or a share if a float; none: all"
+    )
+    limit_val_batches: int | float | None = Field(
+        None, description="validation batches per epoch: a count, or a share; none: all"
+    )
+    limit_test_batches: int | float | None = Field(
+        None, description="test batches: a count, or a share; none: all"
+    )
+    log_every_n_steps: int = Field(10, ge=1, description="log training steps this often")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="stop when the monitored metric stops improving; none: never"
+    )
 
 
 class CheckpointConfig(Section):
     """Which checkpoints are kept: ``epoch=NNN.ckpt``, ``best.ckpt``, ``last.ckpt``."""
 
-    monitor: str = Field("auto", description="metric for best.ckpt; auto = the task's main one")
-    mode: Literal["auto", "min", "max"] = "auto"
-    every_n_epochs: int = Field(1, ge=0, description="0 keeps no per-epoch checkpoints")
+    monitor: str = Field(
+        "auto",
+        description="metric for best.ckpt; auto = the task's main one (val/f1_macro, "
+        "val/dice_mean, val/map_50)",
+    )
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="min or max; auto: the task's, or from the monitored metric's name"
+    )
+    every_n_epochs: int = Field(
+        1,
+        ge=0,
+        description="write epoch=NNN.ckpt every N epochs; 0 keeps only best.ckpt and last.ckpt",
+    )
 
 
 LoggerName = Literal["csv", "tensorboard", "wandb", "mlflow", "clearml"]
@@ -329,7 +409,10 @@ class LoggingConfig(Section):
         description="csv (metrics.csv) and tensorboard write into the run folder; wandb, "
         "mlflow and clearml are experiment trackers (pip install 'mediscope[tracking]')",
     )
-    progress: Literal["auto", "rich", "plain", "none"] = "auto"
+    progress: Literal["auto", "rich", "plain", "none"] = Field(
+        "auto",
+        description="terminal progress; auto: a live bar on a terminal, a line per epoch otherwise",
+    )
     project: str | None = Field(
         None,
         description="trackers: the W&B project, MLflow experiment or ClearML project; "
@@ -372,14 +455,18 @@ class ReportConfig(Section):
     gallery: int = Field(
         8, ge=0, description="segmentation, detection: images in each best and worst gallery"
     )
-    html: bool = Field(True, description="write report.html at the end of fit and test")
+    html: bool = Field(True, description="write report.html after fit, validate and test")
 
 
 class RunConfig(Section):
     """Where the run directory goes: ``<dir>/<name>/<timestamp>/``."""
 
-    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    dir: Path = Path("runs")
+    name: str = Field(
+        "run",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="the run's name: its folder below run.dir",
+    )
+    dir: Path = Field(Path("runs"), description="the folder that holds the runs")
 
 
 class Config(Section):
@@ -389,19 +476,35 @@ class Config(Section):
         description="what the model learns: classification, segmentation or detection "
         "(any registered task)"
     )
-    seed: int = Field(42, ge=0)
-    data: DataConfig
-    model: ModelConfig
-    loss: LossConfig = Field(default_factory=LossConfig)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    inference: InferenceConfig = Field(default_factory=InferenceConfig)
-    report: ReportConfig = Field(default_factory=ReportConfig)
-    run: RunConfig = Field(default_factory=RunConfig)
+    seed: int = Field(
+        42, ge=0, description="seeds Python, NumPy, torch, shuffling and augmentation"
+    )
+    data: DataConfig = Field(description="where the data is and how it is loaded")
+    model: ModelConfig = Field(description="the network, its weights and what is frozen")
+    loss: LossConfig = Field(default_factory=LossConfig, description="the loss")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="the optimizer")
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig, description="the learning-rate schedule"
+    )
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="training augmentations"
+    )
+    trainer: TrainerConfig = Field(
+        default_factory=TrainerConfig, description="what Lightning's Trainer gets"
+    )
+    checkpoint: CheckpointConfig = Field(
+        default_factory=CheckpointConfig, description="which checkpoints are kept"
+    )
+    logging: LoggingConfig = Field(
+        default_factory=LoggingConfig, description="loggers, trackers and terminal progress"
+    )
+    inference: InferenceConfig = Field(
+        default_factory=InferenceConfig, description="how whole images are predicted"
+    )
+    report: ReportConfig = Field(
+        default_factory=ReportConfig, description="confidence intervals and report.html"
+    )
+    run: RunConfig = Field(default_factory=RunConfig, description="where the run folder goes")
 
     # Where the config came from (file, lines, overrides), for error messages.
     _source: Any = PrivateAttr(default=None)
