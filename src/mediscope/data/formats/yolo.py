@@ -41,7 +41,7 @@ read gives the same float32 pixel boxes.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -499,17 +499,43 @@ def parse_line(
     return class_id, [x1 * width, y1 * height, x2 * width, y2 * height]
 
 
-def label_lines(boxes: np.ndarray, labels: np.ndarray, width: int, height: int) -> str:
-    """The text of a label file: ``class cx cy w h`` per box, normalised, exact."""
+def label_lines(
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    width: int,
+    height: int,
+    *,
+    scores: np.ndarray | None = None,
+    number: Callable[[float], str] = number_text,
+) -> str:
+    """The text of a label file: ``class cx cy w h`` per box, normalised; "" for none.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy pixel corners.
+        labels: ``(N,)`` class indices.
+        width: Image width in pixels.
+        height: Image height in pixels.
+        scores: ``(N,)`` scores, appended to each line (prediction files).
+        number: Formats each value; by default exactly (the shortest text that reads
+            back as the same float).
+
+    Returns:
+        One line per box, each ending in a newline.
+    """
+    corners = np.asarray(boxes, np.float64)
+    extra: list[list[float]] = [[] for _ in labels]
+    if scores is not None:
+        extra = [[float(score)] for score in scores]
     lines = []
-    for (x1, y1, x2, y2), label in zip(np.asarray(boxes, np.float64), labels, strict=True):
+    for (x1, y1, x2, y2), label, more in zip(corners, labels, extra, strict=True):
         values = (
             (x1 + x2) / 2 / width,
             (y1 + y2) / 2 / height,
             (x2 - x1) / width,
             (y2 - y1) / height,
+            *more,
         )
-        lines.append(" ".join([str(int(label)), *(number_text(v) for v in values)]))
+        lines.append(" ".join([str(int(label)), *(number(v) for v in values)]))
     return "".join(f"{line}\n" for line in lines)
 
 
