@@ -60,10 +60,10 @@ from mediscope.data.formats.boxes import (
     parse_class_id,
     parse_numbers,
     place_image,
-    relative_names,
     split_order,
     writable_boxes,
 )
+from mediscope.data.formats.layout import image_plan
 from mediscope.data.formats.masks import SPLIT_NAMES
 from mediscope.data.images import IMAGE_SUFFIXES
 from mediscope.data.samples import Sample, SampleSet
@@ -581,31 +581,18 @@ def yolo_plan(samples: SampleSet) -> list[tuple[Sample, Path]]:
         DataError: for samples with and without a split mixed, or two images whose
             label files would be the same.
     """
-    groups: dict[str | None, list[Sample]] = {}
-    for sample in samples.samples:
-        groups.setdefault(sample.split, []).append(sample)
-    if None in groups and len(groups) > 1:
-        raise DataError(
-            f"{len(groups[None])} samples have no split, the others have one",
-            where=samples.root,
-            hint="give every sample a split, or none",
-        )
-    plan: list[tuple[Sample, Path]] = []
+    plan = image_plan(samples)
     labels: dict[Path, str] = {}
-    for split in sorted(groups, key=split_order):
-        folder = Path("images") / split if split is not None else Path("images")
-        for sample, name in zip(groups[split], relative_names(groups[split]), strict=True):
-            image_name = folder / name
-            label = label_path(image_name)
-            if label in labels:
-                raise DataError(
-                    f"two images would share the label file {label.as_posix()}: "
-                    f"{labels[label]} and {sample.image}",
-                    where=sample.image,
-                    hint="rename one of the images",
-                )
-            labels[label] = sample.image
-            plan.append((sample, image_name))
+    for sample, image_name in plan:
+        label = label_path(image_name)
+        if label in labels:
+            raise DataError(
+                f"two images would share the label file {label.as_posix()}: "
+                f"{labels[label]} and {sample.image}",
+                where=sample.image,
+                hint="rename one of the images",
+            )
+        labels[label] = sample.image
     return plan
 
 
