@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from helpers import tiny_config
-from mediscope.engine import study
+from mediscope.study import run as study_run
 
 FAST = {"report": {"gradcam": 0, "html": False, "bootstrap": 50}}
 
@@ -85,14 +85,14 @@ def test_bad_grid_exits_2_and_writes_nothing(cli, config_path: Path, tmp_path: P
 def test_a_failing_cell_does_not_stop_the_study(
     cli, config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = study.fit
+    real = study_run.fit
 
     def flaky(config: Any, **kwargs: Any) -> Any:
         if config.model.params["width"] == 8:
             raise RuntimeError("out of memory")
         return real(config, **kwargs)
 
-    monkeypatch.setattr(study, "fit", flaky)
+    monkeypatch.setattr(study_run, "fit", flaky)
     args = (
         "compare",
         config_path,
@@ -119,7 +119,7 @@ def test_a_failing_cell_does_not_stop_the_study(
     board = pd.read_csv(folder / "leaderboard.csv")
     assert board["status"].tolist() == ["done", "failed"]
 
-    monkeypatch.setattr(study, "fit", real)
+    monkeypatch.setattr(study_run, "fit", real)
     retry = cli(*args)
     assert retry.code == 0, retry.err
     assert not (folder / "01-8" / "error.txt").exists()

@@ -34,6 +34,7 @@ from mediscope.data.download import (
     extract,
     fetch,
     fetch_entry,
+    kaggle,
 )
 from mediscope.errors import DownloadError, UnknownNameError
 
@@ -582,16 +583,16 @@ def test_a_folder_unpacked_by_hand_counts_as_present(
 def test_kaggle_without_package_or_credentials_says_how(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(download, "_kaggle_installed", lambda: False)
+    monkeypatch.setattr(kaggle, "_kaggle_installed", lambda: False)
     with pytest.raises(DownloadError, match=r"comes from Kaggle and the 'kaggle' package is not"):
         fetch("covid19-radiography", tmp_path)
 
-    monkeypatch.setattr(download, "_kaggle_installed", lambda: True)
+    monkeypatch.setattr(kaggle, "_kaggle_installed", lambda: True)
     for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
-    monkeypatch.setattr(download, "_kaggle_api", lambda: pytest.fail("must not sign in"))
+    monkeypatch.setattr(kaggle, "_kaggle_api", lambda: pytest.fail("must not sign in"))
     with pytest.raises(DownloadError) as caught:
         fetch("covid19-radiography", tmp_path / "dst")
     assert str(caught.value) == (
@@ -604,7 +605,7 @@ def test_kaggle_without_package_or_credentials_says_how(
     token = tmp_path / "home" / ".kaggle" / "kaggle.json"
     token.parent.mkdir(parents=True)
     token.write_text('{"username": "someone", "key": "not-a-real-key"}')
-    assert download._kaggle_credentials()
+    assert kaggle._kaggle_credentials()
 
 
 class FakeKaggleApi:
@@ -625,8 +626,8 @@ class FakeKaggleApi:
 
 def test_kaggle_download_with_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     api = FakeKaggleApi()
-    monkeypatch.setattr(download, "_kaggle_installed", lambda: True)
-    monkeypatch.setattr(download, "_kaggle_api", lambda: api)
+    monkeypatch.setattr(kaggle, "_kaggle_installed", lambda: True)
+    monkeypatch.setattr(kaggle, "_kaggle_api", lambda: api)
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
 
@@ -653,8 +654,8 @@ def test_kaggle_failure_is_a_download_error(
         def dataset_download_files(self, dataset: str, **kwargs: Any) -> None:
             raise SystemExit(1)  # what kaggle does when the sign-in fails
 
-    monkeypatch.setattr(download, "_kaggle_installed", lambda: True)
-    monkeypatch.setattr(download, "_kaggle_api", Refusing)
+    monkeypatch.setattr(kaggle, "_kaggle_installed", lambda: True)
+    monkeypatch.setattr(kaggle, "_kaggle_api", Refusing)
     monkeypatch.setenv("KAGGLE_API_TOKEN", "x")
     with pytest.raises(DownloadError, match="the Kaggle download of .* failed"):
         fetch("covid19-radiography", tmp_path)

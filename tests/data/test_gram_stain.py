@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import yaml
 
+from mediscope.data.formats.yolo import label_lines
 from mediscope.data.synthetic.gram_stain import (
     CLASS_SHARES,
     GRAM_CLASSES,
+    LABEL_NUMBER,
     GramStainSummary,
     Smear,
     generate_gram_stain,
     render_gram_smear,
-    yolo_lines,
 )
 from mediscope.errors import DataError
 
@@ -118,11 +119,11 @@ def test_label_lines_parse_and_boxes_lie_inside_the_image(
         assert cy - h / 2 >= -1e-6 and cy + h / 2 <= 1 + 1e-6
 
 
-def test_yolo_lines_round_trip_pixel_boxes() -> None:
+def test_label_lines_round_trip_pixel_boxes() -> None:
     boxes = np.array([[10, 20, 30, 60], [0, 0, 320, 240]], np.int32)
-    text = yolo_lines(boxes, np.array([2, 0]), 320, 240)
+    text = label_lines(boxes, np.array([2, 0]), 320, 240, number=LABEL_NUMBER)
     assert text == "2 0.062500 0.166667 0.062500 0.166667\n0 0.500000 0.500000 1.000000 1.000000\n"
-    assert yolo_lines(boxes[:0], np.array([], np.int64), 320, 240) == ""
+    assert label_lines(boxes[:0], np.array([], np.int64), 320, 240, number=LABEL_NUMBER) == ""
 
 
 # --- determinism --------------------------------------------------------------------------

@@ -14,15 +14,6 @@ import pytest
 import yaml
 
 from helpers import tiny_config, tiny_segmentation_config
-from mediscope.engine import study
-from mediscope.engine.study import (
-    Repeat,
-    parse_grid,
-    parse_seeds,
-    plan_study,
-    run_study,
-    split_values,
-)
 from mediscope.errors import ConfigError, RunDirError
 from mediscope.reports.leaderboard import (
     CellRuns,
@@ -35,6 +26,16 @@ from mediscope.reports.leaderboard import (
     markdown,
     write_leaderboard,
 )
+from mediscope.study import (
+    Repeat,
+    parse_grid,
+    parse_seeds,
+    plan_study,
+    run_study,
+    split_values,
+)
+from mediscope.study import run as study_run
+from mediscope.study.state import initial_state
 
 # Fast evaluations: no Grad-CAM, no HTML report, few bootstrap resamples.
 FAST = {"report": {"gradcam": 0, "html": False, "bootstrap": 50}}
@@ -54,15 +55,15 @@ def base_config(tiny_crops: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Counts study.fit calls (the run folders they train in)."""
+    """Counts the study's fit calls (the run folders they train in)."""
     calls: list[Path] = []
-    real = study.fit
+    real = study_run.fit
 
     def counting(config: Any, **kwargs: Any) -> Any:
         calls.append(kwargs.get("run_dir") or Path(kwargs["resume"]).parent.parent)
         return real(config, **kwargs)
 
-    monkeypatch.setattr(study, "fit", counting)
+    monkeypatch.setattr(study_run, "fit", counting)
     return calls
 
 
@@ -188,7 +189,7 @@ def test_bad_grid_writes_nothing(base_config: Path, tmp_path: Path) -> None:
 def test_another_study_in_the_folder_is_refused(base_config: Path, tmp_path: Path) -> None:
     plan = plan_study(base_config, grid=GRID)
     plan.folder.mkdir(parents=True)
-    state = study._initial_state(plan)
+    state = initial_state(plan)
     (plan.folder / "study.json").write_text(json.dumps(state))
     plan_study(base_config, grid=GRID)  # the same study: fine
     with pytest.raises(ConfigError) as err:

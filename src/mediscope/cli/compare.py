@@ -48,7 +48,7 @@ def compare_command(
     seed, epochs and augmentation), evaluate each on the test data (else validation) and
     rank them in leaderboard.md / .csv / .png. Rerunning the command skips finished cells
     and continues unfinished ones. The last line is the study folder."""
-    from mediscope.engine.study import (
+    from mediscope.study import (
         CellsFailed,
         parse_grid,
         parse_seeds,

@@ -45,6 +45,7 @@ from mediscope.data.formats import coco as coco_format
 from mediscope.data.formats import coco_detection, voc, yolo
 from mediscope.data.formats import masks as masks_format
 from mediscope.data.formats.boxes import image_size, mask_boxes
+from mediscope.data.formats.layout import group_by_split
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import ConfigError, DataError
 from mediscope.files import staged_dir, write_text_atomic
@@ -211,9 +212,8 @@ def _mask_groups(src: Path, options: ConvertOptions) -> tuple[list[_Group], list
 
 
 def _by_split(samples: list[Sample], root_of: Callable[[str | None], Path]) -> list[_Group]:
-    splits = list(dict.fromkeys(s.split for s in samples))
     return [
-        _Group(split, [s for s in samples if s.split == split], root_of(split)) for split in splits
+        _Group(split, group, root_of(split)) for split, group in group_by_split(samples).items()
     ]
 
 

@@ -3,16 +3,19 @@
 :func:`read_image` reads three kinds of sources: image files (PNG, JPEG, TIFF, ...),
 DICOM files (``.dcm``, through the optional pydicom) and references to one image of an
 array in an ``.npz`` file (``/data/train.npz::train_images::123``), read from a memory map.
+:func:`write_image` writes a generated RGB image or mask as PNG or JPEG, atomically.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mediscope.errors import DataError
+from mediscope.files import write_with
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
@@ -123,3 +126,32 @@ def _to_uint8(img: Image.Image, channels: int) -> np.ndarray:
         img = img.convert(target)
     array = np.asarray(img, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
+
+
+def write_image(path: Path, pixels: np.ndarray, params: Sequence[int] = ()) -> Path:
+    """Encodes ``pixels`` in the format of ``path``'s suffix and writes the file atomically.
+
+    OpenCV encodes (``imencode`` and a byte write also work with non-ASCII paths).
+
+    Args:
+        path: The file to write, e.g. ``a.png`` or ``a.jpg``.
+        pixels: ``H x W x 3`` RGB or ``H x W`` single-channel uint8 values.
+        params: OpenCV encoder parameters, e.g. ``[cv2.IMWRITE_PNG_COMPRESSION, 1]``;
+            empty for OpenCV's defaults.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        DataError: the pixels cannot be encoded in that format.
+    """
+    import cv2
+
+    data = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if pixels.ndim == 3 else pixels
+    ok, buffer = cv2.imencode(path.suffix, data, list(params))
+    if not ok:
+        raise DataError(
+            f"could not encode {path.name} as {path.suffix.lstrip('.').upper()}", where=path
+        )
+    encoded = buffer.tobytes()
+    return write_with(path, lambda tmp: tmp.write_bytes(encoded))

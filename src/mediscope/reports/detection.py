@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from mediscope.data.formats.yolo import label_lines
 from mediscope.errors import DataError
 from mediscope.files import staged_dir, write_json_atomic, write_text_atomic
 from mediscope.metrics.detection import DetectionReport
@@ -355,18 +356,15 @@ def predictions_coco(records: Sequence[DetectionRecord], classes: Sequence[str])
 
 def yolo_lines(record: DetectionRecord) -> str:
     """The text of one image's YOLO label file: ``class cx cy w h score`` lines."""
-    lines = []
-    for i in _order(record):
-        x1, y1, x2, y2 = (float(v) for v in record.boxes[i])
-        values = (
-            (x1 + x2) / 2 / record.width,
-            (y1 + y2) / 2 / record.height,
-            (x2 - x1) / record.width,
-            (y2 - y1) / record.height,
-            record.scores[i],
-        )
-        lines.append(" ".join([str(int(record.labels[i])), *(_number(v) for v in values)]))
-    return "".join(f"{line}\n" for line in lines)
+    order = _order(record)
+    return label_lines(
+        record.boxes[order],
+        record.labels[order],
+        record.width,
+        record.height,
+        scores=record.scores[order],
+        number=_number,
+    )
 
 
 def counts_table(records: Sequence[DetectionRecord], classes: Sequence[str]) -> np.ndarray:

@@ -46,11 +46,11 @@ from mediscope.data.formats.boxes import (
     image_size,
     parse_numbers,
     place_image,
-    relative_names,
     split_order,
     writable_boxes,
 )
 from mediscope.data.formats.coco import categories, read_coco, write_coco
+from mediscope.data.formats.layout import image_folder, plan_by_split
 from mediscope.data.formats.masks import SPLIT_NAMES
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import DataError
@@ -351,23 +351,13 @@ def write_coco_detection(
         DataError: for samples with and without a split mixed, boxes outside their
             image, or a non-empty ``dst``.
     """
-    groups: dict[str | None, list[Sample]] = {}
-    for sample in samples.samples:
-        groups.setdefault(sample.split, []).append(sample)
-    if None in groups and len(groups) > 1:
-        raise DataError(
-            f"{len(groups[None])} samples have no split, the others have one",
-            where=samples.root,
-            hint="give every sample a split, or none",
-        )
+    plan = plan_by_split(samples)
     with staged_dir(dst, overwrite=overwrite) as tmp:
-        for split in sorted(groups, key=split_order):
-            folder = f"images/{split}" if split is not None else "images"
+        for split, split_samples in plan:
+            folder = image_folder(split).as_posix()
             images: list[dict[str, Any]] = []
             annotations: list[dict[str, Any]] = []
-            for image_id, (sample, name) in enumerate(
-                zip(groups[split], relative_names(groups[split]), strict=True), start=1
-            ):
+            for image_id, (sample, name) in enumerate(split_samples, start=1):
                 file_name = f"{folder}/{name.as_posix()}"
                 width, height = image_size(sample.image)
                 boxes, labels = writable_boxes(sample, width, height, len(samples.classes))

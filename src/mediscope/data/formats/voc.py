@@ -49,10 +49,10 @@ from mediscope.data.formats.boxes import (
     number_text,
     parse_numbers,
     place_image,
-    relative_names,
     split_order,
     writable_boxes,
 )
+from mediscope.data.formats.layout import plan_by_split
 from mediscope.data.formats.masks import SPLIT_NAMES
 from mediscope.data.formats.yolo import CLASSES_FILE, read_class_names
 from mediscope.data.images import IMAGE_SUFFIXES
@@ -435,18 +435,9 @@ def voc_ids(samples: SampleSet) -> list[tuple[Sample, str]]:
     Raises:
         DataError: for samples with and without a split mixed.
     """
-    groups: dict[str | None, list[Sample]] = {}
-    for sample in samples.samples:
-        groups.setdefault(sample.split, []).append(sample)
-    if None in groups and len(groups) > 1:
-        raise DataError(
-            f"{len(groups[None])} samples have no split, the others have one",
-            where=samples.root,
-            hint="give every sample a split, or none",
-        )
     named: list[tuple[Sample, str]] = []
-    for split in sorted(groups, key=split_order):
-        for sample, name in zip(groups[split], relative_names(groups[split]), strict=True):
+    for _split, split_samples in plan_by_split(samples):
+        for sample, name in split_samples:
             named.append((sample, name.with_suffix("").as_posix().replace("/", "_")))
     counts: dict[str, int] = {}
     for _, image_id in named:

@@ -41,7 +41,7 @@ read gives the same float32 pixel boxes.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,10 +60,10 @@ from mediscope.data.formats.boxes import (
     parse_class_id,
     parse_numbers,
     place_image,
-    relative_names,
     split_order,
     writable_boxes,
 )
+from mediscope.data.formats.layout import image_plan
 from mediscope.data.formats.masks import SPLIT_NAMES
 from mediscope.data.images import IMAGE_SUFFIXES
 from mediscope.data.samples import Sample, SampleSet
@@ -499,17 +499,43 @@ def parse_line(
     return class_id, [x1 * width, y1 * height, x2 * width, y2 * height]
 
 
-def label_lines(boxes: np.ndarray, labels: np.ndarray, width: int, height: int) -> str:
-    """The text of a label file: ``class cx cy w h`` per box, normalised, exact."""
+def label_lines(
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    width: int,
+    height: int,
+    *,
+    scores: np.ndarray | None = None,
+    number: Callable[[float], str] = number_text,
+) -> str:
+    """The text of a label file: ``class cx cy w h`` per box, normalised; "" for none.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy pixel corners.
+        labels: ``(N,)`` class indices.
+        width: Image width in pixels.
+        height: Image height in pixels.
+        scores: ``(N,)`` scores, appended to each line (prediction files).
+        number: Formats each value; by default exactly (the shortest text that reads
+            back as the same float).
+
+    Returns:
+        One line per box, each ending in a newline.
+    """
+    corners = np.asarray(boxes, np.float64)
+    extra: list[list[float]] = [[] for _ in labels]
+    if scores is not None:
+        extra = [[float(score)] for score in scores]
     lines = []
-    for (x1, y1, x2, y2), label in zip(np.asarray(boxes, np.float64), labels, strict=True):
+    for (x1, y1, x2, y2), label, more in zip(corners, labels, extra, strict=True):
         values = (
             (x1 + x2) / 2 / width,
             (y1 + y2) / 2 / height,
             (x2 - x1) / width,
             (y2 - y1) / height,
+            *more,
         )
-        lines.append(" ".join([str(int(label)), *(number_text(v) for v in values)]))
+        lines.append(" ".join([str(int(label)), *(number(v) for v in values)]))
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -555,31 +581,18 @@ def yolo_plan(samples: SampleSet) -> list[tuple[Sample, Path]]:
         DataError: for samples with and without a split mixed, or two images whose
             label files would be the same.
     """
-    groups: dict[str | None, list[Sample]] = {}
-    for sample in samples.samples:
-        groups.setdefault(sample.split, []).append(sample)
-    if None in groups and len(groups) > 1:
-        raise DataError(
-            f"{len(groups[None])} samples have no split, the others have one",
-            where=samples.root,
-            hint="give every sample a split, or none",
-        )
-    plan: list[tuple[Sample, Path]] = []
+    plan = image_plan(samples)
     labels: dict[Path, str] = {}
-    for split in sorted(groups, key=split_order):
-        folder = Path("images") / split if split is not None else Path("images")
-        for sample, name in zip(groups[split], relative_names(groups[split]), strict=True):
-            image_name = folder / name
-            label = label_path(image_name)
-            if label in labels:
-                raise DataError(
-                    f"two images would share the label file {label.as_posix()}: "
-                    f"{labels[label]} and {sample.image}",
-                    where=sample.image,
-                    hint="rename one of the images",
-                )
-            labels[label] = sample.image
-            plan.append((sample, image_name))
+    for sample, image_name in plan:
+        label = label_path(image_name)
+        if label in labels:
+            raise DataError(
+                f"two images would share the label file {label.as_posix()}: "
+                f"{labels[label]} and {sample.image}",
+                where=sample.image,
+                hint="rename one of the images",
+            )
+        labels[label] = sample.image
     return plan
 
 

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mediscope.data.formats.boxes import relative_names, sample_boxes, split_order
+from mediscope.data.formats.boxes import sample_boxes
+from mediscope.data.formats.layout import image_plan
 from mediscope.data.formats.yolo import label_path, write_data_yaml, write_label
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import ConfigError, DataError
@@ -172,7 +173,7 @@ def tile_dataset(
     samples: SampleSet = entry.obj(
         src, classes=classes, task="detection", root=None, on_bad_label=on_bad_label
     )
-    plan = _plan(samples)
+    plan = image_plan(samples)
     summary = TileSummary(root=dst, images=len(plan))
     labels_written: dict[Path, str] = {}
     splits: list[str | None] = []
@@ -221,25 +222,6 @@ def _check_options(size: int, overlap: float, min_visibility: float) -> int:
             f"min_visibility {min_visibility} is not in [0, 1]", where="min_visibility"
         )
     return max(1, round(size * (1 - overlap)))
-
-
-def _plan(samples: SampleSet) -> list[tuple[Sample, Path]]:
-    """Each sample with its image path in the output, before tiling."""
-    groups: dict[str | None, list[Sample]] = {}
-    for sample in samples.samples:
-        groups.setdefault(sample.split, []).append(sample)
-    if None in groups and len(groups) > 1:
-        raise DataError(
-            f"{len(groups[None])} samples have no split, the others have one",
-            where=samples.root,
-            hint="give every sample a split, or none",
-        )
-    plan: list[tuple[Sample, Path]] = []
-    for split in sorted(groups, key=split_order):
-        folder = Path("images") / split if split is not None else Path("images")
-        for sample, name in zip(groups[split], relative_names(groups[split]), strict=True):
-            plan.append((sample, folder / name))
-    return plan
 
 
 @dataclass

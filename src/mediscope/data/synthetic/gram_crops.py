@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
+from mediscope.data.images import write_image
 from mediscope.data.synthetic import stain as st
 from mediscope.errors import DataError
 from mediscope.files import staged_dir
@@ -224,14 +224,6 @@ def _crop_rng(seed: int, split_index: int, class_index: int, index: int) -> np.r
     )
 
 
-def _write_png(path: Path, rgb: npt.NDArray[np.uint8]) -> None:
-    """Save an RGB image as PNG (imencode + write_bytes also works with non-ASCII paths)."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise DataError(f"could not encode {path.name} as PNG")
-    path.write_bytes(buf.tobytes())
-
-
 def _validate(per_class: int, test_per_class: int, size: int, seed: int) -> None:
     """Reject arguments that would write nothing useful, before touching the disk."""
     if per_class < 1:
@@ -252,7 +244,7 @@ def _write_split(root: Path, split_index: int, n: int, size: int, seed: int) -> 
         folder.mkdir(parents=True)
         for i in range(n):
             rng = _crop_rng(seed, split_index, class_index, i)
-            _write_png(
+            write_image(
                 folder / f"{name}_{i:05d}.png", render_gram_crop(class_index, rng, size=size)
             )
         counts[name] = n

@@ -43,6 +43,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from mediscope.data.formats.yolo import label_lines
+from mediscope.data.images import write_image
 from mediscope.data.synthetic import stain as st
 from mediscope.data.synthetic.gram_crops import GRAM_CLASSES
 from mediscope.errors import DataError
@@ -94,6 +96,8 @@ _DEBRIS_PER_UM2: Final = 0.005
 _NEGATIVE_SHARE: Final = 0.08
 _MIN_VISIBLE: Final = 0.55  # share of a cell's extent inside the image for it to be drawn
 _MIN_SIZE: Final = 64
+# Label values: 6 decimals, as YOLO tools write them.
+LABEL_NUMBER: Final = "{:.6f}".format
 _PNG_COMPRESSION: Final = 1  # noisy images: higher levels save ~1 % for twice the time
 
 
@@ -641,28 +645,9 @@ def _finish(canvas: _Canvas, rng: np.random.Generator) -> npt.NDArray[np.uint8]:
 # --- Writing ----------------------------------------------------------------------------------
 
 
-def yolo_lines(boxes: IntBoxes, classes: npt.NDArray[np.int64], width: int, height: int) -> str:
-    """``class cx cy w h`` lines (normalised, 6 decimals) for pixel boxes; "" for none."""
-    lines = []
-    for (x0, y0, x1, y1), cls in zip(boxes.tolist(), classes.tolist(), strict=True):
-        cx, cy = (x0 + x1) / 2 / width, (y0 + y1) / 2 / height
-        w, h = (x1 - x0) / width, (y1 - y0) / height
-        lines.append(f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
-    return "".join(lines)
-
-
 def _image_rng(seed: int, split_index: int, index: int) -> np.random.Generator:
     """Independent generator per image, so an image never depends on generation order."""
     return np.random.default_rng(np.random.SeedSequence([_STREAM_TAG, seed, split_index, index]))
-
-
-def _write_png(path: Path, rgb: npt.NDArray[np.uint8]) -> None:
-    """Save an RGB image as PNG (imencode + write_bytes also works with non-ASCII paths)."""
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, _PNG_COMPRESSION])
-    if not ok:
-        raise DataError(f"could not encode {path.name} as PNG", where=path)
-    path.write_bytes(buf.tobytes())
 
 
 @dataclass
@@ -701,9 +686,11 @@ def _write_split(
         smear = render_gram_smear(rng, size, magnification=magnification, negative=negative)
         h, w = smear.image.shape[:2]
         stem = f"{split}_{i:05d}"
-        _write_png(images / f"{stem}.png", smear.image)
+        write_image(
+            images / f"{stem}.png", smear.image, [cv2.IMWRITE_PNG_COMPRESSION, _PNG_COMPRESSION]
+        )
         (labels / f"{stem}.txt").write_text(
-            yolo_lines(smear.boxes, smear.classes, w, h), encoding="utf-8"
+            label_lines(smear.boxes, smear.classes, w, h, number=LABEL_NUMBER), encoding="utf-8"
         )
         tally.add(smear)
     return tally

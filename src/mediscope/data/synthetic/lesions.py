@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from mediscope.data.images import write_image
 from mediscope.data.synthetic import stain as st
 from mediscope.errors import DataError
 from mediscope.files import staged_dir
@@ -563,15 +564,6 @@ def _image_rng(seed: int, split_index: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([_STREAM_TAG, seed, split_index, index]))
 
 
-def _encode(path: Path, image: npt.NDArray[np.uint8], params: list[int]) -> None:
-    """Save with cv2.imencode + write_bytes (also works with non-ASCII paths)."""
-    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, buf = cv2.imencode(path.suffix, pixels, params)
-    if not ok:
-        raise DataError(f"could not encode {path.name}", where=path)
-    path.write_bytes(buf.tobytes())
-
-
 def _validate(counts: dict[str, int], seed: int) -> None:
     """Reject arguments that would write nothing useful, before touching the disk."""
     if counts["train"] < 1:
@@ -608,8 +600,10 @@ def _write_split(
         tally[1, np.unique(kinds)] += 1
         mask = kinds if multiclass else (kinds > 0).astype(np.uint8)
         stem = f"{split}_{i:04d}"  # unique across splits, so an exclude list by stem is exact
-        _encode(img_dir / f"{stem}{IMG_SUFFIX}", image, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
-        _encode(label_dir / f"{stem}{MASK_SUFFIX}", mask, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+        write_image(
+            img_dir / f"{stem}{IMG_SUFFIX}", image, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
+        )
+        write_image(label_dir / f"{stem}{MASK_SUFFIX}", mask, [cv2.IMWRITE_PNG_COMPRESSION, 6])
 
 
 def _readme(summary: LesionSummary, seed: int, shape: tuple[int, int]) -> str:

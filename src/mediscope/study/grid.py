@@ -1,0 +1,77 @@
+"""The command line's grid: ``--grid KEY=V1,V2`` values and ``--seeds`` lists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mediscope.errors import ConfigError
+
+
+def split_values(text: str) -> list[str]:
+    """Splits ``a,b,[1, 2],{x: 1, y: 2}`` at the commas outside brackets and quotes."""
+    values, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth == 0:
+            values.append(text[start:i].strip())
+            start = i + 1
+    values.append(text[start:].strip())
+    return values
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    """``["model.name=unet,segnet", "loss.name=DiceLoss"]`` → ``{key: [values]}``.
+
+    Raises:
+        ConfigError: for a missing ``=``, an empty or repeated key or value.
+    """
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(
+                f"'{item}' is not KEY=V1,V2",
+                where="--grid",
+                hint="e.g. --grid model.name=unet,segnet",
+            )
+        if key in grid:
+            raise ConfigError(
+                f"'{key}' is given twice", where="--grid", hint=f"list all values once: {key}=a,b,c"
+            )
+        values = split_values(text)
+        if any(not v for v in values):
+            raise ConfigError(
+                f"{key}: empty value in '{text}'", where="--grid", hint="separate values by commas"
+            )
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ConfigError(f"{key}: values repeat: {', '.join(dupes)}", where="--grid")
+        grid[key] = values
+    return grid
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``.
+
+    Raises:
+        ConfigError: for anything but distinct non-negative integers.
+    """
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"'{text}' is not a list of integers", where="--seeds", hint="e.g. --seeds 0,1,2"
+        ) from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(
+            f"'{text}': give distinct seeds >= 0", where="--seeds", hint="e.g. --seeds 0,1,2"
+        )
+    return seeds
