@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from mediscope.data.synthetic.gram_crops import generate_gram_crops
 from mediscope import api
+from mediscope.data.synthetic.gram_crops import generate_gram_crops
 from mediscope.tasks.validate import config_from_dict
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mediscope.data.synthetic.gram_stain import generate_gram_stain
 from mediscope import api
+from mediscope.data.synthetic.gram_stain import generate_gram_stain
 from mediscope.tasks.validate import config_from_dict
 
 EPOCHS = 10

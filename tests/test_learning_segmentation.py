@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mediscope.data.synthetic.lesions import generate_lesions
 from mediscope import api
+from mediscope.data.synthetic.lesions import generate_lesions
 from mediscope.tasks.validate import config_from_dict
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mediscope.api import fit
 from mediscope import api
+from mediscope.api import fit
 from mediscope.tasks.validate import load_config
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))

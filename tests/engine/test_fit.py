@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from helpers import tiny_config
-from mediscope.api import fit
 from mediscope import api
+from mediscope.api import fit
 from mediscope.errors import CheckpointError, ConfigError
 from mediscope.tasks.validate import config_from_dict
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mediscope.config.loader import config_from_dict
+from mediscope.tasks.validate import config_from_dict
 from mediscope.data.doctor import check_dataset
 from mediscope.reports.check_html import render_check_html
 from mediscope.reports.html import build_report

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from helpers import tiny_config
-from mediscope.api.folds import fit_folds
 from mediscope import api
+from mediscope.api.folds import fit_folds
 from mediscope.errors import DataError
 from mediscope.reports.html import build_report, overall_keys, per_class_table, write_report
 from mediscope.tasks.validate import config_from_dict

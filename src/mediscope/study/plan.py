@@ -11,16 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mediscope.config.loader import load_config
-from mediscope.config.schema import DEFAULT_MONITOR, Config
+from mediscope.api.folds import fold_config
+from mediscope.config.schema import Config
 from mediscope.data.datamodule import MediscopeDataModule
-from mediscope.engine.api import build_task
-from mediscope.engine.folds import fold_config
 from mediscope.engine.loggers import check_loggers
 from mediscope.errors import ConfigError, DataError, MediscopeError
 from mediscope.registry import unknown_name_hint
 from mediscope.reports.leaderboard import known_metrics, value_label
 from mediscope.study.state import check_folder
+from mediscope.tasks import build_task, data_module, task_spec
+from mediscope.tasks.validate import load_config
 
 # Data keys that do not change which samples go to train and validation.
 _NOT_SPLIT_KEYS = {
@@ -189,7 +189,7 @@ def plan_study(
                 name += f"-{signatures[key]}"
             split_names[key] = name
             if name not in datamodules:
-                datamodule = MediscopeDataModule(configs[key])
+                datamodule = data_module(configs[key])
                 datamodule.prepare_samples()  # reads and splits: bad data fails here
                 datamodules[name] = datamodule
 
@@ -208,7 +208,7 @@ def plan_study(
                 where="--metric",
                 hint=unknown_name_hint(metric, sorted(available)),
             )
-        chosen = DEFAULT_MONITOR[base.task][0].split("/", 1)[-1]  # e.g. monitor val/loss
+        chosen = task_spec(base).default_monitor.split("/", 1)[-1]  # e.g. monitor val/loss
 
     has_test = _has_test(next(iter(datamodules.values())))
 
@@ -278,7 +278,8 @@ def _split_signature(cfg: Config) -> str:
 
 
 def _check_cell(cfg: Config, cell: Cell, classes: list[str], seen: set[str]) -> None:
-    """Builds the cell's model and loss and checks its monitors, as fit would."""
+    """Builds the cell's model and loss, as fit would (its monitors were checked when
+    its config was validated)."""
     check_loggers(cfg)
     key = json.dumps(
         {
@@ -292,18 +293,6 @@ def _check_cell(cfg: Config, cell: Cell, classes: list[str], seen: set[str]) -> 
     seen.add(key)
     try:
         task = build_task(cfg, classes, class_counts=[1] * len(classes))
-        monitors = {"checkpoint.monitor": cfg.checkpoint.monitor}
-        if cfg.trainer.early_stopping is not None:
-            monitors["trainer.early_stopping.monitor"] = cfg.trainer.early_stopping.monitor
-        if cfg.scheduler.monitor:
-            monitors["scheduler.monitor"] = cfg.scheduler.monitor
-        for name, value in monitors.items():
-            if value not in task.metric_names:
-                raise ConfigError(
-                    f"'{value}' is not a metric of the {cfg.task} task",
-                    where=name,
-                    hint=unknown_name_hint(value, task.metric_names),
-                )
     except MediscopeError as exc:
         raise _grid_error(exc, cell) from None
     except TypeError as exc:  # model.params / loss.params the builder does not take

@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 import lightning as L
 
+from mediscope.api import fit, test, validate
 from mediscope.config.schema import Config
 from mediscope.data.datamodule import SPLIT_FILE
-from mediscope.engine.api import fit, task_from_checkpoint, test, validate
 from mediscope.engine.checkpoints import read_checkpoint
+from mediscope.engine.restore import task_from_checkpoint
 from mediscope.engine.run_dir import BEST, CHECKPOINTS, LAST
 from mediscope.errors import InterruptedRun, MediscopeError, RunDirError
 from mediscope.files import write_json_atomic, write_text_atomic, write_with
