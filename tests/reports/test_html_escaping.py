@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mediscope.tasks.validate import config_from_dict
 from mediscope.data.doctor import check_dataset
 from mediscope.reports.check_html import render_check_html
 from mediscope.reports.html import build_report
+from mediscope.tasks.validate import config_from_dict
 
 SCRIPT = "<script>alert(1)</script>"
 #: A class name: class lists (CSV labels, data.classes, YOLO names) may hold '/'.
