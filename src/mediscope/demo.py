@@ -5,7 +5,6 @@ with overlays and the count of bacteria per class."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mediscope.config.schema import Config
+from mediscope.files import cache_dir
 from mediscope.tasks.validate import config_from_text
 
 DEMO_CONFIG = "demo/gram-crops.yaml"
@@ -24,14 +24,6 @@ DETECTION_CONFIG = "demo/gram-stain.yaml"
 SMEARS_VERSION = "gram-stain-v1"
 #: Test images the demo segments into masks and overlays (``<run>/predictions``).
 OVERLAY_IMAGES = 8
-
-
-def cache_dir() -> Path:
-    """``$MEDISCOPE_CACHE``, else ``$XDG_CACHE_HOME/mediscope``, else ``~/.cache/mediscope``."""
-    if os.environ.get("MEDISCOPE_CACHE"):
-        return Path(os.environ["MEDISCOPE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mediscope"
 
 
 def packaged_config_text(name: str) -> str:

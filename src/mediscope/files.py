@@ -175,3 +175,11 @@ def staged_dir(target: Path, *, overwrite: bool) -> Iterator[Path]:
         replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cache_dir() -> Path:
+    """``$MEDISCOPE_CACHE``, else ``$XDG_CACHE_HOME/mediscope``, else ``~/.cache/mediscope``."""
+    if os.environ.get("MEDISCOPE_CACHE"):
+        return Path(os.environ["MEDISCOPE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mediscope"

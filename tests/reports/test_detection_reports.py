@@ -12,17 +12,15 @@ import torch
 from PIL import Image
 
 from mediscope.errors import DataError
-from mediscope.metrics.detection import evaluate_detections
-from mediscope.reports.detection import (
+from mediscope.inference.detection_files import (
     DetectionRecord,
-    draw_detections,
     label_names,
-    line_width,
-    plot_pr_curves,
     read_detection_predictions,
     write_detection_predictions,
 )
-from mediscope.reports.segmentation import class_colors
+from mediscope.inference.pictures import class_colors, draw_detections, line_width
+from mediscope.metrics.detection import evaluate_detections
+from mediscope.reports.detection import plot_pr_curves
 
 CLASSES = ["rbc", "wbc", "ring form"]
 

@@ -10,17 +10,19 @@ import pytest
 from PIL import Image
 
 from mediscope.errors import DataError
-from mediscope.reports.segmentation import (
-    HEADER_HEIGHT,
+from mediscope.inference.pictures import (
     OKABE_ITO,
-    ROW_HEIGHT,
-    GalleryItem,
-    best_and_worst,
     class_colors,
     load_probability_map,
     overlay,
     save_mask_png,
     save_probability_map,
+)
+from mediscope.reports.segmentation import (
+    HEADER_HEIGHT,
+    ROW_HEIGHT,
+    GalleryItem,
+    best_and_worst,
     write_gallery,
 )
 

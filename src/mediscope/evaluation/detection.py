@@ -22,17 +22,16 @@ from mediscope.data.datasets import DetectionDataset
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic
 from mediscope.inference.detection import DetectionPredictor, counting_threshold
+from mediscope.inference.detection_files import DetectionRecord, write_detection_predictions
+from mediscope.inference.pictures import draw_detections
 from mediscope.metrics.bootstrap import interval_keys
 from mediscope.metrics.counting import best_f1_threshold
 from mediscope.metrics.detection import detection_intervals, evaluate_detections, image_f1
 from mediscope.models.detection.base import Detector
 from mediscope.reports.detection import (
     DetectionGalleryItem,
-    DetectionRecord,
-    draw_detections,
     plot_pr_curves,
     write_detection_gallery,
-    write_detection_predictions,
 )
 from mediscope.reports.segmentation import best_and_worst
 from mediscope.tasks.detection import EVAL_MAX_DETECTIONS, EVAL_SCORE_THRESHOLD

@@ -19,6 +19,7 @@ from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.data.datasets import SegmentationDataset
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic, write_text_atomic
+from mediscope.inference.pictures import class_colors
 from mediscope.inference.segmentation import SegmentationPredictor
 from mediscope.metrics.bootstrap import interval_keys, segmentation_intervals
 from mediscope.metrics.segmentation import (
@@ -26,12 +27,7 @@ from mediscope.metrics.segmentation import (
     per_sample_scores,
     segmentation_report,
 )
-from mediscope.reports.segmentation import (
-    GalleryItem,
-    best_and_worst,
-    class_colors,
-    write_gallery,
-)
+from mediscope.reports.segmentation import GalleryItem, best_and_worst, write_gallery
 
 
 @dataclass

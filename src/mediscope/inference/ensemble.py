@@ -14,7 +14,7 @@ from mediscope.errors import ConfigError, DataError
 from mediscope.files import write_text_atomic
 
 if TYPE_CHECKING:
-    from mediscope.reports.detection import DetectionRecord
+    from mediscope.inference.detection_files import DetectionRecord
 
 METHODS = ("vote", "mean")
 DETECTION_METHODS = ("wbf", "nms")
@@ -127,7 +127,7 @@ def ensemble_detections(
         ConfigError: A bad method, weight count or threshold.
     """
     from mediscope.inference.boxes import fuse_models
-    from mediscope.reports.detection import (
+    from mediscope.inference.detection_files import (
         DetectionRecord,
         read_detection_predictions,
         write_detection_predictions,

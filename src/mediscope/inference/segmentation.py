@@ -121,7 +121,7 @@ def predict_masks(
     """
     from mediscope.data.images import read_image
     from mediscope.engine.restore import task_from_checkpoint
-    from mediscope.reports.segmentation import (
+    from mediscope.inference.pictures import (
         class_colors,
         overlay,
         save_mask_png,

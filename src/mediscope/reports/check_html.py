@@ -28,8 +28,8 @@ from mediscope.data.doctor.stats import split_names
 from mediscope.data.images import read_image
 from mediscope.errors import MediscopeError
 from mediscope.files import write_text_atomic
+from mediscope.inference.pictures import class_colors, overlay
 from mediscope.reports.plotting import plt
-from mediscope.reports.segmentation import class_colors, overlay
 from mediscope.reports.templating import Figure, data_uri, render
 
 #: Rows of the findings table (check.json holds every finding).
@@ -410,7 +410,7 @@ def sample_picture(report: CheckReport, item: Item) -> np.ndarray:
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
         return overlay(resized, mask, class_colors(len(report.classes)))
     if report.config.task == "detection":
-        from mediscope.reports.detection import draw_detections
+        from mediscope.inference.pictures import draw_detections
 
         boxes, labels = item.boxes()
         return draw_detections(resized, boxes * scale, labels, None, report.classes)

@@ -297,8 +297,7 @@ def _npy_layout(f: IO[bytes], file: Path, key: str, *, end: int) -> _Layout:
 
 def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Path:
     """Extracts a compressed member once into the cache; later calls reuse the copy."""
-    from mediscope.demo import cache_dir  # the package's cache location
-    from mediscope.files import atomic_path
+    from mediscope.files import atomic_path, cache_dir
 
     stat = path.stat()
     # One folder per version of the file: a rewritten file gets fresh copies.
