@@ -123,8 +123,8 @@ ModelBuilder = Callable[..., Any]
 
 MODELS: Registry[ModelBuilder] = Registry("model", populate=("mediscope.models",))
 LOSSES: Registry[type] = Registry("loss", populate=("mediscope.losses",))
-OPTIMIZERS: Registry[type] = Registry("optimizer", populate=("mediscope.engine.optim",))
-SCHEDULERS: Registry[Any] = Registry("scheduler", populate=("mediscope.engine.optim",))
+OPTIMIZERS: Registry[type] = Registry("optimizer", populate=("mediscope.optim",))
+SCHEDULERS: Registry[Any] = Registry("scheduler", populate=("mediscope.optim",))
 FORMATS: Registry[Any] = Registry("data format", populate=("mediscope.data.formats",))
 
 REGISTRIES: dict[str, Registry[Any]] = {

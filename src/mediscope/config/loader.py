@@ -294,7 +294,7 @@ def check_names(config: Config, source: ConfigSource) -> None:
             where=f"{source.where(('model', 'name'))}: model.name",
             hint=exc.hint or model_names_hint(config.model.name, config.task),
         ) from None
-    from mediscope.engine.optim import check_optimization
+    from mediscope.optim import check_optimization
 
     try:
         check_optimization(config)  # keywords torch would refuse only once training runs
