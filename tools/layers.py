@@ -1,8 +1,9 @@
 """Prints how the layers of ``src/mediscope`` import each other.
 
 Usage: ``python tools/layers.py [SRC]``. Lists every import that points up a layer
-(see ``LAYERS``) and every import cycle between modules, and exits 1 when there is an
-upward import not listed in ``ALLOWED``. ``tests/test_layers.py`` runs the same check.
+(see ``LAYERS``) and every cycle of run-time imports between packages (``a.b`` level),
+and exits 1 when there is an upward import not listed in ``ALLOWED`` or a cycle.
+``tests/test_layers.py`` runs the same checks.
 """
 
 from __future__ import annotations
@@ -48,15 +49,27 @@ def module_name(path: Path, src: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path, module: str) -> Iterator[tuple[str, int]]:
-    """``mediscope`` modules imported by ``path`` (module-level and inside functions)."""
+def _type_only_lines(tree: ast.Module) -> set[int]:
+    """Lines of the ``if TYPE_CHECKING:`` blocks (imports for annotations only)."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def imports_of(path: Path, module: str) -> Iterator[tuple[str, int, bool]]:
+    """``mediscope`` modules imported by ``path`` (module-level and inside functions), as
+    (module, line, whether the import is for type annotations only)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = _type_only_lines(tree)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("mediscope"):
-                    yield alias.name, node.lineno
+                    yield alias.name, node.lineno, node.lineno in type_only
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -65,18 +78,20 @@ def imports_of(path: Path, module: str) -> Iterator[tuple[str, int]]:
             else:
                 target = node.module or ""
             if target.startswith("mediscope"):
-                yield target, node.lineno
+                yield target, node.lineno, node.lineno in type_only
 
 
-def import_graph(src: Path) -> dict[str, dict[str, int]]:
-    """Module -> {imported module: first line}."""
+def import_graph(src: Path, *, type_only: bool = True) -> dict[str, dict[str, int]]:
+    """Module -> {imported module: first line}; ``type_only``: with the imports made for
+    annotations only (they point a way too, but cannot make a cycle at run time)."""
     root = src / "mediscope"
     graph: dict[str, dict[str, int]] = {}
     for path in sorted(root.rglob("*.py")):
         module = module_name(path, src)
         edges = graph.setdefault(module, {})
-        for target, line in imports_of(path, module):
-            edges.setdefault(target, line)
+        for target, line, for_types in imports_of(path, module):
+            if type_only or not for_types:
+                edges.setdefault(target, line)
     return graph
 
 
@@ -146,11 +161,11 @@ def main() -> int:
     for module, target, line in upward:
         reason = ALLOWED.get((module, target))
         print(f"  {module}:{line} -> {target}" + (f"  (allowed: {reason})" if reason else ""))
-    cycles = package_cycles(graph)
+    cycles = package_cycles(import_graph(src, type_only=False))
     print(f"package cycles: {len(cycles)}")
     for cycle in cycles:
         print("  " + " <-> ".join(cycle))
-    return 1 if bad else 0
+    return 1 if bad or cycles else 0
 
 
 if __name__ == "__main__":

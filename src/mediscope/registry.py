@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import inspect
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from mediscope.errors import ConfigError, UnknownNameError
+from mediscope.errors import UnknownNameError
 
 T = TypeVar("T")
 
@@ -48,77 +46,6 @@ def unknown_name_hint(name: str, choices: list[str], *, limit: int = 40) -> str:
     shown = ", ".join(choices[:limit]) + (", ..." if len(choices) > limit else "")
     prefix = f"did you mean '{guess}'? " if guess else ""
     return f"{prefix}valid: {shown}"
-
-
-_UNEXPECTED = re.compile(r"([\w.<>]+)\(\) got an unexpected keyword argument '([^']+)'")
-
-
-def keyword_error(
-    exc: TypeError,
-    params: Mapping[str, Any],
-    *,
-    owner: str,
-    section: str,
-    candidates: Sequence[Callable[..., Any]] = (),
-    fixed: Sequence[str] = (),
-) -> ConfigError | None:
-    """A ConfigError naming ``<section>.<key>`` for a keyword of ``params`` that the
-    called function refused, with the keywords it takes; None for other TypeErrors.
-
-    The refusing function is found among ``candidates`` or, by the name Python gives in
-    the message (``SimpleCNN.__init__``), in the module of the frame that called it.
-
-    Args:
-        exc: The TypeError raised by a builder called with ``**params``.
-        params: The keywords from the config (``model.params``, ...).
-        owner: What was built, for the message (``simple_cnn``, ``AdamW``).
-        section: The config key of ``params``.
-        candidates: Functions or classes that may have refused the keyword.
-        fixed: Keywords set by mediscope itself, not listed as valid.
-    """
-    match = _UNEXPECTED.search(str(exc))
-    if match is None or match[2] not in params:
-        return None
-    callee, key = match[1], match[2]
-    target = next((c for c in candidates if _named(c, callee)), None)
-    if target is None:
-        target = _in_calling_module(exc, callee)
-    valid = _keywords(target, fixed) if target is not None else []
-    hint = unknown_name_hint(key, valid) if valid else f"see the keywords of {owner}"
-    return ConfigError(f"{owner} takes no keyword '{key}'", where=f"{section}.{key}", hint=hint)
-
-
-def _named(obj: Any, callee: str) -> bool:
-    name = getattr(obj, "__qualname__", None)
-    return name is not None and callee in (name, f"{name}.__init__")
-
-
-def _in_calling_module(exc: BaseException, callee: str) -> Any:
-    """The function or class named ``callee`` as seen from the frame that called it."""
-    tb = exc.__traceback__
-    if tb is None:
-        return None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    frame = tb.tb_frame
-    parts = callee.split(".")
-    obj: Any = frame.f_globals.get(parts[0])
-    for part in parts[1:]:
-        obj = getattr(obj, part, None) if obj is not None else None
-    if obj is not None:
-        return obj
-    # Called through a variable (model_cls(**kwargs)): look among the frame's locals.
-    return next((v for v in frame.f_locals.values() if _named(v, callee)), None)
-
-
-def _keywords(obj: Any, fixed: Sequence[str]) -> list[str]:
-    try:
-        parameters = inspect.signature(obj).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    skip = {"self", *fixed}
-    return [p.name for p in parameters if p.kind in kinds and p.name not in skip]
 
 
 class Registry(Generic[T]):
@@ -154,6 +81,15 @@ class Registry(Generic[T]):
             return target
 
         return add(obj) if obj is not None else add
+
+    def unregister(self, name: str) -> None:
+        """Removes ``name`` (a plugin unloading, a test cleaning up); unknown: an error."""
+        self._ensure_populated()
+        if name not in self._entries:
+            raise UnknownNameError(
+                f"unknown {self.kind} '{name}'", hint=unknown_name_hint(name, self.names())
+            )
+        del self._entries[name]
 
     def entry(self, name: str) -> Entry[T]:
         """Returns the entry of ``name``; raises UnknownNameError listing valid names."""
@@ -196,8 +132,8 @@ ModelBuilder = Callable[..., Any]
 
 MODELS: Registry[ModelBuilder] = Registry("model", populate=("mediscope.models",))
 LOSSES: Registry[type] = Registry("loss", populate=("mediscope.losses",))
-OPTIMIZERS: Registry[type] = Registry("optimizer", populate=("mediscope.engine.optim",))
-SCHEDULERS: Registry[Any] = Registry("scheduler", populate=("mediscope.engine.optim",))
+OPTIMIZERS: Registry[type] = Registry("optimizer", populate=("mediscope.optim",))
+SCHEDULERS: Registry[Any] = Registry("scheduler", populate=("mediscope.optim",))
 FORMATS: Registry[Any] = Registry("data format", populate=("mediscope.data.formats",))
 
 REGISTRIES: dict[str, Registry[Any]] = {

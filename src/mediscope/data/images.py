@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mediscope.data.dicom_pixels import read_dicom_pixels
+from mediscope.data.npz_items import is_reference, read_item
 from mediscope.errors import DataError
 from mediscope.files import write_with
 
@@ -50,14 +52,11 @@ def read_image(
     Raises:
         DataError: naming the file when it is missing, truncated or not an image.
     """
-    # Imported here: the format modules import this one.
-    from mediscope.data.formats import dicom, npz
-
-    if isinstance(path, str) and npz.is_reference(path):
-        return array_to_image(npz.read_item(path), channels=channels, where=path)
+    if isinstance(path, str) and is_reference(path):
+        return array_to_image(read_item(path), channels=channels, where=path)
     path = Path(path)
     if path.suffix.lower() in DICOM_SUFFIXES:
-        pixels = dicom.read_dicom_pixels(path, window=window)
+        pixels = read_dicom_pixels(path, window=window)
         return array_to_image(pixels, channels=channels, where=path)
     try:
         with Image.open(path) as img:

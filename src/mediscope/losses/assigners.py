@@ -21,6 +21,7 @@ import torch
 from torchvision.ops import box_iou
 
 from mediscope.errors import ConfigError
+from mediscope.params import check_keywords
 from mediscope.registry import unknown_name_hint
 
 
@@ -204,9 +205,6 @@ def build_assigner(name: str, **params: float) -> Assigner:
             where="loss.params.assigner",
             hint=unknown_name_hint(name, list(ASSIGNERS)),
         )
-    try:
-        return ASSIGNERS[name](**params)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise ConfigError(
-            f"{name}: {exc}", where="loss.params.assigner_params", hint="check the keywords"
-        ) from None
+    cls = ASSIGNERS[name]
+    check_keywords(cls, params, owner=name, section="loss.params.assigner_params")
+    return cls(**params)  # type: ignore[arg-type]

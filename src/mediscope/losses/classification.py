@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mediscope.errors import ConfigError
+from mediscope.params import check_keywords
 
 # How a torch.nn loss sees logits and class indices: (input transform, target form).
 TORCH_ADAPTERS: dict[str, tuple[str, str]] = {
@@ -115,39 +116,24 @@ def build_classification_loss(
     """Builds a classification loss by name with its keywords and optional class weights."""
     from mediscope.registry import LOSSES
 
-    cls = LOSSES.get(name)
-    if name == "FocalLoss":
-        kwargs = dict(params)
-        if class_weights is not None:
-            kwargs.setdefault("alpha", class_weights)
-        try:
-            return FocalLoss(**kwargs)
-        except TypeError as exc:
-            raise _params_error(exc, FocalLoss, name, params) from None
-    if name not in TORCH_ADAPTERS:
+    cls = FocalLoss if name == "FocalLoss" else LOSSES.get(name)
+    if name != "FocalLoss" and name not in TORCH_ADAPTERS:
         valid = ", ".join([*TORCH_ADAPTERS, "FocalLoss"])
         raise ConfigError(
             f"loss '{name}' does not fit classification (logits and class indices)",
             where="loss.name",
             hint=f"valid: {valid}",
         )
-    input_form, target_form = TORCH_ADAPTERS[name]
+    check_keywords(cls, params, owner=name, section="loss.params")
     kwargs = dict(params)
     if class_weights is not None:
-        key = "pos_weight" if name == "BCEWithLogitsLoss" else "weight"
+        key = {"FocalLoss": "alpha", "BCEWithLogitsLoss": "pos_weight"}.get(name, "weight")
         kwargs.setdefault(key, class_weights)
     try:
-        loss = cls(**kwargs)
-    except TypeError as exc:
-        raise _params_error(exc, cls, name, params) from None
+        loss: nn.Module = cls(**kwargs)
+    except TypeError as exc:  # a value of the wrong type (a list for a tensor, ...)
+        raise ConfigError(f"{name}: {exc}", where="loss.params") from None
+    input_form, target_form = TORCH_ADAPTERS.get(name, ("logits", "index"))
     if input_form == "logits" and target_form == "index":
         return loss
     return TorchLossAdapter(loss, input_form=input_form, target_form=target_form)
-
-
-def _params_error(exc: TypeError, cls: type, name: str, params: dict[str, Any]) -> ConfigError:
-    """A keyword the loss does not take, named with the ones it does; or the message."""
-    from mediscope.registry import keyword_error
-
-    error = keyword_error(exc, params, owner=name, section="loss.params", candidates=[cls])
-    return error or ConfigError(f"{name}: {exc}", where="loss.params")

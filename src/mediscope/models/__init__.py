@@ -27,7 +27,8 @@ from mediscope.models.segmentation.smp_models import (
     check_architecture,
     smp_architectures,
 )
-from mediscope.registry import MODELS, keyword_error, unknown_name_hint
+from mediscope.params import check_keywords
+from mediscope.registry import MODELS, unknown_name_hint
 
 TIMM_PREFIX = "timm:"
 
@@ -119,28 +120,23 @@ def build_model(
         builder = functools.partial(build_timm_classifier, name[len(TIMM_PREFIX) :])
     else:
         builder = MODELS.get(name)
+    check_keywords(
+        builder,
+        params,
+        owner=name,
+        section="model.params",
+        fixed=("num_classes", "in_chans", "pretrained"),
+    )
     try:
         model: nn.Module = builder(
             num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **params
         )
-    except (TypeError, ValueError) as exc:
-        error = None
-        if isinstance(exc, TypeError):
-            error = keyword_error(
-                exc,
-                params,
-                owner=name,
-                section="model.params",
-                candidates=[getattr(builder, "func", builder)],
-                fixed=("num_classes", "in_chans", "pretrained", "model_name", "arch"),
-            )
-        if error is None and params:  # a value of the wrong type or range
-            error = ConfigError(
-                f"{name}: {exc}", where="model.params", hint="check the values of model.params"
-            )
-        if error is None:
+    except (TypeError, ValueError) as exc:  # a value of the wrong type or range
+        if not params:
             raise
-        raise error from None
+        raise ConfigError(
+            f"{name}: {exc}", where="model.params", hint="check the values of model.params"
+        ) from None
     return model
 
 

@@ -295,13 +295,4 @@ def _check_cell(cfg: Config, cell: Cell, classes: list[str], seen: set[str]) -> 
         task = build_task(cfg, classes, class_counts=[1] * len(classes))
     except MediscopeError as exc:
         raise _grid_error(exc, cell) from None
-    except TypeError as exc:  # model.params / loss.params the builder does not take
-        if "argument" not in str(exc):
-            raise
-        raise _grid_error(
-            ConfigError(
-                str(exc), where="--set: model.params", hint="check model.params and loss.params"
-            ),
-            cell,
-        ) from None
     del task

@@ -16,9 +16,9 @@ from torch import nn
 from mediscope import __version__
 from mediscope.config.loader import locate
 from mediscope.config.schema import Config, metric_mode
-from mediscope.engine.optim import build_optimizer, build_scheduler, scheduler_length_key
 from mediscope.errors import ConfigError
 from mediscope.models.freeze import apply_freeze
+from mediscope.optim import build_optimizer, build_scheduler, scheduler_length_key
 
 CHECKPOINT_KEY = "mediscope"
 

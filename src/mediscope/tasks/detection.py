@@ -23,6 +23,7 @@ from mediscope.losses.segmentation import pixel_class_weights
 from mediscope.metrics.detection import DetectionMAP
 from mediscope.models import build_model
 from mediscope.models.detection.base import Detector
+from mediscope.params import check_keywords
 from mediscope.tasks.base import BaseTask
 from mediscope.tasks.spec import Summary, TaskSpec
 
@@ -72,17 +73,11 @@ class DetectionTask(BaseTask):
             self.criterion = None
             return
         params = dict(loss.params)
-        try:
-            criterion = DetectionLoss(
-                num_classes=len(self.classes), class_weights=self.weights(), **params
-            )
-        except TypeError as exc:
-            raise ConfigError(
-                str(exc).replace("DetectionLoss.__init__() ", ""),
-                where="loss.params",
-                hint="keywords: assigner, assigner_params, classification, objectness, box, "
-                "weights, focal_alpha, focal_gamma, smooth_l1_beta",
-            ) from None
+        fixed = ("num_classes", "class_weights")
+        check_keywords(DetectionLoss, params, owner=loss.name, section="loss.params", fixed=fixed)
+        criterion = DetectionLoss(
+            num_classes=len(self.classes), class_weights=self.weights(), **params
+        )
         self.criterion = criterion
         self.model.score_mode = criterion.score_mode  # type: ignore[assignment]
 

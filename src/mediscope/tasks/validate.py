@@ -31,9 +31,9 @@ from mediscope.config.loader import (
     read_config,
 )
 from mediscope.config.schema import Config, metric_mode
-from mediscope.engine.optim import check_optimization
 from mediscope.errors import ConfigError, MediscopeError
 from mediscope.models import model_names_hint, resolve_model
+from mediscope.optim import check_optimization
 from mediscope.registry import (
     FORMATS,
     LOSSES,

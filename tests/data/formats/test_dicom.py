@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mediscope.data.formats.dicom import read_dicom, read_dicom_pixels
+from mediscope.data.dicom_pixels import read_dicom_pixels
+from mediscope.data.formats.dicom import read_dicom
 from mediscope.data.images import read_image
 from mediscope.errors import DataError
 from mediscope.registry import FORMATS

@@ -15,8 +15,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mediscope.data.formats import npz
-from mediscope.data.formats.npz import member_array, read_npz
+from mediscope.data.formats.npz import read_npz
 from mediscope.data.images import read_image
+from mediscope.data.npz_items import member_array, read_item
 from mediscope.errors import DataError
 from mediscope.registry import FORMATS
 
@@ -98,7 +99,7 @@ def test_stored_array_is_mapped_from_the_npz_itself(tmp_path: Path, own_cache: P
     assert len(mapped.base) == (tmp_path / "data.npz").stat().st_size  # the zip, not a copy
     assert not mapped.flags.writeable and np.array_equal(mapped, arrays["train_images"])
     assert not own_cache.exists()  # nothing extracted
-    item = npz.read_item(f"{tmp_path / 'data.npz'}::train_images::4")
+    item = read_item(f"{tmp_path / 'data.npz'}::train_images::4")
     assert item.base is None and np.array_equal(item, arrays["train_images"][4])
 
 

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mediscope.data.doctor.findings import Finding
 from mediscope.data.images import DICOM_SUFFIXES, array_to_image
+from mediscope.data.npz_items import is_reference, read_item
 from mediscope.errors import MediscopeError
 
 #: Bits per channel of PIL modes.
@@ -67,11 +68,9 @@ def inspect_image(
         The image's :class:`ImageInfo`, or a finding of kind ``empty_file``,
         ``unreadable_image`` or ``truncated_image`` (severity error).
     """
-    from mediscope.data.formats import npz
-
     try:
-        if npz.is_reference(image):
-            array = npz.read_item(image)
+        if is_reference(image):
+            array = read_item(image)
             mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(array.shape[2] if array.ndim == 3 else 1, "L")
             bits = 1 if array.dtype == np.bool_ else array.dtype.itemsize * 8
             return _info(array_to_image(array, channels=3, where=image), mode, bits, array)
@@ -115,7 +114,7 @@ def _problem(kind: str, message: str, image: str, split: str | None) -> Finding:
 def _inspect_dicom(
     image: str, window: tuple[float, float] | None, split: str | None
 ) -> ImageInfo | Finding:
-    from mediscope.data.formats.dicom import import_pydicom, read_dicom_pixels
+    from mediscope.data.dicom_pixels import import_pydicom, read_dicom_pixels
 
     pydicom = import_pydicom(image)  # a missing pydicom is the user's to install: raises
     try:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mediscope.models.pretrained import load_local_weights
+from mediscope.params import forwards_keywords
 from mediscope.registry import MODELS
 
 
@@ -68,6 +69,7 @@ class SimpleCNN(nn.Module):
 
 
 @MODELS.register("simple_cnn", task="classification", description="small plain CNN, 4 blocks")
+@forwards_keywords(SimpleCNN)
 def build_simple_cnn(
     *, num_classes: int, in_chans: int = 3, pretrained: bool | str | Path = False, **params: int
 ) -> nn.Module:

@@ -23,6 +23,7 @@ from mediscope.models.detection.backbone import TimmBackbone
 from mediscope.models.detection.base import Detector, Target
 from mediscope.models.detection.heads import DecoupledHead
 from mediscope.models.detection.necks import FPN
+from mediscope.params import forwards_keywords
 from mediscope.registry import MODELS
 
 #: How class probabilities are formed from the branches (set by the loss).
@@ -174,18 +175,9 @@ class RetinaNet(Detector):
     task="detection",
     description="one-stage detector: timm backbone, FPN, decoupled head, anchors (S1)",
 )
+@forwards_keywords(RetinaNet)
 def build_retinanet(
     *, num_classes: int, in_chans: int = 3, pretrained: bool | str | Path = False, **params: Any
 ) -> RetinaNet:
     """Builds :class:`RetinaNet`; ``model.params`` are its keywords."""
-    try:
-        return RetinaNet(
-            num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **params
-        )
-    except TypeError as exc:
-        raise ConfigError(
-            f"retinanet: {exc}".replace("RetinaNet.__init__() ", ""),
-            where="model.params",
-            hint="keywords: backbone, neck, channels, head_depth, levels, anchor_size, "
-            "anchor_scales, anchor_ratios",
-        ) from None
+    return RetinaNet(num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **params)

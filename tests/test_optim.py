@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mediscope.engine.optim import PolyLR, build_optimizer, build_scheduler
 from mediscope.errors import ConfigError
+from mediscope.optim import PolyLR, build_optimizer, build_scheduler
 
 
 def lrs(scheduler, optimizer, steps: int) -> list[float]:

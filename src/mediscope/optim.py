@@ -17,7 +17,8 @@ from pydantic import TypeAdapter, ValidationError
 from torch.optim import lr_scheduler
 
 from mediscope.errors import ConfigError
-from mediscope.registry import OPTIMIZERS, SCHEDULERS, keyword_error
+from mediscope.params import check_keywords
+from mediscope.registry import OPTIMIZERS, SCHEDULERS
 
 if TYPE_CHECKING:
     from mediscope.config.schema import Config
@@ -68,6 +69,9 @@ def _register() -> None:
 
 _register()
 
+# Keywords mediscope passes itself, not listed among those a user may set.
+_SET_BY_MEDISCOPE = ("params", "optimizer", "lr")
+
 
 def build_optimizer(
     name: str,
@@ -82,25 +86,14 @@ def build_optimizer(
     kwargs: dict[str, Any] = {"lr": lr, **(extra or {})}
     if weight_decay or "weight_decay" in inspect.signature(cls).parameters:
         kwargs.setdefault("weight_decay", weight_decay)
-    _check_types(cls, extra or {}, owner=name, section="optimizer.params")
+    section = "optimizer.params"
+    check_keywords(cls, extra or {}, owner=name, section=section, fixed=_SET_BY_MEDISCOPE)
+    _check_types(cls, extra or {}, owner=name, section=section)
     try:
         optimizer: torch.optim.Optimizer = cls(params, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise _keyword_or_value_error(exc, cls, extra or {}, name, "optimizer.params") from None
+    except (TypeError, ValueError) as exc:  # a value torch refuses
+        raise ConfigError(f"{name}: {exc}", where=section) from None
     return optimizer
-
-
-def _keyword_or_value_error(
-    exc: Exception, cls: Any, params: dict[str, Any], name: str, section: str
-) -> ConfigError:
-    if isinstance(exc, TypeError):
-        fixed = ("params", "optimizer", "lr")
-        error = keyword_error(
-            exc, params, owner=name, section=section, candidates=[cls], fixed=fixed
-        )
-        if error is not None:
-            return error
-    return ConfigError(f"{name}: {exc}", where=section)
 
 
 def _check_types(cls: Any, params: dict[str, Any], *, owner: str, section: str) -> None:
@@ -169,11 +162,13 @@ def build_scheduler(
             where="scheduler.warmup_epochs",
             hint="set it to 0",
         )
-    _check_types(cls, params, owner=name, section="scheduler.params")
+    section = "scheduler.params"
+    check_keywords(cls, params, owner=name, section=section, fixed=_SET_BY_MEDISCOPE)
+    _check_types(cls, params, owner=name, section=section)
     try:
         main = cls(optimizer, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise _keyword_or_value_error(exc, cls, params, name, "scheduler.params") from None
+    except (TypeError, ValueError) as exc:  # a value torch refuses
+        raise ConfigError(f"{name}: {exc}", where=section) from None
     if not warmup:
         return main
     ramp = lr_scheduler.LinearLR(
