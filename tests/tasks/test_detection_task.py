@@ -136,6 +136,11 @@ def test_loss_settings_are_checked(tiny_smears: Path, tmp_path: Path, write_conf
     raw = tiny_detection_config(tiny_smears, tmp_path, loss={"name": "DiceLoss"})
     with pytest.raises(ConfigError, match="loss.name"):
         api.fit(load_config(write_config(raw)))
+    # a value of the wrong type is a one-line config error, not a traceback
+    for params in ({"weights": 2}, {"assigner_params": [1]}):
+        raw = tiny_detection_config(tiny_smears, tmp_path, loss={"params": params})
+        with pytest.raises(ConfigError, match=r"loss\.params: DetectionLoss: "):
+            api.fit(load_config(write_config(raw)))
     assert not list(tmp_path.glob("tiny-det"))  # nothing half-written
 
 

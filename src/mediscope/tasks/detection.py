@@ -75,9 +75,14 @@ class DetectionTask(BaseTask):
         params = dict(loss.params)
         fixed = ("num_classes", "class_weights")
         check_keywords(DetectionLoss, params, owner=loss.name, section="loss.params", fixed=fixed)
-        criterion = DetectionLoss(
-            num_classes=len(self.classes), class_weights=self.weights(), **params
-        )
+        try:
+            criterion = DetectionLoss(
+                num_classes=len(self.classes), class_weights=self.weights(), **params
+            )
+        except (TypeError, ValueError) as exc:  # a value of the wrong type or range
+            raise ConfigError(
+                f"{loss.name}: {exc}", where="loss.params", hint="check the values of loss.params"
+            ) from None
         self.criterion = criterion
         self.model.score_mode = criterion.score_mode  # type: ignore[assignment]
 
