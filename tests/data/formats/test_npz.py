@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mediscope.data.formats import npz
+from mediscope.data import npz_items
 from mediscope.data.formats.npz import read_npz
 from mediscope.data.images import read_image
 from mediscope.data.npz_items import member_array, read_item
@@ -116,7 +116,7 @@ def test_compressed_array_is_extracted_once_and_mapped(
     assert np.array_equal(read_image(found.samples[14].image), arrays["val_images"][2])
     # A new process (fresh handles) reuses the extracted copy.
     inode = copies[1].stat().st_ino
-    monkeypatch.setattr(npz, "_HANDLES", npz._Handles())
+    monkeypatch.setattr(npz_items, "_HANDLES", npz_items._Handles())
     assert np.array_equal(read_image(found.samples[0].image), arrays["train_images"][0])
     assert copies[1].stat().st_ino == inode
 
