@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 from collections.abc import Iterator
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -19,15 +17,10 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from mediscope.errors import ConfigError, DataError, MediscopeError
 
 if TYPE_CHECKING:
-    from mediscope.config.schema import Config
+    from mediscope.config.schema import DatasetConfig
     from mediscope.data.doctor.run import CheckReport
 
 #: Models named only so that a dataset path validates as a config (never built).
-PLACEHOLDER_MODELS = {
-    "classification": "simple_cnn",
-    "segmentation": "unet",
-    "detection": "retinanet",
-}
 #: Findings shown per kind on the terminal.
 SHOWN = 3
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -127,20 +120,21 @@ def check_command(
 
 def resolve_target(
     target: Path, data_format: str | None, classes: str | None, overrides: list[str]
-) -> tuple[Config, str]:
+) -> tuple[DatasetConfig, str]:
     """The config to check and a name for the default output folder.
 
-    A YAML file with ``task`` or ``data`` is a config (a missing ``model`` section is
-    filled in, the doctor needs none); anything else is a dataset path read as
-    ``data_format``, by default the format its files show.
+    A YAML file with ``task`` or ``data`` is a config (its ``model`` section may be
+    missing: the doctor needs only the task and the data); anything else is a dataset
+    path read as ``data_format``, by default the format its files show.
 
     Raises:
         DataError: when ``target`` does not exist or its format is not recognised.
         ConfigError: for an invalid config or override.
     """
+    from mediscope.config import ConfigSource, apply_override
     from mediscope.data.doctor import detect_format, is_config
     from mediscope.registry import FORMATS
-    from mediscope.tasks.validate import load_config
+    from mediscope.tasks.validate import dataset_config_from_dict, load_dataset_config
 
     if not target.exists():
         raise DataError(
@@ -152,55 +146,17 @@ def resolve_target(
         names = [c.strip() for c in classes.split(",") if c.strip()]
         overrides.insert(0, f"data.classes=[{', '.join(_quoted(n) for n in names)}]")
     if is_config(target):
-        try:
-            raw = yaml.safe_load(target.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            raw = None
-        if not isinstance(raw, dict):
-            return load_config(target, overrides), target.stem  # raises, naming the line
-        if "model" not in raw and raw.get("task") in PLACEHOLDER_MODELS:
-            raw["model"] = {"name": PLACEHOLDER_MODELS[raw["task"]]}
-            overrides.append(f"model.name={PLACEHOLDER_MODELS[raw['task']]}")
-        return _validated(raw, overrides, target), target.stem
+        return load_dataset_config(target, overrides), target.stem
     name = data_format if data_format is not None else detect_format(target)
     try:
         task = FORMATS.entry(name).tags.get("tasks", ("classification",))[0]
     except MediscopeError as exc:
         raise ConfigError(exc.message, where="--format", hint=exc.hint) from None
-    raw = {
-        "task": task,
-        "data": {"format": name, "path": str(target)},
-        "model": {"name": PLACEHOLDER_MODELS[task]},
-    }
-    return _validated(raw, overrides, None), _dataset_name(target)
-
-
-def _validated(raw: dict[str, Any], overrides: list[str], path: Path | None) -> Config:
-    """``raw`` with ``overrides`` as a Config.
-
-    The schema and the format name are checked first: the loader also checks the model
-    name, which imports every model (seconds), and the doctor builds none. Only an
-    invalid config goes through the loader, for its error naming the file, line and key.
-    """
-    from pydantic import ValidationError
-
-    from mediscope.config import apply_override
-    from mediscope.config.schema import Config
-    from mediscope.registry import FORMATS
-    from mediscope.tasks.validate import config_from_text, load_config
-
-    data = copy.deepcopy(raw)
+    raw: dict[str, Any] = {"task": task, "data": {"format": name, "path": str(target)}}
+    source = ConfigSource(None, {}, overrides)
     for item in overrides:
-        apply_override(data, item)
-    try:
-        config = Config.model_validate(data)
-        if config.data.format in FORMATS:
-            return config
-    except ValidationError:
-        pass
-    if path is not None:
-        return load_config(path, overrides)
-    return config_from_text(yaml.safe_dump(raw), overrides=overrides)
+        source.overridden.add(apply_override(raw, item))
+    return dataset_config_from_dict(raw, source), _dataset_name(target)
 
 
 def _quoted(name: str) -> str:
@@ -215,7 +171,7 @@ def _dataset_name(path: Path) -> str:
     return path.stem
 
 
-def default_output(config: Config, name: str) -> Path:
+def default_output(config: DatasetConfig, name: str) -> Path:
     """``checks/<name>`` in the current folder, unless that is inside the dataset.
 
     Raises:

@@ -15,19 +15,24 @@ from mediscope.config.loader import (
     locate,
     parse_config_dict,
     parse_config_text,
+    parse_dataset_dict,
     parse_override_value,
     read_config,
+    read_dataset_config,
 )
-from mediscope.config.schema import Config
+from mediscope.config.schema import Config, DatasetConfig
 
 __all__ = [
     "Config",
     "ConfigSource",
+    "DatasetConfig",
     "apply_override",
     "dump_config",
     "locate",
     "parse_config_dict",
     "parse_config_text",
+    "parse_dataset_dict",
     "parse_override_value",
     "read_config",
+    "read_dataset_config",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from mediscope.config.schema import Config
+from mediscope.config.schema import Config, DatasetConfig
 from mediscope.errors import ConfigError, MediscopeError
 from mediscope.registry import did_you_mean, unknown_name_hint
 
@@ -65,25 +65,44 @@ def read_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         ConfigError: naming the file, line, key, bad value and valid choices.
     """
     path = Path(path)
+    return parse_config_text(_read_text(path), path=path, overrides=overrides)
+
+
+def read_dataset_config(path: str | Path, overrides: Iterable[str] = ()) -> DatasetConfig:
+    """Like :func:`read_config` for a config that may lack its ``model`` section (what
+    the dataset doctor reads; see :func:`parse_dataset_dict`)."""
+    path = Path(path)
+    raw, source = _raw_and_source(_read_text(path), path, overrides)
+    return parse_dataset_dict(raw, source)
+
+
+def _read_text(path: Path) -> str:
     if not path.is_file():
         hint = "check the path" if not path.exists() else "give a YAML file, not a folder"
         raise ConfigError("config file not found", where=path, hint=hint)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the config: {exc}", where=path) from None
-    return parse_config_text(text, path=path, overrides=overrides)
+
+
+def _raw_and_source(
+    text: str, path: Path | None, overrides: Iterable[str]
+) -> tuple[dict[str, Any], ConfigSource]:
+    """The YAML as a dict with the overrides applied, and where each key came from."""
+    raw, lines = _parse_yaml(text, path)
+    source = ConfigSource(path, lines, list(overrides))
+    for item in source.overrides:
+        keys = apply_override(raw, item)
+        source.overridden.add(keys)
+    return raw, source
 
 
 def parse_config_text(
     text: str, *, path: Path | None = None, overrides: Iterable[str] = ()
 ) -> Config:
     """Like :func:`read_config`, from YAML text."""
-    raw, lines = _parse_yaml(text, path)
-    source = ConfigSource(path, lines, list(overrides))
-    for item in source.overrides:
-        keys = apply_override(raw, item)
-        source.overridden.add(keys)
+    raw, source = _raw_and_source(text, path, overrides)
     return parse_config_dict(raw, source)
 
 
@@ -93,7 +112,32 @@ def parse_config_dict(raw: dict[str, Any], source: ConfigSource | None = None) -
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise _translate(exc, source) from None
+        raise _translate(exc.errors(), source) from None
+    config._source = source
+    return config
+
+
+def parse_dataset_dict(raw: dict[str, Any], source: ConfigSource | None = None) -> DatasetConfig:
+    """Like :func:`parse_config_dict` for a config that may lack its ``model`` section.
+
+    Every section present is checked as in a whole config; with a model the result is a
+    whole :class:`~mediscope.config.schema.Config`, without one its
+    :class:`~mediscope.config.schema.DatasetConfig` part (task, seed, data).
+    """
+    source = source or ConfigSource(None, {}, [])
+    if "model" in raw:
+        return parse_config_dict(raw, source)
+    try:
+        Config.model_validate(raw)
+    except ValidationError as exc:
+        errors = [e for e in exc.errors() if tuple(e["loc"]) != ("model",)]
+        if errors:
+            raise _translate(errors, source) from None
+    keys = DatasetConfig.model_fields
+    try:
+        config = DatasetConfig.model_validate({k: v for k, v in raw.items() if k in keys})
+    except ValidationError as exc:
+        raise _translate(exc.errors(), source) from None
     config._source = source
     return config
 
@@ -192,9 +236,8 @@ def apply_override(raw: dict[str, Any], item: str) -> KeyPath:
     return keys
 
 
-def _translate(exc: ValidationError, source: ConfigSource) -> ConfigError:
+def _translate(errors: Sequence[Any], source: ConfigSource) -> ConfigError:
     """Turns pydantic's errors into one ConfigError (the first error, and a count)."""
-    errors = exc.errors()
     first = errors[0]
     loc = tuple(p for p in first["loc"] if not _is_union_tag(p))
     dotted = ".".join(str(p) for p in loc)

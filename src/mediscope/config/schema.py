@@ -469,8 +469,12 @@ class RunConfig(Section):
     dir: Path = Field(Path("runs"), description="the folder that holds the runs")
 
 
-class Config(Section):
-    """A whole mediscope config."""
+class DatasetConfig(Section):
+    """What a config says of its data: the task, the seed and the ``data`` section.
+
+    The dataset doctor (``mediscope check``) needs no more; :class:`Config` adds the
+    model and everything about training.
+    """
 
     task: str = Field(
         description="what the model learns: classification, segmentation or detection "
@@ -480,6 +484,14 @@ class Config(Section):
         42, ge=0, description="seeds Python, NumPy, torch, shuffling and augmentation"
     )
     data: DataConfig = Field(description="where the data is and how it is loaded")
+
+    # Where the config came from (file, lines, overrides), for error messages.
+    _source: Any = PrivateAttr(default=None)
+
+
+class Config(DatasetConfig):
+    """A whole mediscope config."""
+
     model: ModelConfig = Field(description="the network, its weights and what is frozen")
     loss: LossConfig = Field(default_factory=LossConfig, description="the loss")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="the optimizer")
@@ -505,9 +517,6 @@ class Config(Section):
         default_factory=ReportConfig, description="confidence intervals and report.html"
     )
     run: RunConfig = Field(default_factory=RunConfig, description="where the run folder goes")
-
-    # Where the config came from (file, lines, overrides), for error messages.
-    _source: Any = PrivateAttr(default=None)
 
 
 def metric_mode(metric: str) -> Literal["min", "max"]:

@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from mediscope.errors import DataError
 
 if TYPE_CHECKING:
-    from mediscope.config.schema import Config
+    from mediscope.config.schema import DatasetConfig
 
 MaskMode = Literal["auto", "index", "binary", "palette"]
 Palette = Mapping[str, Sequence[int]] | Sequence[Sequence[int]]
@@ -236,7 +236,7 @@ def _show(values: np.ndarray, limit: int = 8) -> str:
     return shown + (", ..." if len(values) > limit else "")
 
 
-def mask_decoder(config: Config, classes: list[str]) -> Callable[[str], np.ndarray]:
+def mask_decoder(config: DatasetConfig, classes: list[str]) -> Callable[[str], np.ndarray]:
     """Reads a mask file into class indices as training does (``data.palette``,
     ``data.ignore_index``, ``data.mask_mode``)."""
     data = config.data

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mediscope.config.loader import (
     ConfigSource,
@@ -28,9 +28,11 @@ from mediscope.config.loader import (
     locate,
     parse_config_dict,
     parse_config_text,
+    parse_dataset_dict,
     read_config,
+    read_dataset_config,
 )
-from mediscope.config.schema import Config, metric_mode
+from mediscope.config.schema import Config, DatasetConfig, metric_mode
 from mediscope.errors import ConfigError, MediscopeError
 from mediscope.models import model_names_hint, resolve_model
 from mediscope.optim import check_optimization
@@ -44,11 +46,17 @@ from mediscope.registry import (
 )
 from mediscope.tasks import TASKS, TaskSpec
 
+C = TypeVar("C", bound=DatasetConfig)
 
-def validate(config: Config) -> Config:
+
+def validate(config: C) -> C:
     """Checks ``config`` against the registries and its task and fills the task defaults.
 
-    Idempotent: validating a validated config changes nothing.
+    A :class:`~mediscope.config.schema.DatasetConfig` (what the dataset doctor reads:
+    task, seed, data) gets the checks of its task and data format; a whole
+    :class:`~mediscope.config.schema.Config` those of its model, loss, optimizer,
+    scheduler and monitors too. Idempotent: validating a validated config changes
+    nothing.
 
     Returns:
         ``config`` itself, with ``loss.name``, the monitors and their modes resolved.
@@ -58,10 +66,25 @@ def validate(config: Config) -> Config:
     """
     source = config._source or ConfigSource(None, {}, [])
     spec = _spec(config, source)
-    _fill_defaults(config, spec, source)
-    _check_names(config, source)
-    _check_monitors(config, spec, source)
+    _check_data(config, spec, source)
+    if isinstance(config, Config):
+        _fill_defaults(config, spec)
+        _check_names(config, source)
+        _check_monitors(config, spec)
     return config
+
+
+def load_dataset_config(path: str | Path, overrides: Iterable[str] = ()) -> DatasetConfig:
+    """Like :func:`load_config` for a config that may lack its ``model`` section (the
+    dataset doctor's input); a config with a model is a whole, validated Config."""
+    return validate(read_dataset_config(path, overrides))
+
+
+def dataset_config_from_dict(
+    raw: dict[str, Any], source: ConfigSource | None = None
+) -> DatasetConfig:
+    """Like :func:`load_dataset_config`, from a plain dict."""
+    return validate(parse_dataset_dict(raw, source))
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
@@ -97,7 +120,7 @@ def _where(source: ConfigSource, keys: KeyPath) -> str:
     return f"{source.where(keys)}: {'.'.join(map(str, keys))}"
 
 
-def _spec(config: Config, source: ConfigSource) -> TaskSpec:
+def _spec(config: DatasetConfig, source: ConfigSource) -> TaskSpec:
     if config.task in TASKS:
         return TASKS.get(config.task)
     names = TASKS.names()
@@ -111,12 +134,23 @@ def _spec(config: Config, source: ConfigSource) -> TaskSpec:
     )
 
 
-def _fill_defaults(config: Config, spec: TaskSpec, source: ConfigSource) -> None:
+def _check_data(config: DatasetConfig, spec: TaskSpec, source: ConfigSource) -> None:
+    """The data format's name, and a sampler the task can draw with."""
+    name = config.data.format
+    if name not in FORMATS:
+        raise ConfigError(
+            f"unknown {FORMATS.kind} '{name}'",
+            where=_where(source, ("data", "format")),
+            hint=unknown_name_hint(name, FORMATS.names()),
+        )
     if config.data.sampler == "weighted" and not spec.data.one_label_per_image:
         raise ConfigError(
             "weighted draws classes of whole images (classification); use loss.class_weights",
             where=_where(source, ("data", "sampler")),
         )
+
+
+def _fill_defaults(config: Config, spec: TaskSpec) -> None:
     if config.loss.name is None:
         config.loss.name = spec.default_loss
     checkpoint = config.checkpoint
@@ -137,9 +171,8 @@ def _fill_defaults(config: Config, spec: TaskSpec, source: ConfigSource) -> None
 
 
 def _check_names(config: Config, source: ConfigSource) -> None:
-    """Model, loss, optimizer, scheduler and format names against the registries."""
+    """Model, loss, optimizer and scheduler names against the registries."""
     checks: list[tuple[KeyPath, str | None, Any]] = [
-        (("data", "format"), config.data.format, FORMATS),
         (("loss", "name"), config.loss.name, LOSSES),
         (("optimizer", "name"), config.optimizer.name, OPTIMIZERS),
         (("scheduler", "name"), config.scheduler.name, SCHEDULERS),
@@ -165,7 +198,7 @@ def _check_names(config: Config, source: ConfigSource) -> None:
         raise locate(exc, config) from None
 
 
-def _check_monitors(config: Config, spec: TaskSpec, source: ConfigSource) -> None:
+def _check_monitors(config: Config, spec: TaskSpec) -> None:
     """The metrics that ``checkpoint``, early stopping and the scheduler monitor."""
     names = spec.metric_names()
     monitors: dict[KeyPath, str] = {("checkpoint", "monitor"): config.checkpoint.monitor}
@@ -183,4 +216,11 @@ def _check_monitors(config: Config, spec: TaskSpec, source: ConfigSource) -> Non
             )
 
 
-__all__ = ["config_from_dict", "config_from_text", "load_config", "validate"]
+__all__ = [
+    "config_from_dict",
+    "config_from_text",
+    "dataset_config_from_dict",
+    "load_config",
+    "load_dataset_config",
+    "validate",
+]

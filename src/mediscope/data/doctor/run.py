@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mediscope.config.schema import Config
+from mediscope.config.schema import DatasetConfig
 from mediscope.data.doctor.duplicates import (
     MIN_CORRELATION,
     NEAR_THRESHOLD,
@@ -56,7 +56,7 @@ class CheckReport:
         counts: Findings per severity (set from ``findings``).
     """
 
-    config: Config
+    config: DatasetConfig
     classes: list[str]
     items: list[Item]
     infos: list[ImageInfo | None]
@@ -149,7 +149,7 @@ def _finding_order(finding: Finding) -> tuple[Any, ...]:
 
 
 def check_dataset(
-    config: Config,
+    config: DatasetConfig,
     *,
     split_file: Path | None = None,
     near_threshold: int = NEAR_THRESHOLD,
@@ -225,7 +225,10 @@ def _label_owners(scans: list[tuple[str, Scan]], findings: list[Finding]) -> Non
 
 
 def _assign_splits(
-    config: Config, scans: list[tuple[str, Scan]], split_file: Path | None, findings: list[Finding]
+    config: DatasetConfig,
+    scans: list[tuple[str, Scan]],
+    split_file: Path | None,
+    findings: list[Finding],
 ) -> str:
     """Sets each item's split as training would see it; returns where they come from."""
     for name, scan in scans:
@@ -337,7 +340,7 @@ def _unlisted_images(scans: list[tuple[str, Scan]]) -> list[Finding]:
 
 
 def _apply_exclude(
-    config: Config, scans: list[tuple[str, Scan]], items: list[Item], findings: list[Finding]
+    config: DatasetConfig, scans: list[tuple[str, Scan]], items: list[Item], findings: list[Finding]
 ) -> tuple[list[Item], int]:
     """The items without those ``data.exclude`` names (as training reads them)."""
     from mediscope.data.formats.masks import match_exclude
@@ -376,7 +379,7 @@ def _apply_exclude(
 
 
 def _decode(
-    config: Config,
+    config: DatasetConfig,
     classes: list[str],
     items: Sequence[Item],
     findings: list[Finding],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from mediscope.config.schema import Config
+from mediscope.config.schema import DatasetConfig
 from mediscope.data.doctor.scan import Scan, is_image_name, walk_files
 from mediscope.data.doctor.scan_classification import scan_class_folders, scan_csv, scan_npz
 from mediscope.data.doctor.scan_detection import scan_coco, scan_voc, scan_yolo
@@ -19,7 +19,7 @@ from mediscope.registry import FORMATS
 FORMAT_HINT = "give --format imagefolder, csv, npz, dicom, masks, coco, yolo or voc"
 
 
-def scan_path(config: Config, path: Path, classes: list[str] | None) -> Scan:
+def scan_path(config: DatasetConfig, path: Path, classes: list[str] | None) -> Scan:
     """Scans ``path`` in the config's format.
 
     Raises:
