@@ -114,18 +114,21 @@ def test_sliced_predictor_maps_tiles_back(fitted: Any) -> None:
             ]
 
     config, _ = fitted
-    config = config.model_copy(deep=True)
-    config.inference.window = (128, 128)
-    config.inference.overlap = 0.0
-    predictor = DetectionPredictor(OneBox(), config, mean=[0.0] * 3, std=[1.0] * 3)
+    settings = {
+        "image_size": config.data.image_size,
+        "mean": [0.0] * 3,
+        "std": [1.0] * 3,
+        "window": (128, 128),
+        "overlap": 0.0,
+    }
+    predictor = DetectionPredictor(OneBox(), **settings)
     found = predictor.predict(np.zeros((256, 384, 3), np.uint8))
     assert len(found.boxes) == 6  # 2 x 3 tiles, each box scaled x2 and shifted
     corners = {tuple(b) for b in found.boxes[:, :2].round().astype(int).tolist()}
     assert corners == {(x + 16, y + 16) for y in (0, 128) for x in (0, 128, 256)}
     assert np.allclose(found.boxes[:, 2] - found.boxes[:, 0], 32)
     # the box limit holds per window: 6 tiles keep 6 boxes even with a limit of 1
-    config.inference.max_detections = 1
-    limited = DetectionPredictor(OneBox(), config, mean=[0.0] * 3, std=[1.0] * 3)
+    limited = DetectionPredictor(OneBox(), **settings, max_detections=1)
     assert len(limited.predict(np.zeros((256, 384, 3), np.uint8)).boxes) == 6
 
 

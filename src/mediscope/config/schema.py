@@ -8,10 +8,17 @@ where one makes sense, so that a ten-line config is valid.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+log = logging.getLogger(__name__)
+
+#: The deprecation message of the old ``data.window`` key.
+WINDOW_RENAMED = "data.window is renamed data.dicom_window; the old name still works for now"
 
 
 class Section(BaseModel):
@@ -87,8 +94,10 @@ class DataConfig(Section):
         "says otherwise); dataset: computed on the training split",
     )
     root: Path | None = Field(None, description="images root for paths in a CSV manifest")
-    window: tuple[float, float] | None = Field(
-        None, description="DICOM intensity window (centre, width); default: the file's own"
+    dicom_window: tuple[float, float] | None = Field(
+        None,
+        description="DICOM intensity window (centre, width); default: the file's own. "
+        "Formerly data.window, which still works with a deprecation warning",
     )
     sampler: Literal["random", "weighted"] = Field(
         "random", description="weighted: draw classes equally often"
@@ -130,6 +139,24 @@ class DataConfig(Section):
     crop_object_prob: float = Field(
         0.8, ge=0, le=1, description="detection: share of random crops centred on an object"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_window(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "window" not in data:
+            return data
+        if "dicom_window" in data:
+            raise ValueError(
+                "data.window is the old name of data.dicom_window: give only dicom_window"
+            )
+        data = dict(data)
+        value = data.pop("window")
+        data["dicom_window"] = value
+        # Run folders written before the rename hold ``window: null``: nothing to tell.
+        if value is not None:
+            warnings.warn(WINDOW_RENAMED, DeprecationWarning, stacklevel=2)
+            log.warning(WINDOW_RENAMED)
+        return data
 
     @field_validator("image_size", "crop_size", mode="before")
     @classmethod
@@ -290,7 +317,8 @@ class InferenceConfig(Section):
     window: tuple[int, int] | None = Field(
         None,
         description="sliding-window size H W (or one number); none: the whole image resized "
-        "to data.image_size",
+        "to data.image_size. Detection: none falls back to data.crop_size, so a model "
+        "trained on crops predicts large images in tiles of that size",
     )
     overlap: float = Field(0.25, ge=0, lt=1, description="share of a window shared with the next")
     gaussian: bool = Field(True, description="weight window centres more than their borders")

@@ -336,7 +336,7 @@ class MediscopeDataModule(L.LightningDataModule):
             channels=cfg.data.channels,
             seed=cfg.seed,
             augment_until=cfg.augment.until_epoch,
-            window=cfg.data.window,
+            window=cfg.data.dicom_window,
         )
         return self.task_data.dataset(cfg, samples, train=train, options=options)
 

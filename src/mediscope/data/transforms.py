@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import albumentations as A
 import cv2
 from albumentations.pytorch import ToTensorV2
@@ -77,11 +79,25 @@ def augmentations(cfg: AugmentConfig, channels: int = 3) -> list[A.BasicTransfor
     return ops
 
 
+def normalizing(mean: Sequence[float], std: Sequence[float]) -> list[A.BasicTransform]:
+    """Normalise (uint8 pixels, 0..1 ``mean`` and ``std``) → CHW float tensor.
+
+    The last steps of every pipeline: :func:`build_transform` ends with them, and
+    :func:`build_normalize` is them alone.
+    """
+    return [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
+
+
+def build_normalize(mean: Sequence[float], std: Sequence[float]) -> A.Compose:
+    """Normalise → tensor at the image's own size (no resize), e.g. for sliding windows."""
+    return A.Compose(normalizing(mean, std))
+
+
 def build_transform(
     *,
     image_size: tuple[int, int],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
+    mean: Sequence[float],
+    std: Sequence[float],
     augment: AugmentConfig | None = None,
     channels: int = 3,
     boxes: bool = False,
@@ -100,7 +116,7 @@ def build_transform(
         ops = [A.Resize(height=image_size[0], width=image_size[1])]
     if augment is not None:
         ops.extend(augmentations(augment, channels))
-    ops.extend([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
+    ops.extend(normalizing(mean, std))
     if boxes:
         params = A.BboxParams(
             format="pascal_voc",

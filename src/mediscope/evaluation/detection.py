@@ -27,7 +27,6 @@ from mediscope.inference.pictures import draw_detections
 from mediscope.metrics.bootstrap import interval_keys
 from mediscope.metrics.counting import best_f1_threshold
 from mediscope.metrics.detection import detection_intervals, evaluate_detections, image_f1
-from mediscope.models.detection.base import Detector
 from mediscope.reports.detection import (
     DetectionGalleryItem,
     plot_pr_curves,
@@ -54,13 +53,11 @@ def evaluate_detection(
 
     inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
     task, samples, dataset = inputs.task, inputs.samples, inputs.dataset
-    mean, std = inputs.mean, inputs.std
-    assert isinstance(dataset, DetectionDataset) and isinstance(task.model, Detector)
-    predictor = DetectionPredictor(
-        task.model,
+    assert isinstance(dataset, DetectionDataset)
+    predictor = DetectionPredictor.from_config(
+        task,
         config,
-        mean=mean,
-        std=std,
+        stats=(inputs.mean, inputs.std),
         score_threshold=EVAL_SCORE_THRESHOLD,
         max_detections=EVAL_MAX_DETECTIONS,
     )

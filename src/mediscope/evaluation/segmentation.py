@@ -56,9 +56,8 @@ def evaluate_segmentation(
 
     inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
     task, samples, dataset = inputs.task, inputs.samples, inputs.dataset
-    mean, std = inputs.mean, inputs.std
     assert isinstance(dataset, SegmentationDataset)
-    predictor = SegmentationPredictor(task.model, config, mean=mean, std=std)
+    predictor = SegmentationPredictor.from_config(task, config, stats=(inputs.mean, inputs.std))
     evaluation = score_dataset(predictor, dataset, samples.ids(), task.classes, config)
     evaluation.metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
     report = config.report

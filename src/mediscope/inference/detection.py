@@ -1,32 +1,32 @@
 """Detection on whole images of any size: resized, or sliced into overlapping tiles.
 
 An image larger than the window (``inference.window``, else ``data.crop_size`` when
-the model was trained on crops) is cut into overlapping tiles; each tile is resized
-to ``data.image_size`` as in training, the tiles go through the model in batches,
-and the boxes of all tiles are merged (NMS, or weighted boxes fusion). Only one tile
-batch is in memory besides the image, so a 4,912 x 3,684 smear stays small.
+the model was trained on crops: see :meth:`DetectionPredictor.from_config`) is cut
+into overlapping tiles; each tile is resized to ``data.image_size`` as in training,
+the tiles go through the model in batches, and the boxes of all tiles are merged
+(NMS, or weighted boxes fusion). Only one tile batch is in memory besides the image,
+so a 4,912 x 3,684 smear stays small.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import albumentations as A
-import cv2
 import numpy as np
 import pandas as pd
 import torch
-from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
 from mediscope.config.schema import Config
+from mediscope.data.transforms import build_transform
 from mediscope.errors import DataError
 from mediscope.files import write_with
 from mediscope.inference.boxes import merge_detections, tile_windows
 from mediscope.inference.output import staged_output
 from mediscope.models.detection.base import Detector
-from mediscope.tasks import data_module
+from mediscope.tasks import BaseTask, data_module
 
 #: Score threshold of ``inference.score_threshold: auto`` when the run has no F1 threshold.
 DEFAULT_SCORE_THRESHOLD = 0.05
@@ -44,53 +44,104 @@ class Detections:
 class DetectionPredictor:
     """Detects objects in ``H x W x C`` uint8 images of any size.
 
+    Build it from a run's config with :meth:`from_config`.
+
     Args:
         model: The detector.
-        config: The run's config (image size, crop size, ``inference`` section).
+        image_size: ``H, W`` every image or tile is resized to (the training size).
         mean: Per-channel input mean (0..1), as in training.
         std: Per-channel input std (0..1).
-        score_threshold: Overrides ``inference.score_threshold`` (evaluation uses a
-            low one, as COCO evaluations do).
-        max_detections: Overrides ``inference.max_detections``.
+        window: Tile size ``H, W``: larger images are cut into overlapping tiles;
+            None predicts every image whole.
+        overlap: Share of a tile shared with the next.
+        batch_size: Tiles per forward pass.
+        merge: How the boxes of overlapping tiles are merged: ``nms`` or ``wbf``.
+        score_threshold: Boxes scoring less are dropped.
+        iou_threshold: IoU above which the model's NMS and the tile merge join boxes.
+        max_detections: Boxes kept per image, or per tile when tiled.
     """
 
     def __init__(
         self,
         model: Detector,
-        config: Config,
         *,
-        mean: list[float],
-        std: list[float],
-        score_threshold: float | None = None,
-        max_detections: int | None = None,
+        image_size: tuple[int, int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        window: tuple[int, int] | None = None,
+        overlap: float = 0.25,
+        batch_size: int = 4,
+        merge: str = "nms",
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = 0.5,
+        max_detections: int = 300,
     ) -> None:
         self.model = model.eval()
-        self.settings = config.inference
-        self.size = config.data.image_size
-        self.window = config.inference.window or config.data.crop_size
-        setting = config.inference.score_threshold
-        if score_threshold is None:
-            score_threshold = DEFAULT_SCORE_THRESHOLD if setting == "auto" else float(setting)
+        self.size = image_size
+        self.window = window
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.merge = merge
         self.score_threshold = score_threshold
-        self.max_detections = max_detections or config.inference.max_detections
-        self.normalize = A.Compose(
-            [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
-        )
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        # evaluation's plain pipeline: every tile is resized to the training size
+        self.transform = build_transform(image_size=image_size, mean=mean, std=std)
         self.device = next(model.parameters()).device
 
+    @classmethod
+    def from_config(
+        cls,
+        task: BaseTask,
+        config: Config,
+        *,
+        stats: tuple[list[float], list[float]] | None = None,
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+    ) -> DetectionPredictor:
+        """The predictor of ``task``'s detector as ``config`` sets it up.
+
+        The tile size is ``inference.window``, else ``data.crop_size`` (a model trained
+        on crops of large images predicts them in tiles of that size).
+
+        Args:
+            task: The restored task (its model detects).
+            config: The run's config: ``data.image_size``, ``data.crop_size`` and the
+                ``inference`` section.
+            stats: Normalisation mean and std (the checkpoint's); default: the data
+                module's for ``config``.
+            score_threshold: Overrides ``inference.score_threshold`` (evaluation uses a
+                low one, as COCO evaluations do); ``auto`` there stands for
+                :data:`DEFAULT_SCORE_THRESHOLD`.
+            max_detections: Overrides ``inference.max_detections``.
+        """
+        assert isinstance(task.model, Detector)
+        mean, std = stats or data_module(config).normalization_stats()
+        settings = config.inference
+        if score_threshold is None:
+            setting = settings.score_threshold
+            score_threshold = DEFAULT_SCORE_THRESHOLD if setting == "auto" else float(setting)
+        return cls(
+            task.model,
+            image_size=config.data.image_size,
+            mean=mean,
+            std=std,
+            window=settings.window or config.data.crop_size,
+            overlap=settings.overlap,
+            batch_size=settings.batch_size,
+            merge=settings.merge,
+            score_threshold=score_threshold,
+            iou_threshold=settings.iou_threshold,
+            max_detections=max_detections or settings.max_detections,
+        )
+
     def _batch(self, crops: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
-        height, width = self.size
-        tensors = []
-        for crop in crops:
-            resized = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
-            if resized.ndim == 2:
-                resized = resized[:, :, None]
-            tensors.append(self.normalize(image=resized)["image"])
+        tensors = [self.transform(image=crop)["image"] for crop in crops]
         images = torch.stack(tensors).to(self.device)
         return self.model.predict(
             images,
             score_threshold=self.score_threshold,
-            iou_threshold=self.settings.iou_threshold,
+            iou_threshold=self.iou_threshold,
             max_detections=self.max_detections,
         )
 
@@ -99,11 +150,11 @@ class DetectionPredictor:
         """The detections of one image, in its own pixels."""
         height, width = image.shape[:2]
         if self.window is not None and (height > self.window[0] or width > self.window[1]):
-            windows = tile_windows(height, width, self.window, self.settings.overlap)
+            windows = tile_windows(height, width, self.window, self.overlap)
         else:
             windows = [(0, 0, height, width)]
         boxes, scores, labels = [], [], []
-        step = self.settings.batch_size
+        step = self.batch_size
         for start in range(0, len(windows), step):
             chunk = windows[start : start + step]
             found = self._batch([image[y0:y1, x0:x1] for y0, x0, y1, x1 in chunk])
@@ -122,8 +173,8 @@ class DetectionPredictor:
                 all_boxes,
                 all_scores,
                 all_labels,
-                method=self.settings.merge,
-                iou_threshold=self.settings.iou_threshold,
+                method=self.merge,
+                iou_threshold=self.iou_threshold,
                 image_size=(height, width),
                 # the limit holds per window: a whole smear holds many windows' worth
                 max_detections=self.max_detections * len(windows),
@@ -188,17 +239,13 @@ def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Pat
             hint="give --output a folder",
         )
     task, stats = task_from_checkpoint(config, checkpoint)
-    mean, std = stats or data_module(config).normalization_stats()
-    assert isinstance(task.model, Detector)
     threshold = counting_threshold(config, checkpoint)
-    predictor = DetectionPredictor(
-        task.model, config, mean=mean, std=std, score_threshold=threshold
-    )
+    predictor = DetectionPredictor.from_config(task, config, stats=stats, score_threshold=threshold)
     records = []
     # An unreadable image leaves no half output; labels/ is replaced as a whole.
     with staged_output(output, replace=["labels"]) as staging:
         for ref, name in zip(refs, unique_stems(refs), strict=True):
-            image = read_image(ref, channels=config.data.channels, window=config.data.window)
+            image = read_image(ref, channels=config.data.channels, window=config.data.dicom_window)
             found = predictor.predict(image)
             height, width = image.shape[:2]
             records.append(

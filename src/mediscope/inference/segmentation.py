@@ -12,26 +12,25 @@ Either can average over flips (``inference.tta``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-import albumentations as A
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch import nn
 
 from mediscope.config.schema import Config
+from mediscope.data.transforms import build_normalize, build_transform
 from mediscope.errors import DataError
 from mediscope.files import write_text_atomic, write_with
 from mediscope.inference.output import staged_output
 from mediscope.inference.sliding_window import sliding_window_logits
 from mediscope.inference.tta import flip_tta
-from mediscope.tasks import data_module
+from mediscope.tasks import BaseTask, data_module
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -39,46 +38,97 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 class SegmentationPredictor:
     """Predicts per-pixel class probabilities of whole images.
 
+    Build it from a run's config with :meth:`from_config`.
+
     Args:
         model: The segmentation network (logits ``(B, K, H, W)``).
-        config: The run's config (image size, channels, ``inference`` section).
+        image_size: ``H, W`` the whole image is resized to (the training size).
         mean: Per-channel input mean (0..1), as in training.
         std: Per-channel input std (0..1).
+        window: Sliding-window size ``H, W`` at full resolution; None resizes the whole
+            image to ``image_size``.
+        overlap: Share of a window shared with the next.
+        gaussian: Weight window centres more than their borders.
+        batch_size: Windows per forward pass.
+        tta: Average over horizontal and vertical flips.
     """
 
     def __init__(
-        self, model: nn.Module, config: Config, *, mean: list[float], std: list[float]
+        self,
+        model: nn.Module,
+        *,
+        image_size: tuple[int, int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        window: tuple[int, int] | None = None,
+        overlap: float = 0.25,
+        gaussian: bool = True,
+        batch_size: int = 4,
+        tta: bool = False,
     ) -> None:
         self.model = model.eval()
-        self.inference = config.inference
-        height, width = config.data.image_size
-        normalize = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
-        self.full = A.Compose(normalize)
-        self.resized = A.Compose([A.Resize(height=height, width=width), *normalize])
+        self.window = window
+        self.overlap = overlap
+        self.gaussian = gaussian
+        self.batch_size = batch_size
+        self.tta = tta
+        # Whole images go through evaluation's plain pipeline (resize, normalise);
+        # sliding windows are cut at full resolution, so those images are only normalised.
+        self.resized = build_transform(image_size=image_size, mean=mean, std=std)
+        self.full = build_normalize(mean, std)
         self.device = next(model.parameters()).device
+
+    @classmethod
+    def from_config(
+        cls,
+        task: BaseTask,
+        config: Config,
+        *,
+        stats: tuple[list[float], list[float]] | None = None,
+    ) -> SegmentationPredictor:
+        """The predictor of ``task``'s model as ``config`` sets it up.
+
+        Args:
+            task: The restored task (its model predicts).
+            config: The run's config: ``data.image_size`` and the ``inference`` section.
+            stats: Normalisation mean and std (the checkpoint's); default: the data
+                module's for ``config``.
+        """
+        mean, std = stats or data_module(config).normalization_stats()
+        settings = config.inference
+        return cls(
+            task.model,
+            image_size=config.data.image_size,
+            mean=mean,
+            std=std,
+            window=settings.window,
+            overlap=settings.overlap,
+            gaussian=settings.gaussian,
+            batch_size=settings.batch_size,
+            tta=settings.tta,
+        )
 
     def _forward(self) -> Forward:
         def logits(x: torch.Tensor) -> torch.Tensor:
             out: torch.Tensor = self.model(x)
             return out
 
-        return flip_tta(logits) if self.inference.tta else _softmax(logits)
+        return flip_tta(logits) if self.tta else _softmax(logits)
 
     @torch.inference_mode()
     def probabilities(self, image: np.ndarray) -> torch.Tensor:
         """``(K, H, W)`` float32 probabilities of an ``H x W x C`` uint8 image."""
         height, width = image.shape[:2]
         forward = self._forward()
-        window = self.inference.window
-        if window is not None:
+        if self.window is not None:
             x = self.full(image=image)["image"].to(self.device)
             probs = sliding_window_logits(
                 forward,
                 x,
-                window=window,
-                overlap=self.inference.overlap,
-                batch_size=self.inference.batch_size,
-                gaussian=self.inference.gaussian,
+                window=self.window,
+                overlap=self.overlap,
+                batch_size=self.batch_size,
+                gaussian=self.gaussian,
             )[0]
         else:
             x = self.resized(image=image)["image"].to(self.device)[None]
@@ -135,14 +185,13 @@ def predict_masks(
             hint="give --output a folder",
         )
     task, stats = task_from_checkpoint(config, checkpoint)
-    mean, std = stats or data_module(config).normalization_stats()
-    predictor = SegmentationPredictor(task.model, config, mean=mean, std=std)
+    predictor = SegmentationPredictor.from_config(task, config, stats=stats)
     colors = class_colors(len(task.classes))
     names = unique_stems(refs)
     rows = []
     with staged_output(output) as staging:  # an unreadable image leaves no half output
         for ref, name in zip(refs, names, strict=True):
-            image = read_image(ref, channels=config.data.channels, window=config.data.window)
+            image = read_image(ref, channels=config.data.channels, window=config.data.dicom_window)
             mask, probs = predictor.predict(image)
             save_mask_png(staging / "masks" / f"{name}.png", mask, colors)
             rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)

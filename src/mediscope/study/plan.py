@@ -27,7 +27,7 @@ _NOT_SPLIT_KEYS = {
     "image_size",
     "channels",
     "normalize",
-    "window",
+    "dicom_window",
     "sampler",
     "batch_size",
     "num_workers",

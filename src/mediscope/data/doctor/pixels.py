@@ -62,7 +62,7 @@ def inspect_image(
     Args:
         image: An image file, a DICOM file or an npz reference.
         split: The split, for the finding.
-        window: DICOM intensity window (``data.window``).
+        window: DICOM intensity window (``data.dicom_window``).
 
     Returns:
         The image's :class:`ImageInfo`, or a finding of kind ``empty_file``,

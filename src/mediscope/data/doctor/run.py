@@ -388,7 +388,7 @@ def _decode(
 ) -> tuple[list[ImageInfo | None], list[np.ndarray | None]]:
     """Decodes every image (and mask), in a few threads."""
     decode = mask_reader(config, classes) if config.task == "segmentation" else None
-    window = config.data.window
+    window = config.data.dicom_window
 
     def one(item: Item) -> tuple[ImageInfo | Finding, np.ndarray | None, list[Finding]]:
         found = inspect_image(item.image, split=item.split, window=window)
