@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,11 +30,12 @@ from mediscope.data.datasets import ImageDataset
 from mediscope.data.images import is_image_file, read_image
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.data.task_data import DatasetOptions, TaskData
-from mediscope.engine.restore import evaluation_inputs, task_from_checkpoint
+from mediscope.engine.restore import task_from_checkpoint
 from mediscope.files import write_json_atomic
 from mediscope.inference.predict import predict
 from mediscope.registry import FORMATS, MODELS
 from mediscope.tasks import TASKS, BaseTask, Summary, TaskSpec
+from mediscope.tasks.spec import EvaluationInputs
 from mediscope.tasks.validate import load_config
 
 TASK = "brightness"
@@ -104,15 +104,12 @@ class BrightnessTask(BaseTask):
 
 
 @torch.inference_mode()
-def evaluate_brightness(
-    config: Config, checkpoint: Path, *, split: str, out_dir: Path, datamodule: Any = None
-) -> dict[str, float]:
-    inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
+def evaluate_brightness(inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, float]:
     loader = inputs.datamodule.loader(inputs.dataset, train=False)
     errors = [(inputs.task.model(images) - targets).abs() for images, targets in loader]
     error = torch.cat(errors)
     metrics = {"mae": float(error.mean()), "n_samples": float(len(error))}
-    write_json_atomic(out_dir / f"{split}_metrics.json", metrics)
+    write_json_atomic(out_dir / f"{inputs.split}_metrics.json", metrics)
     return metrics
 
 

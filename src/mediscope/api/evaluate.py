@@ -10,7 +10,12 @@ import numpy as np
 from mediscope.config.schema import Config
 from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.engine.checkpoints import read_checkpoint
-from mediscope.engine.restore import predict_probs, split_samples, task_from_checkpoint
+from mediscope.engine.restore import (
+    evaluation_inputs,
+    predict_probs,
+    split_samples,
+    task_from_checkpoint,
+)
 from mediscope.engine.run_dir import run_dir_of
 from mediscope.engine.trainer import quiet_lightning
 from mediscope.metrics.classification import classification_report
@@ -49,9 +54,8 @@ def evaluate_and_write(
 
     The task's evaluator (see :class:`mediscope.tasks.spec.Evaluator`) does the work.
     """
-    return task_spec(config).evaluate(
-        config, checkpoint, split=split, out_dir=out_dir, datamodule=datamodule
-    )
+    inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
+    return task_spec(config).evaluate(inputs, out_dir=out_dir)
 
 
 def evaluate_checkpoint(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from mediscope.engine.run_dir import run_dir_of
 from mediscope.engine.trainer import quiet_lightning
 from mediscope.errors import CheckpointError
 from mediscope.tasks import BaseTask, build_task, data_module
+from mediscope.tasks.spec import EvaluationInputs
 
 
 @torch.inference_mode()
@@ -76,18 +76,6 @@ def split_samples(
     return datamodule, datamodule.val_set
 
 
-@dataclass
-class EvaluationInputs:
-    """What evaluating a checkpoint on a split starts from."""
-
-    task: BaseTask
-    datamodule: MediscopeDataModule
-    samples: SampleSet
-    dataset: Any
-    mean: list[float]
-    std: list[float]
-
-
 def evaluation_inputs(
     config: Config,
     checkpoint: Path,
@@ -103,4 +91,6 @@ def evaluation_inputs(
     )
     mean, std = datamodule.normalization_stats()
     dataset = datamodule.dataset(samples, train=False)
-    return EvaluationInputs(task, datamodule, samples, dataset, mean, std)
+    return EvaluationInputs(
+        config, checkpoint, split, task, datamodule, samples, dataset, mean, std
+    )

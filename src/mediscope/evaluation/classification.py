@@ -14,34 +14,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mediscope.config.schema import Config
-from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic
 from mediscope.metrics.bootstrap import classification_intervals, interval_keys
 from mediscope.metrics.classification import classification_report
 from mediscope.reports.classification import write_classification_outputs
 from mediscope.reports.gradcam import CamItem, choose_images, grad_cam, write_gradcam_grid
+from mediscope.tasks.spec import EvaluationInputs
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_classification(
-    config: Config,
-    checkpoint: Path,
-    *,
-    split: str,
-    out_dir: Path,
-    datamodule: MediscopeDataModule | None = None,
-) -> dict[str, float]:
+def evaluate_classification(inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, float]:
     """Evaluates ``checkpoint`` on ``split`` (val or test) and writes its outputs.
 
     Returns:
         The flat metrics written to ``<split>_metrics.json``.
     """
-    from mediscope.engine.restore import evaluation_inputs, predict_probs
+    from mediscope.engine.restore import predict_probs
 
-    inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
+    config, checkpoint, split = inputs.config, inputs.checkpoint, inputs.split
     task, samples, dataset = inputs.task, inputs.samples, inputs.dataset
     loader = inputs.datamodule.loader(dataset, train=False)
     labels, probs = predict_probs(task, loader)

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mediscope.config.schema import Config
-from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.data.datasets import DetectionDataset
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic
@@ -34,24 +32,16 @@ from mediscope.reports.detection import (
 )
 from mediscope.reports.segmentation import best_and_worst
 from mediscope.tasks.detection import EVAL_MAX_DETECTIONS, EVAL_SCORE_THRESHOLD
+from mediscope.tasks.spec import EvaluationInputs
 
 
-def evaluate_detection(
-    config: Config,
-    checkpoint: Path,
-    *,
-    split: str,
-    out_dir: Path,
-    datamodule: MediscopeDataModule | None = None,
-) -> dict[str, float]:
+def evaluate_detection(inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, float]:
     """Evaluates ``checkpoint`` on ``split`` (val or test) and writes its outputs.
 
     Returns:
         The flat metrics written to ``<split>_metrics.json``.
     """
-    from mediscope.engine.restore import evaluation_inputs
-
-    inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
+    config, checkpoint, split = inputs.config, inputs.checkpoint, inputs.split
     task, samples, dataset = inputs.task, inputs.samples, inputs.dataset
     assert isinstance(dataset, DetectionDataset)
     predictor = DetectionPredictor.from_config(

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from mediscope.config.schema import Config
-from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.data.datasets import SegmentationDataset
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic, write_text_atomic
@@ -28,6 +27,7 @@ from mediscope.metrics.segmentation import (
     segmentation_report,
 )
 from mediscope.reports.segmentation import GalleryItem, best_and_worst, write_gallery
+from mediscope.tasks.spec import EvaluationInputs
 
 
 @dataclass
@@ -39,22 +39,13 @@ class SegmentationEvaluation:
     confusions: np.ndarray  # (N, C, C) per image, for the bootstrap
 
 
-def evaluate_segmentation(
-    config: Config,
-    checkpoint: Path,
-    *,
-    split: str,
-    out_dir: Path,
-    datamodule: MediscopeDataModule | None = None,
-) -> dict[str, float]:
+def evaluate_segmentation(inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, float]:
     """Evaluates ``checkpoint`` on ``split`` (val or test) and writes its outputs.
 
     Returns:
         The flat metrics written to ``<split>_metrics.json``.
     """
-    from mediscope.engine.restore import evaluation_inputs
-
-    inputs = evaluation_inputs(config, checkpoint, split=split, datamodule=datamodule)
+    config, checkpoint, split = inputs.config, inputs.checkpoint, inputs.split
     task, samples, dataset = inputs.task, inputs.samples, inputs.dataset
     assert isinstance(dataset, SegmentationDataset)
     predictor = SegmentationPredictor.from_config(task, config, stats=(inputs.mean, inputs.std))

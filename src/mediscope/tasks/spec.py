@@ -33,21 +33,31 @@ if TYPE_CHECKING:
 
     from mediscope.config.schema import Config
     from mediscope.data.datamodule import MediscopeDataModule
+    from mediscope.data.samples import SampleSet
     from mediscope.tasks.base import BaseTask
 
 
-class Evaluator(Protocol):
-    """Evaluates a checkpoint on a split, writes ``<split>_metrics.json`` and plots."""
+@dataclass
+class EvaluationInputs:
+    """What evaluating a checkpoint on a split starts from (built by
+    :func:`mediscope.engine.restore.evaluation_inputs`)."""
 
-    def __call__(
-        self,
-        config: Config,
-        checkpoint: Path,
-        *,
-        split: str,
-        out_dir: Path,
-        datamodule: MediscopeDataModule | None = None,
-    ) -> dict[str, float]: ...
+    config: Config
+    checkpoint: Path
+    split: str
+    task: BaseTask
+    datamodule: MediscopeDataModule
+    samples: SampleSet
+    dataset: Any
+    mean: list[float]
+    std: list[float]
+
+
+class Evaluator(Protocol):
+    """Evaluates a checkpoint on a split (``val`` or ``test``): writes
+    ``<split>_metrics.json`` and the task's plots under ``out_dir``; returns the metrics."""
+
+    def __call__(self, inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, float]: ...
 
 
 class FilePredictor(Protocol):
@@ -148,18 +158,10 @@ class TaskSpec:
         """Everything the task logs per epoch (what monitors may name)."""
         return self.module.logged_metrics()
 
-    def evaluate(
-        self,
-        config: Config,
-        checkpoint: Path,
-        *,
-        split: str,
-        out_dir: Path,
-        datamodule: MediscopeDataModule | None = None,
-    ) -> dict[str, float]:
+    def evaluate(self, inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, float]:
         """Runs the task's evaluator (see :class:`Evaluator`)."""
         evaluator: Evaluator = resolve(self.evaluator)
-        return evaluator(config, checkpoint, split=split, out_dir=out_dir, datamodule=datamodule)
+        return evaluator(inputs, out_dir=out_dir)
 
     def predict_files(
         self, config: Config, checkpoint: Path, refs: list[str], output: Path, **options: Any
