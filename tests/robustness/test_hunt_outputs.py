@@ -18,10 +18,11 @@ Two parts of the second robustness corpus (the hunt of issue 20):
   during training and checkpoint writing are covered by ``tests/engine/test_interrupt.py``.
   ``compare`` runs ``fit`` for each grid point and is not repeated here.
 
-Counts: 22 overlap cases, 20 of which failed before the fixes (the two refused already
-refused for another reason: a non-empty DST without ``--overwrite``); 32 stops (16
-points, SIGINT and SIGTERM), all of which failed before (exit 0 and no message, or
-check's ``check.json`` written when stopped while writing ``check.html``).
+Counts: 23 overlap cases, all of which failed before the fixes (the command ran and
+wrote over, into or above an input; the two without ``--overwrite`` were refused as
+"not empty" without naming the input); 32 stops (16 points, SIGINT and SIGTERM) and 2
+process exit codes, all of which failed before (exit 0 without a word; check also left
+``check.json`` when stopped while writing ``check.html``). 0 fail after.
 """
 
 from __future__ import annotations
