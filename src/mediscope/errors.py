@@ -59,10 +59,11 @@ class DownloadError(MediscopeError):
 
 
 class InterruptedRun(MediscopeError):
-    """Training was stopped by the user (Ctrl-C) or the system (SIGTERM).
+    """A command was stopped by the user (Ctrl-C) or the system (SIGTERM): exit code 130.
 
-    ``run_dir`` is the run folder and ``resumable`` whether it holds a ``last.ckpt`` to
-    continue from, so that the command line can print the ``--resume`` command.
+    For training, ``run_dir`` is the run folder and ``resumable`` whether it holds a
+    ``last.ckpt`` to continue from, so that the command line can print the ``--resume``
+    command.
     """
 
     exit_code = 130
@@ -71,7 +72,7 @@ class InterruptedRun(MediscopeError):
 
 
 class TerminatedRun(InterruptedRun):
-    """Training was stopped by SIGTERM (a cluster's scheduler, ``kill``): exit code 143."""
+    """A command was stopped by SIGTERM (a cluster's scheduler, ``kill``): exit code 143."""
 
     exit_code = 143
 

@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,47 @@ def staged_dir(target: Path, *, overwrite: bool) -> Iterator[Path]:
         replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def refuse_overlap(
+    output: str | Path, inputs: Iterable[str | Path | None], *, option: str = "--output"
+) -> None:
+    """Refuses an output that is one of ``inputs``, inside one, or a folder above one.
+
+    No command writes into, onto or above its own inputs (``--overwrite`` included): a
+    destination above the source would be replaced with the source in it, an output
+    named like an input image would overwrite it, and one inside an image folder would
+    become part of the data. Paths are compared after resolving symbolic links; a
+    ``None`` input is skipped.
+
+    Args:
+        output: The file or folder the command is about to write.
+        inputs: The files and folders it reads.
+        option: How the command line names ``output`` (``--output``, ``DST``).
+
+    Raises:
+        ConfigError: naming ``option``, the output and the input it would overwrite.
+    """
+    from mediscope.errors import ConfigError
+
+    target = Path(os.path.realpath(output))
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(os.path.realpath(item))
+        if source == target:
+            relation = "is the input"
+        elif target.is_relative_to(source):
+            relation = "is inside the input"
+        elif source.is_relative_to(target):
+            relation = "holds the input"
+        else:
+            continue
+        raise ConfigError(
+            f"{output} {relation} {item}: writing there would change the input",
+            where=option,
+            hint="choose an output outside the inputs",
+        )
 
 
 def cache_dir() -> Path:

@@ -93,18 +93,29 @@ def check_command(
     (image modes and sizes, class balance, boxes) and a gallery of samples per class.
     Exits with 1 when it finds errors, 0 otherwise.
     """
-    from mediscope.data.doctor import check_dataset, write_check_json, write_exclude
+    from mediscope.data.doctor import check_dataset, dataset_inputs, write_check_json, write_exclude
+    from mediscope.files import refuse_overlap
+    from mediscope.inference.output import staged_output
     from mediscope.reports.check_html import write_check_html
 
     config, name = resolve_target(target, data_format, classes, list(overrides or []))
     folder = output if output is not None else default_output(config, name)
+    # Refused before the (long) check; the writers check every file it read again.
+    read = [target, split, *dataset_inputs(config)]
+    refuse_overlap(folder, read, option="--output")
+    if exclude_file is not None:
+        refuse_overlap(exclude_file, read, option="--write-exclude")
     with _progress() as progress:
         report = check_dataset(
             config, split_file=split, near_threshold=near_threshold, progress=progress
         )
-    files = {"check.json": write_check_json(report, folder / "check.json")}
-    if html:
-        files["check.html"] = write_check_html(report, folder / "check.html", samples=samples)
+    refuse_overlap(folder, report.inputs(), option="--output")  # images listed elsewhere
+    files = {"check.json": folder / "check.json"}
+    with staged_output(folder) as staging:  # both files or neither (a stop, an error)
+        write_check_json(report, staging / "check.json")
+        if html:
+            write_check_html(report, staging / "check.html", samples=samples)
+            files["check.html"] = folder / "check.html"
     flagged = None
     if exclude_file is not None:
         flagged = write_exclude(report, exclude_file)

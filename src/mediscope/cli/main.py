@@ -6,6 +6,7 @@ kill a job) with 143, both after the same clean shutdown and with one line of ou
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -14,13 +15,14 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 import click
 import typer
 
 from mediscope import __version__
 from mediscope.cli import check, compare, convert, data, demo, listing, predict, report, train
-from mediscope.errors import MediscopeError, Terminated
+from mediscope.errors import InterruptedRun, MediscopeError, Terminated, TerminatedRun
 
 app = typer.Typer(
     name="mediscope",
@@ -82,6 +84,43 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _stopped(path: str, exc: KeyboardInterrupt) -> InterruptedRun:
+    """The one-line error of a command stopped by Ctrl-C (130) or SIGTERM (143)."""
+    terminated = isinstance(exc, Terminated)
+    kind = TerminatedRun if terminated else InterruptedRun
+    by = "SIGTERM" if terminated else "Ctrl-C"
+    return kind(
+        f"stopped by {by} before the end; no output was left half-written",
+        where=path,
+        hint="run the command again",
+    )
+
+
+def _stop_cleanly(command: Any, path: str) -> None:
+    """Makes every command of the tree under ``command`` turn Ctrl-C or SIGTERM into
+    :func:`_stopped`: typer would return exit code 130 for both, without a word.
+
+    ``command`` is a command of typer's own copy of click (hence no type check here).
+    """
+    commands = getattr(command, "commands", None)
+    if commands is not None:  # a group
+        for name, sub in commands.items():
+            _stop_cleanly(sub, f"{path} {name}")
+        return
+    callback = command.callback
+    if callback is None:
+        return
+
+    @functools.wraps(callback)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            raise _stopped(path, exc) from None
+
+    command.callback = guarded
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the exit code (0 ok, 1 internal error, 2 user error,
     130 Ctrl-C, 143 SIGTERM)."""
@@ -89,9 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("MEDISCOPE_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     command = typer.main.get_command(app)
+    _stop_cleanly(command, "mediscope")
     try:
         with sigterm_as_interrupt():
-            command.main(args=args, prog_name="mediscope", standalone_mode=False)
+            code = command.main(args=args, prog_name="mediscope", standalone_mode=False)
+        if code == 130:  # typer's answer to a Ctrl-C outside the commands (parsing)
+            raise KeyboardInterrupt
     except MediscopeError as exc:
         if debug:
             traceback.print_exc()
@@ -104,11 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _usage_error(exc)
     except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt) as exc:
         # click turns KeyboardInterrupt (and so Terminated) into Abort, from the original
-        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
-            print("error: stopped by SIGTERM", file=sys.stderr)
-            return 143
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        stop = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
+        error = _stopped("mediscope", stop if isinstance(stop, Terminated) else KeyboardInterrupt())
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     except Exception as exc:
         if debug:
             traceback.print_exc()
@@ -118,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _usage_error(exc: click.ClickException | typer.TyperException) -> int:

@@ -35,7 +35,7 @@ before anything replaces DST, and existing outputs are kept unless ``overwrite``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -48,7 +48,7 @@ from mediscope.data.formats.boxes import image_size, mask_boxes
 from mediscope.data.formats.layout import group_by_split
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import ConfigError, DataError
-from mediscope.files import staged_dir, write_text_atomic
+from mediscope.files import refuse_overlap, staged_dir, write_text_atomic
 from mediscope.registry import did_you_mean
 
 
@@ -99,7 +99,8 @@ def convert(
     """Converts the dataset ``src`` in format ``source`` to ``dst`` in format ``target``.
 
     Raises:
-        ConfigError: for a pair not in :data:`CONVERTERS`, listing the supported ones.
+        ConfigError: for a pair not in :data:`CONVERTERS`, listing the supported ones, or
+            a ``dst`` that is the source, inside it or above it (``overwrite`` or not).
         DataError: for bad input, naming the file; nothing is written then.
 
     Example:
@@ -112,7 +113,9 @@ def convert(
             where="--from/--to",
             hint=_supported_hint(source, target),
         )
-    return converter(src, dst, options or ConvertOptions())
+    options = options or ConvertOptions()
+    refuse_overlap(dst, [src, options.images], option="DST")
+    return converter(src, dst, options)
 
 
 def supported() -> list[str]:
@@ -151,6 +154,7 @@ def masks_to_coco_files(src: Path, dst: Path, options: ConvertOptions) -> Conver
             there are several splits, or existing outputs without ``overwrite``.
     """
     groups, class_dirs = _mask_groups(src, options)
+    refuse_overlap(dst, _sample_files(g.samples for g in groups), option="DST")
     classes = _classes(options, class_dirs)
     targets = _json_targets(dst, groups)
     existing = [t for t in targets if t.exists()]
@@ -365,9 +369,19 @@ def masks_to_boxes(src: Path, dst: Path, options: ConvertOptions, *, target: str
     return _write_boxes(SampleSet(classes[1:], samples, base), dst, options, target)
 
 
+def _sample_files(groups: Iterable[Iterable[Sample]]) -> Iterator[str]:
+    """The images and masks of samples: files a DST must not replace or hold."""
+    for samples in groups:
+        for sample in samples:
+            yield sample.image
+            if sample.mask is not None:
+                yield sample.mask
+
+
 def _write_boxes(
     samples: SampleSet, dst: Path, options: ConvertOptions, target: str
 ) -> ConvertResult:
+    refuse_overlap(dst, _sample_files([samples.samples]), option="DST")
     BOX_WRITERS[target](samples, dst, overwrite=options.overwrite, link=options.link)
     counts = [0 if s.box_labels is None else len(s.box_labels) for s in samples.samples]
     splits: dict[str, int] = {}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mediscope.errors import ConfigError, DataError
-from mediscope.files import write_text_atomic
+from mediscope.files import refuse_overlap, write_text_atomic
 
 if TYPE_CHECKING:
     from mediscope.inference.detection_files import DetectionRecord
@@ -57,6 +57,7 @@ def ensemble(files: list[Path], *, method: str, output: Path) -> pd.DataFrame:
         )
     if len(files) < 2:
         raise DataError("an ensemble needs at least two prediction files", where="PRED...")
+    refuse_overlap(output, files, option="--output")
     frames = [read_predictions(f) for f in files]
     base, classes = frames[0]
     for (frame, other), path in zip(frames[1:], files[1:], strict=True):
@@ -137,6 +138,7 @@ def ensemble_detections(
         raise DataError(f"unknown method '{method}'", where="--method", hint="wbf or nms")
     if len(files) < 2:
         raise DataError("an ensemble needs at least two prediction files", where="PRED...")
+    refuse_overlap(output, files, option="--output")
     if weights is not None and (len(weights) != len(files) or min(weights) <= 0):
         raise ConfigError(
             f"{len(weights)} weights for {len(files)} prediction files",

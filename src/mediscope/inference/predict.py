@@ -11,6 +11,7 @@ from mediscope.data.images import IMAGE_SUFFIXES, is_image_file
 from mediscope.data.samples import SampleSet
 from mediscope.engine.run_dir import BEST, CHECKPOINTS
 from mediscope.errors import ConfigError, DataError
+from mediscope.files import refuse_overlap
 from mediscope.registry import FORMATS
 from mediscope.tasks import task_spec
 from mediscope.tasks.validate import load_config
@@ -101,7 +102,14 @@ def predict(
 
     Returns:
         The predictions table.
+
+    Raises:
+        ConfigError: when ``output`` is an input (an image, a CSV, the checkpoint), or
+            inside or above one.
     """
     config, ckpt = resolve_source(source, checkpoint, overrides or [])
+    model_files = [source if source.is_file() else source / "config.yaml", ckpt]
+    refuse_overlap(output, [*inputs, *model_files], option="--output")
     refs = collect_inputs(inputs, config)
+    refuse_overlap(output, refs, option="--output")  # the images a CSV lists
     return task_spec(config).predict_files(config, ckpt, refs, output, probabilities=probabilities)

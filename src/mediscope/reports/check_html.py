@@ -27,7 +27,7 @@ from mediscope.data.doctor.scan import Item
 from mediscope.data.doctor.stats import split_names
 from mediscope.data.images import read_image
 from mediscope.errors import MediscopeError
-from mediscope.files import write_text_atomic
+from mediscope.files import refuse_overlap, write_text_atomic
 from mediscope.inference.pictures import class_colors, overlay
 from mediscope.reports.plotting import plt
 from mediscope.reports.templating import Figure, data_uri, render
@@ -41,17 +41,24 @@ TILE = 256
 SPLIT_COLOURS = {"train": "#0072B2", "trainval": "#0072B2", "val": "#E69F00", "test": "#CC79A7"}
 
 
-def write_check_html(report: CheckReport, path: Path, *, samples: int = 4) -> Path:
+def write_check_html(
+    report: CheckReport, path: Path, *, samples: int = 4, option: str = "--output"
+) -> Path:
     """Writes ``check.html`` atomically.
 
     Args:
         report: The doctor's report.
         path: The HTML file to write.
         samples: Gallery images per class.
+        option: How the command line names the output (for the error below).
 
     Returns:
         ``path``.
+
+    Raises:
+        ConfigError: when ``path`` is a file the check read, or inside or above one.
     """
+    refuse_overlap(path, report.inputs(), option=option)
     return write_text_atomic(path, render_check_html(report, samples=samples))
 
 

@@ -29,7 +29,13 @@ Example:
 from __future__ import annotations
 
 from mediscope.data.doctor.findings import KINDS, SEVERITIES, Finding
-from mediscope.data.doctor.run import CheckReport, check_dataset, write_check_json, write_exclude
+from mediscope.data.doctor.run import (
+    CheckReport,
+    check_dataset,
+    dataset_inputs,
+    write_check_json,
+    write_exclude,
+)
 from mediscope.data.doctor.sources import detect_format, is_config
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "CheckReport",
     "Finding",
     "check_dataset",
+    "dataset_inputs",
     "detect_format",
     "is_config",
     "write_check_json",

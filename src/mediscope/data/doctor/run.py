@@ -29,7 +29,7 @@ from mediscope.data.doctor.stats import Statistics, statistics
 from mediscope.data.masks import mask_decoder
 from mediscope.data.samples import sample_id
 from mediscope.errors import DataError
-from mediscope.files import write_json_atomic, write_text_atomic
+from mediscope.files import refuse_overlap, write_json_atomic, write_text_atomic
 
 #: ``progress(stage, done, total)``: what runs, for a progress bar.
 Progress = Callable[[str, int, int], None]
@@ -72,6 +72,17 @@ class CheckReport:
         self.findings.sort(key=_finding_order)
         found = Counter(f.severity for f in self.findings)
         self.counts = {s: found[s] for s in SEVERITIES}
+
+    def inputs(self) -> list[str | Path]:
+        """Every file the check read: the dataset paths, images, masks and label files."""
+        paths: list[str | Path] = list(dataset_inputs(self.config))
+        for item in self.items:
+            paths.append(item.image)
+            if item.sample.mask is not None:
+                paths.append(item.sample.mask)
+            if item.label_file is not None:
+                paths.append(item.label_file)
+        return paths
 
     @property
     def errors(self) -> int:
@@ -450,18 +461,34 @@ def check_mask(
 # -- files ---------------------------------------------------------------------------------
 
 
-def write_check_json(report: CheckReport, path: Path) -> Path:
-    """Writes ``check.json`` atomically."""
+def dataset_inputs(config: DatasetConfig) -> list[Path]:
+    """The paths of a config's dataset: ``data.path``, ``test_path``, ``root``, ``exclude``."""
+    data = config.data
+    return [p for p in (data.path, data.test_path, data.root, data.exclude) if p is not None]
+
+
+def write_check_json(report: CheckReport, path: Path, *, option: str = "--output") -> Path:
+    """Writes ``check.json`` atomically.
+
+    Raises:
+        ConfigError: when ``path`` is a file the check read, or inside or above one.
+    """
+    refuse_overlap(path, report.inputs(), option=option)
     return write_json_atomic(path, report.to_json())
 
 
-def write_exclude(report: CheckReport, path: Path) -> int:
+def write_exclude(report: CheckReport, path: Path, *, option: str = "--write-exclude") -> int:
     """Writes the flagged images, one absolute path per line, as ``data.exclude`` reads
     them (the kinds of finding follow as a comment); returns how many are listed.
 
     A path holding ``#`` cannot be listed (the rest of its line would be a comment): it
     is written as a comment asking to rename it.
+
+    Raises:
+        ConfigError: when ``path`` is a file the check read (an image, the current
+            ``data.exclude``), or inside or above one.
     """
+    refuse_overlap(path, report.inputs(), option=option)
     flagged = report.exclude_list()
     lines = [
         "# Samples flagged by mediscope check: errors, and the later copy of each duplicate.",
@@ -484,6 +511,7 @@ __all__ = [
     "CheckReport",
     "check_dataset",
     "check_mask",
+    "dataset_inputs",
     "mask_reader",
     "write_check_json",
     "write_exclude",

@@ -37,7 +37,7 @@ from mediscope.data.formats.layout import image_plan
 from mediscope.data.formats.yolo import label_path, write_data_yaml, write_label
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import ConfigError, DataError
-from mediscope.files import staged_dir
+from mediscope.files import refuse_overlap, staged_dir
 from mediscope.registry import FORMATS, unknown_name_hint
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,8 @@ def tile_dataset(
         The counts of images, tiles and boxes (:class:`TileSummary`).
 
     Raises:
-        ConfigError: for a bad size, overlap, visibility or format.
+        ConfigError: for a bad size, overlap, visibility or format, or a ``dst`` that is
+            the source, inside it or above it (``overwrite`` or not).
         DataError: for an unreadable source (naming the file), samples with and without
             a split mixed, or a non-empty ``dst`` without ``overwrite``.
 
@@ -169,10 +170,12 @@ def tile_dataset(
             where="format",
             hint=unknown_name_hint(format, fitting),
         )
+    refuse_overlap(dst, [src], option="DST")
     entry = FORMATS.entry(format)
     samples: SampleSet = entry.obj(
         src, classes=classes, task="detection", root=None, on_bad_label=on_bad_label
     )
+    refuse_overlap(dst, [s.image for s in samples.samples], option="DST")
     plan = image_plan(samples)
     summary = TileSummary(root=dst, images=len(plan))
     labels_written: dict[Path, str] = {}
