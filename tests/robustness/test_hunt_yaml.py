@@ -13,10 +13,14 @@ error``, no run folder left behind, the inputs byte-identical):
   lists that are no regular files (``data.exclude`` naming ``/dev/zero`` or a FIFO, a
   ``classes.txt`` linked to ``/dev/zero``) or are huge.
 
-Counts: 20 cases; 18 failed before the fixes (alias bombs hung or ran out of memory,
-``/dev/zero`` and FIFOs blocked, duplicated keys kept the last, ``model: {nmae: ...}``
-named only the missing ``name``, "[and 1 more problem]", a section's error blamed the
-config line for a ``--set`` value), 0 after.
+Counts: 21 cases, all 21 failed before the fixes: four alias bombs hung or ran out of
+memory (``internal error: MemoryError``), the fifth (``--set``) was refused only because
+``simple_cnn`` takes no such keyword; ``/dev/zero`` and a huge exclude file ran out of
+memory, a FIFO blocked, a ``classes.txt`` linked to ``/dev/zero`` was called missing;
+duplicated keys kept the last; too deep or too large documents were read; a recursive
+alias was an internal error; ``model: {nmae: ...}`` named only the missing ``name``, with
+"[and 1 more problem]"; a section's error blamed the config line for a ``--set`` value.
+0 failed after.
 """
 
 from __future__ import annotations
