@@ -16,7 +16,7 @@ from pathlib import Path
 #: Lower layers first; a module may import its own layer and the layers below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # The package root only maps public names to modules, imported lazily.
-    ("", "errors", "files", "registry", "params"),
+    ("", "errors", "files", "yamlsafe", "registry", "params"),
     ("config",),
     ("data", "models", "losses", "metrics", "optim"),
     ("tasks",),

@@ -2,7 +2,8 @@
 
 A reader (or a crash) never sees a half-written config, metrics file or checkpoint.
 Also the one safe way to read a torch file (``weights_only=True``, a clear error for a
-file that carries pickled code).
+file that carries pickled code), and a text file read whole (regular files only, of a
+bounded size: :func:`read_text_file`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from stat import S_ISDIR, S_ISREG
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mediscope.errors import MediscopeError
 
 
 def _file_mode() -> int:
@@ -224,3 +229,77 @@ def cache_dir() -> Path:
         return Path(os.environ["MEDISCOPE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "mediscope"
+
+
+#: The most bytes read of a file read whole as a list or table (exclude lists, class
+#: names, CSV manifests, label files, split files): far beyond any real one.
+LIST_LIMIT = 100_000_000
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e9:g} GB" if size >= 1_000_000_000 else f"{size / 1e6:g} MB"
+
+
+def read_text_file(
+    path: str | Path,
+    *,
+    limit: int,
+    what: str,
+    hint: str | None = None,
+    encoding: str = "utf-8-sig",
+    error: type[MediscopeError] | None = None,
+) -> str:
+    """Reads a text file that mediscope reads whole (a list, a manifest, a YAML file).
+
+    Only a regular file is read: a device (``/dev/zero`` would be read forever), a FIFO
+    (which blocks until someone writes) or a folder is refused before any byte is read,
+    and so is a file larger than ``limit`` bytes.
+
+    Args:
+        path: The file.
+        limit: The most bytes read.
+        what: How the error names the file (``exclude file``, ``class names``).
+        hint: What to do, for the errors (default: give a regular text file).
+        encoding: The text encoding (``utf-8-sig``: a byte-order mark is dropped).
+        error: The error class raised (default :class:`~mediscope.errors.DataError`).
+
+    Raises:
+        MediscopeError: ``error``, naming the file: not a regular file, or too large.
+        FileNotFoundError, OSError, UnicodeDecodeError: as ``Path.read_text`` (the
+            caller names them as it always did).
+    """
+    from mediscope.errors import DataError
+
+    error = error or DataError
+    path = Path(path)
+    # O_NONBLOCK: opening a FIFO for reading returns at once instead of waiting for a
+    # writer; fstat then says what was opened (no race with a check made before).
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            kind = "a folder" if S_ISDIR(stat.st_mode) else "a device, FIFO or socket"
+            raise error(
+                f"not a regular file ({kind}), so it cannot be read as the {what}",
+                where=path,
+                hint=hint or "give a text file",
+            )
+        if stat.st_size > limit:
+            raise error(
+                f"the file is larger than {_megabytes(limit)} ({stat.st_size:,} bytes), too "
+                f"large for the {what}",
+                where=path,
+                hint=hint or "is it the right file?",
+            )
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # grew while read
+        raise error(
+            f"the file is larger than {_megabytes(limit)}, too large for the {what}",
+            where=path,
+            hint=hint or "is it the right file?",
+        )
+    return data.decode(encoding)

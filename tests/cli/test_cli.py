@@ -132,5 +132,6 @@ def test_console_script_entry_point(tmp_path: Path) -> None:
     result = subprocess.run([str(exe), "fit", str(cfg)], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {cfg}: data: required key is missing [and 1 more problem]; add a 'data' section"
+        f"error: {cfg}: data: required key is missing; add a 'data' section; "
+        f"{cfg}: model: required key is missing (add a 'model' section)"
     ]

@@ -20,7 +20,9 @@ from pydantic import BaseModel, ValidationError
 
 from mediscope.config.schema import Config, DatasetConfig
 from mediscope.errors import ConfigError, MediscopeError
+from mediscope.files import read_text_file
 from mediscope.registry import did_you_mean, unknown_name_hint
+from mediscope.yamlsafe import MAX_BYTES, YamlLimitError, parse_yaml, yaml_problem
 
 KeyPath = tuple[str | int, ...]
 
@@ -35,10 +37,14 @@ class ConfigSource:
         self.overridden: set[KeyPath] = set()
 
     def where(self, keys: KeyPath) -> str:
-        """``file:line`` of ``keys`` (or of its nearest parent), or ``--set``."""
+        """``file:line`` of ``keys`` (or of its nearest parent), or ``--set`` when an
+        override set ``keys``, a section above it or a key inside it (an error about a
+        section, such as ``data.split``, comes of any of its keys)."""
         for n in range(len(keys), 0, -1):
             if keys[:n] in self.overridden:
                 return "--set"
+        if keys and any(k[: len(keys)] == keys for k in self.overridden):
+            return "--set"
         name = str(self.path) if self.path else "<config>"
         for n in range(len(keys), 0, -1):
             if keys[:n] in self.lines:
@@ -77,11 +83,16 @@ def read_dataset_config(path: str | Path, overrides: Iterable[str] = ()) -> Data
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
-        hint = "check the path" if not path.exists() else "give a YAML file, not a folder"
-        raise ConfigError("config file not found", where=path, hint=hint)
+    if not path.exists():
+        raise ConfigError("config file not found", where=path, hint="check the path")
+    if path.is_dir():
+        raise ConfigError(
+            "config file not found", where=path, hint="give a YAML file, not a folder"
+        )
     try:
-        return path.read_text(encoding="utf-8")
+        return read_text_file(
+            path, limit=MAX_BYTES, what="config", encoding="utf-8", error=ConfigError
+        )
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the config: {exc}", where=path) from None
 
@@ -145,15 +156,10 @@ def parse_dataset_dict(raw: dict[str, Any], source: ConfigSource | None = None) 
 def _parse_yaml(text: str, path: Path | None) -> tuple[dict[str, Any], dict[KeyPath, int]]:
     name = str(path) if path else "<config>"
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        raw, node = parse_yaml(text)
     except yaml.YAMLError as exc:
-        where, problem, hint = yaml_error_parts(exc, name)
-        raise ConfigError(f"invalid YAML: {problem}", where=where, hint=hint) from None
-    except RecursionError:
-        raise ConfigError(
-            "invalid YAML: nested too deeply", where=name, hint="check brackets and indentation"
-        ) from None
+        where, message, hint = yaml_problem(exc, name)
+        raise ConfigError(message, where=where, hint=hint) from None
     if raw is None:
         raise ConfigError("the config is empty", where=name, hint="start with 'task: ...'")
     if not isinstance(raw, dict):
@@ -165,48 +171,42 @@ def _parse_yaml(text: str, path: Path | None) -> tuple[dict[str, Any], dict[KeyP
     return raw, lines
 
 
-def yaml_error_parts(exc: yaml.YAMLError, name: str) -> tuple[str, str, str]:
-    """``(where, problem, hint)`` of a YAML syntax error, each on one line: the file and
-    line of the problem, what it is (with the line a bracket or quote was opened on),
-    and what usually fixes it."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f"{name}:{mark.line + 1}" if mark is not None else name
-    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["?"])[0]
-    problem = " ".join(str(problem).split())
-    context = getattr(exc, "context", None) or ""
-    start = getattr(exc, "context_mark", None)
-    if context and start is not None and mark is not None and start.line != mark.line:
-        problem += f" ({context.removeprefix('while ')} started on line {start.line + 1})"
-    if "'\\t'" in problem:
-        hint = "indent with spaces: YAML does not allow tabs"
-    elif isinstance(exc, yaml.reader.ReaderError):
-        hint = "save it as plain UTF-8 text, without control characters"
-    elif "flow" in context or "quoted" in context:
-        hint = "close the bracket, brace or quote opened there"
-    else:
-        hint = "check indentation and colons"
-    return where, problem, hint
-
-
 def _collect_lines(node: yaml.Node | None, prefix: KeyPath, out: dict[KeyPath, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            keys = (*prefix, str(key_node.value))
-            out[keys] = key_node.start_mark.line + 1
-            _collect_lines(value_node, keys, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out[(*prefix, i)] = item.start_mark.line + 1
-            _collect_lines(item, (*prefix, i), out)
+    # Each node once: an alias names a node already walked (its lines are the anchor's).
+    seen: set[int] = set()
+    stack = [(node, prefix)]
+    while stack:
+        item, keys = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, yaml.MappingNode):
+            for key_node, value_node in item.value:
+                child = (*keys, str(key_node.value))
+                out.setdefault(child, key_node.start_mark.line + 1)
+                stack.append((value_node, child))
+        elif isinstance(item, yaml.SequenceNode):
+            for i, value_node in enumerate(item.value):
+                out.setdefault((*keys, i), value_node.start_mark.line + 1)
+                stack.append((value_node, (*keys, i)))
 
 
-def parse_override_value(text: str) -> Any:
-    """Parses the value of ``--set key=value``: YAML scalars and lists; ``a,b`` is a list."""
+def parse_override_value(text: str, *, where: str = "--set") -> Any:
+    """Parses the value of ``--set key=value``: YAML scalars and lists; ``a,b`` is a list.
+
+    Text that is not valid YAML stays a string; a value over the YAML limits (an alias
+    bomb, deep nesting) or with a repeated key is an error.
+
+    Raises:
+        ConfigError: naming ``where`` (``--set: model.params``).
+    """
     stripped = text.strip()
     if "," in stripped and not stripped.startswith(("[", "{", "'", '"')):
-        return [parse_override_value(part) for part in stripped.split(",")]
+        return [parse_override_value(part, where=where) for part in stripped.split(",")]
     try:
-        return yaml.safe_load(stripped) if stripped else ""
+        return parse_yaml(stripped)[0] if stripped else ""
+    except YamlLimitError as exc:
+        raise ConfigError(str(exc.problem), where=where, hint=exc.hint) from None
     except yaml.YAMLError:
         return stripped
 
@@ -232,16 +232,29 @@ def apply_override(raw: dict[str, Any], item: str) -> KeyPath:
                 f"cannot set '{key}': '{dotted}' is a value, not a section", where="--set"
             )
         node = child
-    node[keys[-1]] = parse_override_value(value)
+    node[keys[-1]] = parse_override_value(value, where=f"--set: {'.'.join(keys)}")
     return keys
 
 
 def _translate(errors: Sequence[Any], source: ConfigSource) -> ConfigError:
-    """Turns pydantic's errors into one ConfigError (the first error, and a count)."""
-    first = errors[0]
-    loc = tuple(p for p in first["loc"] if not _is_union_tag(p))
+    """Turns pydantic's errors into one ConfigError on one line: every problem, unknown
+    keys first (a misspelt key is usually why a required one is missing), each with its
+    place and fix."""
+    order = {"extra_forbidden": 0, "missing": 2}
+    ranked = sorted(errors, key=lambda e: order.get(e["type"], 1))  # stable: file order
+    problems = [_problem(error, source) for error in ranked]
+    where, message, hint = problems[0]
+    rest = [f"{w}: {m}" + (f" ({h})" if h else "") for w, m, h in problems[1:]]
+    if rest:
+        hint = "; ".join([hint, *rest] if hint else rest)
+    return ConfigError(message, where=where, hint=hint)
+
+
+def _problem(error: Any, source: ConfigSource) -> tuple[str, str, str | None]:
+    """``(where, message, hint)`` of one pydantic error."""
+    loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
     dotted = ".".join(str(p) for p in loc)
-    kind = first["type"]
+    kind = error["type"]
     if kind == "extra_forbidden":
         valid = _fields_at(loc[:-1])
         message = "unknown key"
@@ -251,13 +264,10 @@ def _translate(errors: Sequence[Any], source: ConfigSource) -> ConfigError:
         parent = ".".join(map(str, loc[:-1]))
         hint = f"add '{loc[-1]}' under '{parent}'" if parent else f"add a '{loc[-1]}' section"
     else:
-        value = first.get("input")
-        message = f"{_clean(first['msg'])} (got {value!r})"
-        hint = _literal_hint(first, value)
-    if len(errors) > 1:
-        more = len(errors) - 1
-        message += f" [and {more} more problem{'s' if more > 1 else ''}]"
-    return ConfigError(message, where=f"{source.where(loc)}: {dotted}", hint=hint)
+        value = error.get("input")
+        message = f"{_clean(error['msg'])} (got {value!r})"
+        hint = _literal_hint(error, value)
+    return f"{source.where(loc)}: {dotted}", message, hint
 
 
 def _is_union_tag(part: str | int) -> bool:

@@ -30,7 +30,7 @@ from sklearn.model_selection import (
 
 from mediscope.data.samples import SampleSet
 from mediscope.errors import DataError
-from mediscope.files import write_json_atomic
+from mediscope.files import LIST_LIMIT, read_text_file, write_json_atomic
 
 VAL_NAMES = {"val", "valid", "validation", "dev"}
 TRAIN_NAMES = {"train", "training"}
@@ -379,7 +379,7 @@ def load_split(path: Path, samples: SampleSet, names: tuple[str, ...]) -> dict[s
         DataError: when the file is unreadable or names samples the dataset lacks.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_file(path, limit=LIST_LIMIT, what="split file"))
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read the split: {exc}", where=path) from None
     position = {sid: i for i, sid in enumerate(samples.ids())}

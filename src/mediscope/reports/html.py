@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.ticker import MaxNLocator
 
 from mediscope.errors import DataError
@@ -27,6 +26,7 @@ from mediscope.files import write_text_atomic
 from mediscope.metrics.bootstrap import interval_of, is_metric, without_intervals
 from mediscope.reports.plotting import plt, save_figure
 from mediscope.reports.templating import Figure, file_uri, render
+from mediscope.yamlsafe import read_yaml_file
 
 #: The report's file name in the run folder.
 REPORT = "report.html"
@@ -180,9 +180,13 @@ def _task(run_dir: Path) -> tuple[str, dict[str, Any]]:
             hint="give the folder that `mediscope fit` printed as `run: PATH`",
         )
     try:
-        config = yaml.safe_load(config_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"cannot read config.yaml: {exc}", where=config_path) from exc
+        config = read_yaml_file(config_path, error=DataError, what="config.yaml")[0] or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read config.yaml: {exc}", where=config_path) from None
+    if not isinstance(config, dict):
+        raise DataError(
+            "config.yaml holds no mapping", where=config_path, hint="is it a run folder?"
+        )
     return str(config.get("task", "classification")), config
 
 

@@ -22,6 +22,7 @@ import yaml
 from mediscope.config.schema import metric_mode
 from mediscope.files import write_text_atomic
 from mediscope.tasks import TASKS
+from mediscope.yamlsafe import load_yaml
 
 #: Metrics where lower is better besides losses and errors.
 _LOWER_IS_BETTER = {"ece"}
@@ -41,8 +42,8 @@ def value_label(text: str) -> str:
     """A grid value as shown: a section such as ``{name: ComboLoss, params: {focal: 1,
     dice: 1}}`` becomes ``ComboLoss(focal=1, dice=1)``; anything else stays as written."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_yaml(text)
+    except yaml.YAMLError:  # not YAML, or over the limits (such as an alias bomb)
         return text
     if not isinstance(value, dict) or "name" not in value:
         return text

@@ -29,7 +29,13 @@ from mediscope.data.doctor.stats import Statistics, statistics
 from mediscope.data.masks import mask_decoder
 from mediscope.data.samples import sample_id
 from mediscope.errors import DataError
-from mediscope.files import refuse_overlap, write_json_atomic, write_text_atomic
+from mediscope.files import (
+    LIST_LIMIT,
+    read_text_file,
+    refuse_overlap,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 #: ``progress(stage, done, total)``: what runs, for a progress bar.
 Progress = Callable[[str, int, int], None]
@@ -297,7 +303,7 @@ def _finding_splits(scans: list[tuple[str, Scan]]) -> None:
 def _apply_split_file(main: Scan, split_file: Path, findings: list[Finding]) -> None:
     path = split_file / "split.json" if split_file.is_dir() else split_file
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_file(path, limit=LIST_LIMIT, what="split file"))
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read the split ({exc})", where=path) from None
     if not isinstance(data, dict):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from mediscope.config.schema import DatasetConfig
 from mediscope.data.doctor.scan import Scan, is_image_name, walk_files
 from mediscope.data.doctor.scan_classification import scan_class_folders, scan_csv, scan_npz
@@ -14,7 +12,9 @@ from mediscope.data.doctor.scan_masks import scan_masks
 from mediscope.data.formats.masks import find_layout
 from mediscope.data.images import is_dicom_file
 from mediscope.errors import ConfigError, DataError
+from mediscope.files import LIST_LIMIT, read_text_file
 from mediscope.registry import FORMATS
+from mediscope.yamlsafe import read_yaml_file
 
 FORMAT_HINT = "give --format imagefolder, csv, npz, dicom, masks, coco, yolo or voc"
 
@@ -101,7 +101,8 @@ def _file_format(path: Path) -> str:
         return "yolo"
     if suffix == ".csv":
         try:
-            header = path.read_text(encoding="utf-8-sig").splitlines()[:1]
+            text = read_text_file(path, limit=LIST_LIMIT, what="CSV file")
+            header = text.splitlines()[:1]
         except (OSError, UnicodeDecodeError) as exc:
             raise DataError(f"cannot read the file ({exc})", where=path) from None
         columns = {c.strip().lower() for c in (header[0] if header else "").split(",")}
@@ -120,7 +121,7 @@ def is_config(path: Path) -> bool:
     if not path.is_file() or path.suffix.lower() not in (".yaml", ".yml"):
         return False
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw, _ = read_yaml_file(path, error=ConfigError)
+    except (OSError, UnicodeDecodeError, ConfigError):
         return True  # let the config loader name the problem
     return isinstance(raw, dict) and bool({"task", "data"} & set(raw))

@@ -10,6 +10,7 @@ integer index into ``data.classes``.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import DataError
+from mediscope.files import LIST_LIMIT, read_text_file
 from mediscope.registry import unknown_name_hint
 
 PATH_COLUMNS = ("path", "image", "filename", "id")
@@ -82,12 +84,14 @@ def read_csv(
 
 
 def _read_rows(path: Path) -> list[_Row]:
-    if not path.is_file():
+    if not path.exists():
         raise DataError("CSV file not found", where=path, hint="check data.path")
     try:
         # utf-8-sig: spreadsheet programs start UTF-8 CSV files with a byte-order mark.
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            return _parse(csv.reader(f), path)
+        text = read_text_file(path, limit=LIST_LIMIT, what="CSV file", hint="check data.path")
+        return _parse(csv.reader(io.StringIO(text, newline="")), path)
+    except OSError as exc:
+        raise DataError(f"cannot read the CSV file ({exc})", where=path) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason})", where=path) from None
     except csv.Error as exc:

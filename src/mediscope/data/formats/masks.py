@@ -27,6 +27,7 @@ format (:func:`~mediscope.data.datamodule.read_samples`).
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from mediscope.data.images import IMAGE_SUFFIXES
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.data.splits import TEST_NAMES, TRAIN_NAMES, VAL_NAMES
 from mediscope.errors import DataError
+from mediscope.files import LIST_LIMIT, read_text_file
 from mediscope.registry import unknown_name_hint
 
 log = logging.getLogger(__name__)
@@ -133,7 +135,7 @@ def read_classes(*folders: Path) -> list[str]:
         DataError: when there is none (asking for ``data.classes``), or it holds fewer
             than two names or a name twice.
     """
-    file = next((f / CLASSES_FILE for f in folders if (f / CLASSES_FILE).is_file()), None)
+    file = next((f / CLASSES_FILE for f in folders if (f / CLASSES_FILE).exists()), None)
     if file is None:
         raise DataError(
             "the class names are not given",
@@ -142,7 +144,7 @@ def read_classes(*folders: Path) -> list[str]:
             "one name per line",
         )
     try:
-        lines = file.read_text(encoding="utf-8-sig").splitlines()
+        lines = read_text_file(file, limit=LIST_LIMIT, what="class names").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the class names ({exc})", where=file) from None
     names = [line.strip() for line in lines if line.strip()]
@@ -292,9 +294,9 @@ def read_manifest(path: Path, *, root: Path | None = None) -> list[Sample]:
     base = root if root is not None else path.parent
     try:
         # utf-8-sig: spreadsheet programs start UTF-8 CSV files with a byte-order mark.
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            rows = [(reader.line_num, row) for row in reader]  # line_num: quoted newlines
+        text = read_text_file(path, limit=LIST_LIMIT, what="manifest")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        rows = [(reader.line_num, row) for row in reader]  # line_num: quoted newlines
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read the manifest ({exc})", where=path) from None
     rows = [(n, row) for n, row in rows if any(cell.strip() for cell in row)]
@@ -371,7 +373,10 @@ def read_exclude(path: Path) -> list[tuple[int, str]]:
         DataError: when the file is missing or not UTF-8 text.
     """
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        text = read_text_file(
+            path, limit=LIST_LIMIT, what="exclude file", hint="check data.exclude"
+        )
+        lines = text.splitlines()
     except FileNotFoundError:
         raise DataError("exclude file not found", where=path, hint="check data.exclude") from None
     except (OSError, UnicodeDecodeError) as exc:

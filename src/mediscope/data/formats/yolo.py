@@ -49,7 +49,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mediscope.config.loader import yaml_error_parts
 from mediscope.data.formats.boxes import (
     LabelProblems,
     box_arrays,
@@ -68,7 +67,8 @@ from mediscope.data.formats.masks import SPLIT_NAMES
 from mediscope.data.images import IMAGE_SUFFIXES
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import DataError
-from mediscope.files import staged_dir
+from mediscope.files import LIST_LIMIT, read_text_file, staged_dir
+from mediscope.yamlsafe import read_yaml_file
 
 DATA_FILES = ("data.yaml", "data.yml")
 CLASSES_FILE = "classes.txt"
@@ -179,12 +179,7 @@ def read_data_yaml(path: Path) -> dict[str, Any]:
             mapping.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        where, problem, hint = yaml_error_parts(exc, str(path))
-        raise DataError(f"invalid YAML ({problem})", where=where, hint=hint) from None
-    except RecursionError:
-        raise DataError("invalid YAML (nested too deeply)", where=path) from None
+        data, _ = read_yaml_file(path, error=DataError, what="data.yaml")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the file ({exc})", where=path) from None
     if data is None:
@@ -234,7 +229,7 @@ def _yaml_part(base: Path, entry: str, split: str, data_file: Path) -> Part:
 
 def _listed_images(listing: Path) -> list[Path]:
     try:
-        lines = listing.read_text(encoding="utf-8-sig").splitlines()
+        lines = read_text_file(listing, limit=LIST_LIMIT, what="image list").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the image list ({exc})", where=listing) from None
     images: list[Path] = []
@@ -395,7 +390,7 @@ def read_class_names(path: Path) -> list[str]:
         DataError: when unreadable, empty, or a name repeats.
     """
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = read_text_file(path, limit=LIST_LIMIT, what="class names").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the class names ({exc})", where=path) from None
     names = [line.strip() for line in lines if line.strip()]
@@ -435,7 +430,7 @@ def read_label_file(
         DataError: with ``problems`` in error mode, naming ``file:line``.
     """
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        text = read_text_file(file, limit=LIST_LIMIT, what="label file")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the label file ({exc})", where=file) from None
     boxes: list[list[float]] = []
