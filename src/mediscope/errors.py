@@ -22,6 +22,8 @@ class MediscopeError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, where: str | Path | None = None, hint: str | None = None):
+        if where is None and hint is None:
+            message = _unwrapped(type(self), message)
         self.message = message
         self.where = str(where) if where is not None else None
         self.hint = hint
@@ -32,6 +34,22 @@ class MediscopeError(Exception):
         if self.hint:
             text = f"{text}; {self.hint}"
         return text
+
+
+def _unwrapped(kind: type[MediscopeError], message: str) -> str:
+    """The original message of an error raised in a DataLoader worker process.
+
+    PyTorch re-raises a worker's exception in the main process as the same type built
+    from one text: ``Caught DataError in DataLoader worker process 0.`` and the worker's
+    traceback, whose last line is ``mediscope.errors.DataError: <the error's line>``.
+    That line is what the user must see, so it is taken back out; other messages are
+    returned unchanged.
+    """
+    if not message.startswith(f"Caught {kind.__name__} in DataLoader worker process"):
+        return message
+    marker = f"\n{kind.__module__}.{kind.__qualname__}: "
+    _, found, original = message.rpartition(marker)
+    return original.strip() if found else message
 
 
 class ConfigError(MediscopeError):

@@ -151,6 +151,12 @@ def resolve_target(
         raise DataError(
             "not found", where=target, hint="give a config YAML, or a dataset folder or file"
         )
+    if not (target.is_dir() or target.is_file()):
+        raise DataError(
+            "not a file or folder (a device, pipe or socket)",
+            where=target,
+            hint="give a config YAML, or a dataset folder or file",
+        )
     if data_format is not None:
         overrides.insert(0, f"data.format={data_format}")
     if classes is not None:

@@ -326,7 +326,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 _KEY_PATH = re.compile(r"[A-Za-z_]\w*(\.\w+)*")
 
 
-def locate(error: MediscopeError, config: Config) -> MediscopeError:
+def locate(error: MediscopeError, config: DatasetConfig) -> MediscopeError:
     """``error`` with a bare key path as its place (``model.params.foo``) given the file
     and line of that key (``cfg.yaml:12: model.params.foo``, or ``--set: ...``).
 

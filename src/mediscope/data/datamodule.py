@@ -217,6 +217,13 @@ class MediscopeDataModule(L.LightningDataModule):
             return
         data = self.config.data
         everything = read_samples(self.config, data.path, data.classes)
+        hint = self.task_data.one_class_hint
+        if hint is not None and len(everything.classes) < 2:
+            raise DataError(
+                f"the data holds one class only ({', '.join(everything.classes) or 'none'})",
+                where=data.path,
+                hint=hint,
+            )
         if self.reuse_split and self.split_file is not None and self.split_file.is_file():
             parts = load_split(self.split_file, everything, ("train", "val"))
         else:

@@ -64,6 +64,8 @@ def read_image(
             array = _to_uint8(img, channels)
     except FileNotFoundError:
         raise DataError("image not found", where=path, hint="check the dataset path") from None
+    except Image.DecompressionBombError as exc:
+        raise pixel_limit_error(exc, path) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(
             f"cannot read the image ({exc.__class__.__name__}: {exc})",
@@ -71,6 +73,17 @@ def read_image(
             hint="remove or replace the file",
         ) from None
     return array
+
+
+def pixel_limit_error(exc: Image.DecompressionBombError, path: str | Path) -> DataError:
+    """The error for an image beyond PIL's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``,
+    a guard against decompression bombs)."""
+    return DataError(
+        f"image too large for PIL's safety limit ({' '.join(str(exc).split())})",
+        where=path,
+        hint="cut it into tiles (mediscope data tile) or leave it out (data.exclude); "
+        "a script may raise PIL.Image.MAX_IMAGE_PIXELS",
+    )
 
 
 def array_to_image(array: np.ndarray, *, channels: int, where: str | Path) -> np.ndarray:

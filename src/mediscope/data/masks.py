@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mediscope.errors import DataError
+from mediscope.config.loader import locate
+from mediscope.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from mediscope.config.schema import DatasetConfig
@@ -240,6 +241,14 @@ def mask_decoder(config: DatasetConfig, classes: list[str]) -> Callable[[str], n
     """Reads a mask file into class indices as training does (``data.palette``,
     ``data.ignore_index``, ``data.mask_mode``)."""
     data = config.data
+    if data.ignore_index is not None and data.ignore_index < len(classes):
+        error = ConfigError(
+            f"{data.ignore_index} is the index of the class '{classes[data.ignore_index]}': "
+            "its pixels would be ignored by the loss and the metrics",
+            where="data.ignore_index",
+            hint=f"use a value that no class has (e.g. 255), above {len(classes) - 1}",
+        )
+        raise locate(error, config)
     palette = {k: list(v) for k, v in data.palette.items()} if data.palette else None
     return functools.partial(
         read_mask,

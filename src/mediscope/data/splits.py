@@ -372,22 +372,64 @@ def save_split(
     write_json_atomic(path, data)
 
 
+#: The lists a split file may hold.
+SPLIT_NAMES = ("train", "val", "test")
+
+_SPLIT_SHAPE = "a split file holds {train: [ids], val: [ids], test: [ids]}"
+
+
+def read_split_file(path: Path, required: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """The sample id lists of ``split.json`` (those of :data:`SPLIT_NAMES` it holds).
+
+    Raises:
+        DataError: naming the file when it is unreadable, not a JSON object, lacks a
+            ``required`` list, or holds a list that is not a list of sample ids (text).
+    """
+    try:
+        data = json.loads(read_text_file(path, limit=LIST_LIMIT, what="split file"))
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"cannot read the split ({' '.join(str(exc).split())})",
+            where=path,
+            hint="give the split.json a run wrote",
+        ) from None
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{_SPLIT_SHAPE}, not a JSON {type(data).__name__}",
+            where=path,
+            hint="give the split.json a run wrote",
+        )
+    lists: dict[str, list[str]] = {}
+    for name in SPLIT_NAMES:
+        ids = data.get(name)
+        if ids is None and name not in required:
+            continue
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            found = "nothing" if ids is None else f"a JSON {type(ids).__name__}"
+            if isinstance(ids, list):
+                found = "a list holding " + ", ".join(
+                    sorted({type(i).__name__ for i in ids if not isinstance(i, str)})
+                )
+            raise DataError(
+                f"'{name}' must be a list of sample ids (text), found {found}",
+                where=path,
+                hint=f"{_SPLIT_SHAPE}; give the split.json a run wrote",
+            )
+        lists[name] = ids
+    return lists
+
+
 def load_split(path: Path, samples: SampleSet, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Maps the ids in ``split.json`` back to indices of ``samples``.
 
     Raises:
         DataError: when the file is unreadable or names samples the dataset lacks.
     """
-    try:
-        data = json.loads(read_text_file(path, limit=LIST_LIMIT, what="split file"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read the split: {exc}", where=path) from None
+    data = read_split_file(path, required=names)
     position = {sid: i for i, sid in enumerate(samples.ids())}
     parts: dict[str, np.ndarray] = {}
     for name in names:
-        ids = data.get(name)
-        if not isinstance(ids, list):
-            raise DataError(f"the split has no '{name}' list", where=path)
+        ids = data[name]
         missing = [sid for sid in ids if sid not in position]
         if missing:
             raise DataError(
@@ -397,6 +439,6 @@ def load_split(path: Path, samples: SampleSet, names: tuple[str, ...]) -> dict[s
                 hint="was data.path changed since the run started?",
             )
         parts[name] = np.array([position[sid] for sid in ids], dtype=np.int64)
-    if "test" in data and isinstance(data["test"], list):
+    if "test" in data:
         parts["test"] = np.array([position[s] for s in data["test"] if s in position], np.int64)
     return parts

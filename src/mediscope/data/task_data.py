@@ -80,6 +80,9 @@ class TaskData:
             hold every class, and ``data.sampler: weighted`` can draw classes.
         train_counts: Per-class counts of the training samples given to the task
             (class-weighted losses); None when the task does not need them.
+        one_class_hint: What to do when the data holds a single class, for the tasks
+            that need two or more (a classifier, masks: background and an object);
+            None when one class is enough (detection: objects against the background).
     """
 
     dataset: DatasetFactory
@@ -87,3 +90,4 @@ class TaskData:
     boxes: bool = False
     one_label_per_image: bool = False
     train_counts: Callable[[Config, SampleSet], list[int] | None] = field(default=count_labels)
+    one_class_hint: str | None = None

@@ -32,12 +32,22 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
     Raises:
         CheckpointError: when the file is missing, not a checkpoint, carries pickled
-            objects, or was not written by mediscope.
+            objects, was not written by mediscope, or its metadata is not of the shape
+            mediscope writes (see :func:`_meta_problem`).
     """
     data = read_torch_file(path, what="checkpoint")
     if not isinstance(data, dict) or "state_dict" not in data or CHECKPOINT_KEY not in data:
         raise CheckpointError(
             "not a mediscope checkpoint", where=path, hint="give a .ckpt from a run's checkpoints/"
+        )
+    problem = _meta_problem(data[CHECKPOINT_KEY])
+    if problem is None and not isinstance(data.get("epoch", 0), int):
+        problem = f"'epoch' is {str(data['epoch'])[:40]!r}, not a number"
+    if problem is not None:
+        raise CheckpointError(
+            f"its mediscope metadata is damaged: {problem}",
+            where=path,
+            hint="give a .ckpt written by mediscope fit (a run's checkpoints/)",
         )
     return data
 
@@ -53,9 +63,41 @@ def checkpoint_epoch(path: Path) -> int | None:
 
 
 def checkpoint_meta(data: dict[str, Any]) -> dict[str, Any]:
-    """What mediscope stored: config, classes, class counts, normalisation, version."""
+    """What mediscope stored: config, classes, class counts, normalisation, version
+    (checked by :func:`read_checkpoint`)."""
     meta: dict[str, Any] = data[CHECKPOINT_KEY]
     return meta
+
+
+def _is_numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    )
+
+
+def _meta_problem(meta: Any) -> str | None:
+    """What is wrong with a checkpoint's metadata, or None: it must be a mapping whose
+    classes are a list of names, class counts a list of numbers, normalisation two lists
+    of numbers (mean and std)."""
+    if not isinstance(meta, dict):
+        return f"'{CHECKPOINT_KEY}' holds a {type(meta).__name__}, not a mapping"
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return f"'classes' must be a list of class names, got {str(classes)[:60]!r}"
+    if not isinstance(meta.get("config", {}), dict):
+        return "'config' is not a mapping"
+    counts = meta.get("class_counts")
+    if counts is not None and not _is_numbers(counts):
+        return f"'class_counts' must be a list of numbers, got {str(counts)[:60]!r}"
+    stats = meta.get("normalization")
+    if stats is not None and not (
+        isinstance(stats, list | tuple)
+        and len(stats) == 2
+        and all(_is_numbers(list(s)) if isinstance(s, list | tuple) else False for s in stats)
+        and len(stats[0]) == len(stats[1])
+    ):
+        return f"'normalization' must be [mean list, std list], got {str(stats)[:60]!r}"
+    return None
 
 
 def load_task_weights(task: torch.nn.Module, data: dict[str, Any], path: Path) -> None:

@@ -24,10 +24,19 @@ DEFAULT_IOU = {"wbf": 0.55, "nms": 0.5}
 
 
 def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """A prediction CSV of ``mediscope predict`` and its class columns."""
+    """A prediction CSV of ``mediscope predict`` and its class columns.
+
+    Paths and labels are read as text (classes may be named ``0`` and ``1``), the class
+    columns as numbers.
+
+    Raises:
+        DataError: naming the file for an unreadable CSV, missing columns, a path listed
+            twice, a label that is not a class column or a probability that is not a
+            number.
+    """
     try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the predictions: {exc}", where=path) from None
     if "path" not in frame.columns or "label" not in frame.columns:
         detection = {"class", "x1", "y2"} <= set(frame.columns)
@@ -38,7 +47,36 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str]]:
             if detection
             else "use the CSVs written by 'mediscope predict'",
         )
-    classes = [c for c in frame.columns if c not in ("path", "label", "votes")]
+    classes = [str(c) for c in frame.columns if c not in ("path", "label", "votes")]
+    twice = frame["path"][frame["path"].duplicated()]
+    if len(twice):
+        row = int(twice.index[0]) + 2  # the header is line 1
+        raise DataError(
+            f"line {row}: {twice.iloc[0]} is listed twice",
+            where=path,
+            hint="give each image once (one row per image, as predict writes)",
+        )
+    unknown = frame["label"][~frame["label"].isin(classes)]
+    if len(unknown):
+        row = int(unknown.index[0]) + 2
+        raise DataError(
+            f"line {row}: the label '{unknown.iloc[0]}' is not a class column "
+            f"({', '.join(classes)})",
+            where=path,
+            hint="use the CSVs written by 'mediscope predict'",
+        )
+    for column in classes:
+        values = pd.to_numeric(frame[column].str.strip(), errors="coerce")
+        bad = values[values.isna()]
+        if len(bad):
+            row = int(bad.index[0]) + 2
+            raise DataError(
+                f"line {row}: column '{column}' holds '{frame[column].iloc[bad.index[0]]}', "
+                "not a number",
+                where=path,
+                hint="probabilities are numbers from 0 to 1",
+            )
+        frame[column] = values.astype(float)
     return frame.set_index("path"), classes
 
 
@@ -57,6 +95,10 @@ def ensemble(files: list[Path], *, method: str, output: Path) -> pd.DataFrame:
         )
     if len(files) < 2:
         raise DataError("an ensemble needs at least two prediction files", where="PRED...")
+    if output.is_dir():
+        raise DataError(
+            "is a folder", where=output, hint="give --output a CSV file, e.g. ensemble.csv"
+        )
     refuse_overlap(output, files, option="--output")
     frames = [read_predictions(f) for f in files]
     base, classes = frames[0]

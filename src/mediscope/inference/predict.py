@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from mediscope.config.schema import Config
-from mediscope.data.images import IMAGE_SUFFIXES, is_image_file
+from mediscope.data.images import DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom_file, is_image_file
 from mediscope.data.samples import SampleSet
 from mediscope.engine.run_dir import BEST, CHECKPOINTS
 from mediscope.errors import ConfigError, DataError
@@ -43,13 +43,14 @@ def collect_inputs(inputs: list[Path], config: Config) -> list[str]:
     refs: list[str] = []
     for item in inputs:
         if item.is_dir():
-            refs.extend(str(p) for p in sorted(item.rglob("*")) if is_image_file(p))
+            files = sorted(item.rglob("*"))
+            refs.extend(str(p) for p in files if is_image_file(p) or is_dicom_file(p))
         elif item.suffix.lower() == ".csv":
             refs.extend(_csv_paths(item, config.data.root))
         elif item.suffix.lower() == ".npz" and "npz" in FORMATS:
             found: SampleSet = FORMATS.get("npz")(item, classes=None, task="classification")
             refs.extend(s.image for s in found.samples)
-        elif item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES | {".dcm"}:
+        elif item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES | DICOM_SUFFIXES:
             refs.append(str(item))
         else:
             raise DataError(

@@ -161,14 +161,57 @@ def _figure(path: Path, caption: str) -> Figure | None:
     return Figure(file_uri(path), caption)
 
 
+#: What each JSON file of a run folder is, for the errors naming it.
+_JSON_FILES = {
+    "split.json": "split file",
+    "environment.json": "environment file",
+    "val_metrics.json": "metrics file",
+    "test_metrics.json": "metrics file",
+}
+
+#: The sections of a run's config that the report reads.
+_CONFIG_SECTIONS = ("model", "data", "loss", "trainer")
+
+_REGENERATE = "remove the file or write it again (mediscope validate / test rewrite metrics)"
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object of the run folder; None when the file is absent.
+
+    Raises:
+        DataError: naming the file when it is unreadable or not a JSON object.
+    """
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path.name}: {exc}", where=path) from exc
-    return data if isinstance(data, dict) else None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {path.name}: {exc}", where=path, hint=_REGENERATE) from None
+    if not isinstance(data, dict):
+        what = _JSON_FILES.get(path.name, "run file")
+        raise DataError(
+            f"not a {what}: it holds a JSON {type(data).__name__}, not an object",
+            where=path,
+            hint=_REGENERATE,
+        )
+    return data
+
+
+def _read_metrics(path: Path) -> dict[str, Any] | None:
+    """A metrics file: an object of numbers (null for undefined ones); None when absent.
+
+    Raises:
+        DataError: naming the file and the first key whose value is not a number.
+    """
+    metrics = _read_json(path)
+    for key, value in (metrics or {}).items():
+        if value is not None and not isinstance(value, (int, float)):
+            raise DataError(
+                f"the value of '{key}' is {json.dumps(value)[:40]}, not a number",
+                where=path,
+                hint=_REGENERATE,
+            )
+    return metrics
 
 
 def _task(run_dir: Path) -> tuple[str, dict[str, Any]]:
@@ -182,12 +225,20 @@ def _task(run_dir: Path) -> tuple[str, dict[str, Any]]:
     try:
         config = read_yaml_file(config_path, error=DataError, what="config.yaml")[0] or {}
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read config.yaml: {exc}", where=config_path) from None
-    if not isinstance(config, dict):
         raise DataError(
-            "config.yaml holds no mapping", where=config_path, hint="is it a run folder?"
+            f"cannot read config.yaml: {' '.join(str(exc).split())}",
+            where=config_path,
+            hint="restore the config the run was made with",
+        ) from None
+    sections = [config.get(key) for key in _CONFIG_SECTIONS] if isinstance(config, dict) else []
+    task = config.get("task", "classification") if isinstance(config, dict) else None
+    if not isinstance(task, str) or any(not isinstance(s, dict | None) for s in sections):
+        raise DataError(
+            "not a run's config (a mapping with task, model, data, ...)",
+            where=config_path,
+            hint="restore the config the run was made with",
         )
-    return str(config.get("task", "classification")), config
+    return task, config
 
 
 def overall_keys(metrics: Mapping[str, float], task: str) -> list[str]:
@@ -401,8 +452,8 @@ def build_report(run_dir: Path) -> str:
     facts = _facts(run_dir, task, config)
     folds = _folds(run_dir)
     curves = run_dir / "plots" / "training_curves.png"
-    test = _read_json(run_dir / "test_metrics.json")
-    val = _read_json(run_dir / "val_metrics.json")
+    test = _read_metrics(run_dir / "test_metrics.json")
+    val = _read_metrics(run_dir / "val_metrics.json")
     return render(
         "report.html.j2",
         name=run_dir.name,

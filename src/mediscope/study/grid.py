@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
+from mediscope.config.loader import parse_override_value
 from mediscope.errors import ConfigError
 
 
@@ -54,8 +56,43 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
         dupes = sorted({v for v in values if values.count(v) > 1})
         if dupes:
             raise ConfigError(f"{key}: values repeat: {', '.join(dupes)}", where="--grid")
+        for other in grid:
+            if other.startswith(f"{key}.") or key.startswith(f"{other}."):
+                parent, child = sorted((key, other), key=len)
+                raise ConfigError(
+                    f"'{parent}' and '{child}' are both grid keys: the child would override "
+                    f"the parent's '{child.rsplit('.', 1)[1]}' and the rows be labelled wrongly",
+                    where="--grid",
+                    hint=f"vary one of them: '{child}', or the whole '{parent}' section",
+                )
+        _refuse_equal_values(key, values)
         grid[key] = values
     return grid
+
+
+def _refuse_equal_values(key: str, values: Sequence[str]) -> None:
+    """Refuses values that differ as text but are one value once parsed as ``--set``
+    parses them (``0.001`` and ``1.0e-3``).
+
+    Raises:
+        ConfigError: naming the key and the equal values.
+    """
+    seen: dict[str, str] = {}
+    for text in values:
+        parsed = json.dumps(parse_override_value(text), sort_keys=True, default=str)
+        if parsed in seen:
+            raise same_values_error(key, seen[parsed], text)
+        seen[parsed] = text
+
+
+def same_values_error(key: str, first: str, second: str) -> ConfigError:
+    """The error for two grid values of ``key`` that give the same config."""
+    return ConfigError(
+        f"'{first}' and '{second}' are the same value: both cells would train the same "
+        "config and rank as different",
+        where=f"--grid {key}",
+        hint="list each value once",
+    )
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -18,6 +18,7 @@ from mediscope.engine.loggers import check_loggers
 from mediscope.errors import ConfigError, DataError, MediscopeError
 from mediscope.registry import unknown_name_hint
 from mediscope.reports.leaderboard import known_metrics, value_label
+from mediscope.study.grid import same_values_error
 from mediscope.study.state import check_folder
 from mediscope.tasks import build_task, data_module, task_spec
 from mediscope.tasks.validate import load_config
@@ -176,6 +177,8 @@ def plan_study(
                 config_path, overrides, cell, repeat, folds
             )
 
+    _refuse_equal_cells(cells, [configs[(c.index, repeats[0].tag)] for c in cells])
+
     # The splits: one per repeat and distinct data setting, shared by every cell.
     signatures = {key: _split_signature(cfg) for key, cfg in configs.items()}
     split_names: dict[tuple[int, str], str] = {}
@@ -269,6 +272,23 @@ def _grid_error(exc: MediscopeError, cell: Cell) -> ConfigError:
         if place != "--set":
             where = f"cell {cell.index} ({cell.describe()}): {where}" if where else where
     return ConfigError(exc.message, where=where or None, hint=exc.hint)
+
+
+def _refuse_equal_cells(cells: Sequence[Cell], configs: Sequence[Config]) -> None:
+    """Refuses two cells whose configs are equal once validated (``--grid
+    optimizer.lr=0.001,1e-3``: YAML reads ``1e-3`` as text, the schema as 0.001).
+
+    Raises:
+        ConfigError: naming the grid key and the two values.
+    """
+    seen: dict[str, Cell] = {}
+    for cell, cfg in zip(cells, configs, strict=True):
+        text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, default=str)
+        first = seen.setdefault(text, cell)
+        if first is cell:
+            continue
+        key = next(k for k in cell.values if cell.values[k] != first.values[k])
+        raise same_values_error(key, first.values[key], cell.values[key])
 
 
 def _split_signature(cfg: Config) -> str:

@@ -84,7 +84,12 @@ def classification_dataset(
 SPEC = TaskSpec(
     name="classification",
     module=ClassificationTask,
-    data=TaskData(dataset=classification_dataset, one_label_per_image=True),
+    data=TaskData(
+        dataset=classification_dataset,
+        one_label_per_image=True,
+        one_class_hint="a classifier needs at least two classes: add images of another "
+        "class (a second class folder, or rows with another label)",
+    ),
     default_loss="CrossEntropyLoss",
     default_monitor="val/f1_macro",
     evaluator="mediscope.evaluation.classification:evaluate_classification",

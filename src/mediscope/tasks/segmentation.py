@@ -99,7 +99,12 @@ def pixel_class_counts(config: Config, samples: SampleSet) -> list[int] | None:
 SPEC = TaskSpec(
     name="segmentation",
     module=SegmentationTask,
-    data=TaskData(dataset=segmentation_dataset, train_counts=pixel_class_counts),
+    data=TaskData(
+        dataset=segmentation_dataset,
+        train_counts=pixel_class_counts,
+        one_class_hint="masks need at least two classes, the background first, e.g. "
+        "data.classes: [background, lesion]",
+    ),
     default_loss="DiceCELoss",
     default_monitor="val/dice_mean",
     evaluator="mediscope.evaluation.segmentation:evaluate_segmentation",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,10 +27,9 @@ from mediscope.data.doctor.sources import scan_path
 from mediscope.data.doctor.stats import Statistics, statistics
 from mediscope.data.masks import mask_decoder
 from mediscope.data.samples import sample_id
+from mediscope.data.splits import read_split_file
 from mediscope.errors import DataError
 from mediscope.files import (
-    LIST_LIMIT,
-    read_text_file,
     refuse_overlap,
     write_json_atomic,
     write_text_atomic,
@@ -302,13 +300,8 @@ def _finding_splits(scans: list[tuple[str, Scan]]) -> None:
 
 def _apply_split_file(main: Scan, split_file: Path, findings: list[Finding]) -> None:
     path = split_file / "split.json" if split_file.is_dir() else split_file
-    try:
-        data = json.loads(read_text_file(path, limit=LIST_LIMIT, what="split file"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read the split ({exc})", where=path) from None
-    if not isinstance(data, dict):
-        raise DataError("a split file holds {train: [ids], val: [ids]}", where=path)
-    where = {sid: split for split in ("train", "val", "test") for sid in data.get(split) or []}
+    data = read_split_file(path)
+    where = {sid: split for split, ids in data.items() for sid in ids}
     found: set[str] = set()
     for item in main.items:
         sid = sample_id(item.sample, main.root)

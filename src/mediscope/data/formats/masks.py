@@ -149,7 +149,12 @@ def read_classes(*folders: Path) -> list[str]:
         raise DataError(f"cannot read the class names ({exc})", where=file) from None
     names = [line.strip() for line in lines if line.strip()]
     if len(names) < 2:
-        raise DataError("fewer than two class names", where=file, hint="one name per line")
+        raise DataError(
+            f"fewer than two class names ({', '.join(names) or 'none'})",
+            where=file,
+            hint="masks need at least two classes, the background first, one name per "
+            "line: background, then the objects",
+        )
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise DataError(f"class names repeat: {', '.join(twice)}", where=file)
