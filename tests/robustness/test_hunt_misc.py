@@ -259,7 +259,7 @@ def _(env: Env) -> Run:
 @case("report-config-invalid-yaml")
 def _(env: Env) -> Run:
     run = _run_folder(env, **{"config.yaml": "task: [classification\n"})
-    return _report(run, str(run / "config.yaml"), "cannot read")
+    return _report(run, str(run / "config.yaml"), "invalid YAML")
 
 
 @case("report-metrics-not-json")

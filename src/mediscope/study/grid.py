@@ -79,7 +79,9 @@ def _refuse_equal_values(key: str, values: Sequence[str]) -> None:
     """
     seen: dict[str, str] = {}
     for text in values:
-        parsed = json.dumps(parse_override_value(text), sort_keys=True, default=str)
+        parsed = json.dumps(
+            parse_override_value(text, where=f"--grid {key}"), sort_keys=True, default=str
+        )
         if parsed in seen:
             raise same_values_error(key, seen[parsed], text)
         seen[parsed] = text
