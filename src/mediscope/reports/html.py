@@ -26,6 +26,7 @@ from mediscope.files import write_text_atomic
 from mediscope.metrics.bootstrap import interval_of, is_metric, without_intervals
 from mediscope.reports.plotting import plt, save_figure
 from mediscope.reports.templating import Figure, file_uri, render
+from mediscope.tasks import TASKS, Summary
 from mediscope.yamlsafe import read_yaml_file
 
 #: The report's file name in the run folder.
@@ -33,45 +34,6 @@ REPORT = "report.html"
 
 #: Keys of a metrics file that describe the evaluation, shown apart from the metrics.
 SETTINGS = ("score_threshold_f1", "f1_at_threshold", "count_threshold")
-
-#: Per task: overall metrics in the order shown (others follow), and the per-class
-#: metric of the interval plot.
-TASK_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
-    "classification": (
-        ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro", "ece"),
-        "f1",
-    ),
-    "segmentation": (("dice_mean", "iou_mean", "pixel_accuracy"), "dice"),
-    "detection": (("map", "map_50", "map_75"), "ap50"),
-}
-
-#: Per task: the plots of a split, as (file name after ``<split>_``, caption).
-TASK_PLOTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "classification": (
-        ("confusion_matrix.png", "Confusion matrix: counts and rows normalised to 1."),
-        ("roc.png", "ROC curves, one class against the rest."),
-        ("pr.png", "Precision-recall curves, one class against the rest."),
-        (
-            "reliability.png",
-            "Reliability diagram: accuracy against the top-1 probability; the expected "
-            "calibration error (ECE) is the gap weighted by the share of images.",
-        ),
-        (
-            "gradcam.png",
-            "Grad-CAM heatmaps of the predicted class on a sample of images, mistakes "
-            "first: where the model looked.",
-        ),
-    ),
-    "segmentation": (
-        ("best.png", "The images with the best Dice: image, ground truth, prediction."),
-        ("worst.png", "The images with the worst Dice: image, ground truth, prediction."),
-    ),
-    "detection": (
-        ("pr_curves.png", "Precision-recall curves per class at IoU 0.5."),
-        ("best.png", "The images with the best F1 at the counting threshold."),
-        ("worst.png", "The images with the worst F1 at the counting threshold."),
-    ),
-}
 
 #: Plots shown at full width; the others sit side by side.
 WIDE_PLOTS = ("confusion_matrix.png", "gradcam.png", "best.png", "worst.png")
@@ -89,6 +51,11 @@ COLUMN_NAMES = {
     "dice": "Dice",
     "f1": "F1",
 }
+
+
+def _summary(task: str) -> Summary:
+    """What the report shows of a ``task`` run (nothing special for an unknown task)."""
+    return TASKS.get(task).summary if task in TASKS else Summary(terminal=())
 
 
 @dataclass(frozen=True)
@@ -243,7 +210,7 @@ def _task(run_dir: Path) -> tuple[str, dict[str, Any]]:
 
 def overall_keys(metrics: Mapping[str, float], task: str) -> list[str]:
     """The overall (not per-class) metrics to show, the task's main ones first."""
-    first = [k for k in TASK_KEYS.get(task, ((), ""))[0] if k in metrics]
+    first = [k for k in _summary(task).report if k in metrics]
     rest = [
         k
         for k in without_intervals(metrics)
@@ -273,7 +240,7 @@ def plot_intervals(
     """Overall metrics and the per-class main metric with their intervals (a forest plot)."""
     rows: list[tuple[str, float, float, float]] = []
     keys = [k for k in overall_keys(metrics, task) if k != "ece"]
-    per_class_metric = TASK_KEYS.get(task, ((), ""))[1]
+    per_class_metric = _summary(task).interval_metric
     _, classes = per_class_table(metrics)
     keys += [f"{per_class_metric}/{c}" for c in classes if f"{per_class_metric}/{c}" in metrics]
     for key in keys:
@@ -337,7 +304,7 @@ def _metrics_section(
     else:
         facts.append("no confidence intervals (report.bootstrap is 0)")
     keys = overall_keys(metrics, task)
-    main = TASK_KEYS.get(task, ((), ""))[0]
+    main = _summary(task).report
     settings = [k for k in SETTINGS if k in metrics]
     prefixes, classes = per_class_table(metrics)
     class_rows: list[tuple[str, list[Value | None]]] = []
@@ -360,7 +327,7 @@ def _metrics_section(
     if intervals is not None:
         small.append(_figure(intervals, "The metrics with their confidence intervals."))
     wide: list[tuple[str, Figure | None]] = []
-    for name, caption in TASK_PLOTS.get(task, ()):
+    for name, caption in _summary(task).plots:
         figure = _figure(plots / f"{split}_{name}", caption)
         if name in WIDE_PLOTS:
             wide.append((name, figure))

@@ -109,6 +109,23 @@ SPEC = TaskSpec(
             ),
         ),
         folds=("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro"),
+        report=("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro", "ece"),
+        interval_metric="f1",
+        plots=(
+            ("confusion_matrix.png", "Confusion matrix: counts and rows normalised to 1."),
+            ("roc.png", "ROC curves, one class against the rest."),
+            ("pr.png", "Precision-recall curves, one class against the rest."),
+            (
+                "reliability.png",
+                "Reliability diagram: accuracy against the top-1 probability; the expected "
+                "calibration error (ECE) is the gap weighted by the share of images.",
+            ),
+            (
+                "gradcam.png",
+                "Grad-CAM heatmaps of the predicted class on a sample of images, mistakes "
+                "first: where the model looked.",
+            ),
+        ),
     ),
     description="image -> class",
 )

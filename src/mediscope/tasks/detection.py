@@ -205,6 +205,13 @@ SPEC = TaskSpec(
             ("boxes", "val_predictions/ (predictions.csv / .json, labels/, counts.csv)"),
         ),
         folds=("map", "map_50", "map_75"),
+        report=("map", "map_50", "map_75"),
+        interval_metric="ap50",
+        plots=(
+            ("pr_curves.png", "Precision-recall curves per class at IoU 0.5."),
+            ("best.png", "The images with the best F1 at the counting threshold."),
+            ("worst.png", "The images with the worst F1 at the counting threshold."),
+        ),
     ),
     description="image -> boxes, scores and classes",
 )

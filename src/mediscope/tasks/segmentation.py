@@ -122,6 +122,12 @@ SPEC = TaskSpec(
             ("plots", "plots/ (training curves, val_best.png and val_worst.png galleries)"),
         ),
         folds=("dice_mean", "iou_mean", "pixel_accuracy"),
+        report=("dice_mean", "iou_mean", "pixel_accuracy"),
+        interval_metric="dice",
+        plots=(
+            ("best.png", "The images with the best Dice: image, ground truth, prediction."),
+            ("worst.png", "The images with the worst Dice: image, ground truth, prediction."),
+        ),
     ),
     description="image -> class of every pixel",
 )

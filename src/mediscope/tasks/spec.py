@@ -84,6 +84,10 @@ class Summary:
         ranked_per_class: Per-class metric kinds (``f1`` for ``f1/<class>``) to rank by.
         files: What a finished run folder holds, as ``(label, description)`` lines.
         folds: Metrics of the cross-validation summary (``cv_summary.csv``).
+        report: Flat metrics ``report.html`` shows first, in order.
+        interval_metric: The per-class metric of the report's interval plot.
+        plots: The plots of a split in the report, as ``(file name after
+            "<split>_", caption)``.
     """
 
     terminal: tuple[str, ...]
@@ -93,6 +97,9 @@ class Summary:
     ranked_per_class: tuple[str, ...] = ()
     files: tuple[tuple[str, str], ...] = ()
     folds: tuple[str, ...] = ()
+    report: tuple[str, ...] = ()
+    interval_metric: str = ""
+    plots: tuple[tuple[str, str], ...] = ()
 
     def rankable(self, classes: list[str]) -> set[str]:
         """Every metric of the task's metrics files that a study can rank by."""
