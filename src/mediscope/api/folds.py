@@ -14,6 +14,7 @@ from mediscope.api.fit import FitResult, fit
 from mediscope.config.loader import dump_config
 from mediscope.config.schema import Config
 from mediscope.engine.run_dir import CHECKPOINTS, LAST, create_run_dir, latest_run
+from mediscope.engine.training import check_resume_config
 from mediscope.errors import ConfigError
 from mediscope.files import write_text_atomic
 from mediscope.tasks import data_module, task_spec
@@ -58,6 +59,7 @@ def fit_folds(config: Config, folds: int, *, resume: str | Path | None = None) -
         parent = create_run_dir(config.run.dir, config.run.name)
     else:
         parent = latest_cv_run(config) if str(resume) == "last" else Path(resume)
+        check_resume_config(config, parent)
     write_text_atomic(parent / "config.yaml", dump_config(config))
     results = []
     for fold in range(folds):

@@ -9,11 +9,35 @@ where one makes sense, so that a ten-line config is valid.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+#: Largest image, crop or window side in pixels: far beyond any real image (a larger
+#: value is a typo, and would exhaust memory or overflow the image libraries).
+MAX_SIDE = 65536
+
+#: Longest ``run.name``: a folder name, with room for suffixes such as ``-study``.
+MAX_RUN_NAME = 200
+
+
+def _sides(value: tuple[int, int] | None) -> tuple[int, int] | None:
+    """``value`` (H W in pixels) when both sides are in 8 .. :data:`MAX_SIDE`."""
+    if value is not None and not all(8 <= side <= MAX_SIDE for side in value):
+        raise ValueError(f"sides must be at least 8 pixels and at most {MAX_SIDE}")
+    return value
+
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +87,34 @@ class NormalizeStats(Section):
     """Explicit per-channel normalisation statistics (0..1 scale)."""
 
     mean: list[float] = Field(description="per-channel means, 0..1 scale")
-    std: list[float] = Field(description="per-channel standard deviations, 0..1 scale")
+    std: list[float] = Field(description="per-channel standard deviations (> 0), 0..1 scale")
+
+    def problem(self, channels: int | None) -> str | None:
+        """What makes these statistics unusable for images of ``channels``, if anything.
+
+        Checked by :class:`DataConfig` on the parsed value: an error raised inside this
+        union member would be reported as "not one of auto, imagenet, ...".
+        """
+        mean, std = self.mean, self.std
+        if len(mean) != len(std) or not mean:
+            return (
+                f"gives {len(mean)} means and {len(std)} standard deviations: give one mean "
+                "and one std per channel"
+            )
+        if not all(math.isfinite(v) for v in mean):
+            return "every mean must be a finite number"
+        if not all(math.isfinite(v) and v > 0 for v in std):
+            return (
+                "every std must be greater than 0 (images are divided by it); "
+                "use normalize: none to leave images as they are"
+            )
+        if channels is not None and len(mean) != channels:
+            plural = "s" if len(mean) > 1 else ""
+            return (
+                f"gives the statistics of {len(mean)} channel{plural} but data.channels is "
+                f"{channels}: give one mean and one std per channel"
+            )
+        return None
 
 
 class DataConfig(Section):
@@ -165,11 +216,18 @@ class DataConfig(Section):
             return (value, value)
         return value
 
-    @field_validator("image_size")
+    @field_validator("image_size", "crop_size")
     @classmethod
-    def _positive(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if min(value) < 8:
-            raise ValueError("image sides must be at least 8 pixels")
+    def _positive(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        return _sides(value)
+
+    @field_validator("normalize")
+    @classmethod
+    def _stats(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, NormalizeStats):
+            problem = value.problem(info.data.get("channels"))
+            if problem:
+                raise ValueError(problem)
         return value
 
     @field_validator("classes")
@@ -241,8 +299,19 @@ class LossConfig(Section):
         None,
         description="balanced / inverse: inverse class frequency of the training split "
         "(pixels for segmentation), inverse_sqrt: its square root; normalised to mean 1; "
-        "or a list of one weight per class",
+        "or a list of one weight (>= 0, not all 0) per class",
     )
+
+    @field_validator("class_weights")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            bad = [w for w in value if not (math.isfinite(w) and w >= 0)]
+            if bad:
+                raise ValueError(f"class weights must be finite and 0 or more, not {bad[0]}")
+            if value and not any(value):
+                raise ValueError("class weights are all zero: no class would be learned")
+        return value
 
 
 class OptimizerConfig(Section):
@@ -355,6 +424,11 @@ class InferenceConfig(Section):
             return (value, value)
         return value
 
+    @field_validator("window")
+    @classmethod
+    def _window_sides(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        return _sides(value)
+
 
 class EarlyStoppingConfig(Section):
     """Stop when the monitored metric has not improved for ``patience`` epochs."""
@@ -373,7 +447,7 @@ class TrainerConfig(Section):
     max_epochs: int = Field(10, ge=1, description="epochs to train")
     accelerator: str = Field("auto", description="cpu, gpu, mps, ..., or auto (Lightning's)")
     devices: int | str | list[int] = Field(
-        "auto", description="how many devices, their ids, or auto"
+        "auto", description="how many devices (at least 1), a list of their ids, or auto"
     )
     strategy: str = Field("auto", description="Lightning's strategy, e.g. ddp; auto")
     num_nodes: int = Field(1, ge=1, description="machines of a multi-node run")
@@ -405,6 +479,37 @@ class TrainerConfig(Section):
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="stop when the monitored metric stops improving; none: never"
     )
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: int | str | list[int]) -> int | str | list[int]:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, str) and value != "auto":
+            raise ValueError("give a number of devices, a list of device ids, or auto")
+        if isinstance(value, int) and value < 1:
+            raise ValueError("give at least 1 device, a list of device ids, or auto")
+        if isinstance(value, list) and (
+            not value or min(value) < 0 or len(set(value)) < len(value)
+        ):
+            raise ValueError("give a non-empty list of distinct device ids (0, 1, ...)")
+        return value
+
+    @field_validator(
+        "limit_train_batches", "limit_val_batches", "limit_test_batches", mode="before"
+    )
+    @classmethod
+    def _batches(cls, value: Any) -> Any:
+        # Lightning reads an int as a count and a float as a share; 0 would skip training
+        # (or validation, which picks best.ckpt) and still report success.
+        count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        share = isinstance(value, float) and 0 < value <= 1
+        if value is None or isinstance(value, str) or count or share:
+            return value
+        raise ValueError(
+            "give a number of batches (an integer, at least 1), a share of them (a float in "
+            "(0, 1]), or none for all"
+        )
 
 
 class CheckpointConfig(Section):
@@ -492,9 +597,21 @@ class RunConfig(Section):
     name: str = Field(
         "run",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-        description="the run's name: its folder below run.dir",
+        description=f"the run's name: its folder below run.dir (at most {MAX_RUN_NAME} characters)",
     )
     dir: Path = Field(Path("runs"), description="the folder that holds the runs")
+
+    @field_validator("name")
+    @classmethod
+    def _fits(cls, value: str) -> str:
+        # Folder names end at 255 bytes (the pattern allows ASCII only); a suffix such
+        # as the study folder's -study must still fit.
+        if len(value) > MAX_RUN_NAME:
+            raise ValueError(
+                f"a run name names a folder and may have at most {MAX_RUN_NAME} characters "
+                f"(folder names end at 255 bytes); this one has {len(value)}"
+            )
+        return value
 
 
 class DatasetConfig(Section):
@@ -509,7 +626,10 @@ class DatasetConfig(Section):
         "(any registered task)"
     )
     seed: int = Field(
-        42, ge=0, description="seeds Python, NumPy, torch, shuffling and augmentation"
+        42,
+        ge=0,
+        lt=2**32,
+        description="seeds Python, NumPy, torch, shuffling and augmentation (0 .. 2**32 - 1)",
     )
     data: DataConfig = Field(description="where the data is and how it is loaded")
 

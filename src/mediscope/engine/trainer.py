@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
 
+from mediscope.config.loader import locate
 from mediscope.config.schema import Config
 from mediscope.engine.callbacks import (
     BestCheckpoint,
@@ -24,6 +26,7 @@ from mediscope.engine.callbacks import (
 from mediscope.engine.checkpoints import AtomicCheckpointIO
 from mediscope.engine.loggers import LogConfig, build_loggers
 from mediscope.engine.run_dir import CHECKPOINTS
+from mediscope.errors import ConfigError
 
 # Lightning and torch messages that say nothing to a mediscope user.
 _QUIET_WARNINGS = (
@@ -87,6 +90,31 @@ def checkpoint_callbacks(config: Config, run_dir: Path) -> list[Checkpoint]:
         )
     callbacks.append(LastCheckpoint(folder))
     return callbacks
+
+
+def check_accelerator(config: Config) -> None:
+    """Checks that the device ``trainer.accelerator`` names is on this machine.
+
+    Raises:
+        ConfigError: naming ``trainer.accelerator`` (its file and line), e.g. for
+            ``gpu`` on a machine without CUDA or MPS.
+    """
+    name = config.trainer.accelerator
+    if name in ("auto", "cpu"):
+        return
+    kinds = ["cuda", "mps"] if name == "gpu" else [name]
+    registered = [kind for kind in kinds if kind in AcceleratorRegistry]
+    if any(AcceleratorRegistry[kind]["accelerator"].is_available() for kind in registered):
+        return
+    devices = " or ".join(kind.upper() for kind in kinds)
+    raise locate(
+        ConfigError(
+            f"'{name}' needs a {devices} device, and torch finds none on this machine",
+            where="trainer.accelerator",
+            hint="use accelerator: cpu or auto",
+        ),
+        config,
+    )
 
 
 def build_trainer(

@@ -8,13 +8,17 @@ Evaluation and reports come after it (:func:`mediscope.api.fit`).
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from mediscope.config.loader import dump_config
+from mediscope.config.loader import dump_config, locate, parse_config_dict
 from mediscope.config.schema import Config
 from mediscope.data.datamodule import SPLIT_FILE, MediscopeDataModule
 from mediscope.engine.checkpoints import checkpoint_epoch, read_checkpoint
@@ -31,7 +35,7 @@ from mediscope.engine.run_dir import (
     run_dir_of,
     space_needed,
 )
-from mediscope.engine.trainer import build_trainer, quiet_lightning
+from mediscope.engine.trainer import build_trainer, check_accelerator, quiet_lightning
 from mediscope.errors import (
     ConfigError,
     InterruptedRun,
@@ -56,8 +60,107 @@ class Trained:
     resumed_from: Path | None
 
 
-def _resume_point(config: Config, resume: str | Path) -> tuple[Path, int]:
+#: The keys of a config that may differ from the run's own when it is resumed (a key, or
+#: a whole section): ``trainer.max_epochs`` (to train longer), the machine it runs on
+#: (``trainer.accelerator``, ``data.num_workers``), and what only logs, evaluates or
+#: reports the run. Everything else decides what the checkpoint's epochs trained and
+#: what the next ones train, so a resume must keep it as the run's ``config.yaml`` says.
+RESUME_MAY_DIFFER: tuple[str, ...] = (
+    "trainer.max_epochs",
+    "trainer.accelerator",
+    "trainer.log_every_n_steps",
+    "trainer.limit_test_batches",
+    "data.num_workers",
+    "data.test_path",
+    "logging",
+    "report",
+    "inference",
+)
+
+#: How many differing keys a refused resume names.
+_SHOWN_DIFFERENCES = 6
+
+
+def check_resume_config(config: Config, run_dir: Path) -> None:
+    """Refuses to resume ``run_dir`` with a config other than the one it was made with.
+
+    The rule: the resolved ``config`` (every default written out) must equal the run's
+    ``config.yaml`` in every key except those of :data:`RESUME_MAY_DIFFER`. Checked
+    before anything is read or written, so that a refused resume leaves the run as it was.
+
+    Raises:
+        ConfigError: naming the run folder and the keys that differ (the run's value,
+            then this config's).
+        RunDirError: the run's ``config.yaml`` cannot be read.
+    """
+    saved_file = run_dir / "config.yaml"
+    try:
+        saved = yaml.safe_load(saved_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RunDirError(
+            f"cannot read the run's config ({type(exc).__name__})",
+            where=saved_file,
+            hint="resume a run folder that mediscope wrote, or start a new run",
+        ) from None
+    ours = _flat(config.model_dump(mode="json"))
+    theirs = _flat(_resolved(saved))
+    differ = [
+        f"{key} {_shown(theirs, key)} -> {_shown(ours, key)}"
+        for key in [*ours, *(k for k in theirs if k not in ours)]
+        if theirs.get(key, _ABSENT) != ours.get(key, _ABSENT)
+        and not any(key == k or key.startswith(k + ".") for k in RESUME_MAY_DIFFER)
+    ]
+    if differ:
+        more = len(differ) - _SHOWN_DIFFERENCES
+        shown = ", ".join(differ[:_SHOWN_DIFFERENCES]) + (f" and {more} more" if more > 0 else "")
+        raise ConfigError(
+            f"--resume of a run made with another config (the run's value -> this "
+            f"config's): {shown}",
+            where=run_dir,
+            hint=f"resume with that run's config ({saved_file}) or start a new run; only "
+            "trainer.max_epochs and settings that do not change the training (logging, "
+            "report, inference, data.num_workers, ...) may differ",
+        )
+
+
+_ABSENT = object()
+
+
+def _resolved(saved: Any) -> dict[str, Any]:
+    """A run's saved config with every default written out, as the schema reads it (a
+    config written by another version keeps its own keys)."""
+    if not isinstance(saved, dict):
+        return {}
+    try:
+        return parse_config_dict(saved).model_dump(mode="json")
+    except MediscopeError:
+        return saved
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}`` (lists are values, an empty dict has no keys)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _shown(flat: dict[str, Any], key: str) -> str:
+    value = flat.get(key, _ABSENT)
+    return "(not set)" if value is _ABSENT else repr(value)
+
+
+def _resume_point(config: Config, resume: str | Path) -> tuple[Path, int, Path | None]:
+    """The checkpoint to resume, its first epoch to train and its run folder (checked to
+    have been made with a compatible config)."""
     ckpt_path = resolve_checkpoint(resume, base=config.run.dir, name=config.run.name)
+    run_dir = run_dir_of(ckpt_path)
+    if run_dir is not None:
+        check_resume_config(config, run_dir)
     data = read_checkpoint(ckpt_path)
     resume_epoch = int(data.get("epoch", -1)) + 1
     if resume_epoch >= config.trainer.max_epochs:
@@ -67,7 +170,7 @@ def _resume_point(config: Config, resume: str | Path) -> tuple[Path, int]:
             where=ckpt_path,
             hint=f"raise it, e.g. --set trainer.max_epochs={config.trainer.max_epochs * 2}",
         )
-    return ckpt_path, resume_epoch
+    return ckpt_path, resume_epoch, run_dir
 
 
 def train(
@@ -86,13 +189,13 @@ def train(
         RunDirError: the run folder cannot be written, or its disk is full.
     """
     quiet_lightning()
+    check_accelerator(config)
     ckpt_path: Path | None = None
     resume_epoch: int | None = None
     if resume is not None:
         if weights is not None:
             raise ConfigError("--resume and --weights exclude each other", where="command line")
-        ckpt_path, resume_epoch = _resume_point(config, resume)
-        run_dir = run_dir_of(ckpt_path)
+        ckpt_path, resume_epoch, run_dir = _resume_point(config, resume)
     split_file = run_dir / SPLIT_FILE if run_dir is not None else None
 
     # Read, split and build everything before creating the run folder, so that bad
@@ -152,6 +255,8 @@ def _train(
         raise _non_finite(exc, config, run_dir, created=created) from None
     except MediscopeError:
         raise
+    except MisconfigurationException as exc:
+        raise _misconfigured(exc, config) from None
     except BaseException as exc:
         # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1), and SIGTERM
         # into a SystemExit at the next step.
@@ -186,6 +291,16 @@ def _prepare_run_dir(config: Config, run_dir: Path | None, *, need_bytes: int) -
     check_run_dir(run_dir, need_bytes=need_bytes)
     remove_leftovers(run_dir)  # temporary files of a killed run
     return run_dir
+
+
+def _misconfigured(exc: MisconfigurationException, config: Config) -> MediscopeError:
+    """A trainer setting Lightning refuses once it sees the data (e.g. a
+    ``limit_train_batches`` share of less than one batch), as a one-line config error."""
+    text = " ".join(str(exc).split())
+    named = re.search(r"limit_(train|val|test)_batches", text)
+    key = f"trainer.{named.group(0)}" if named else "trainer"
+    hint = "or give a number of batches, e.g. 1" if named else "check the trainer section"
+    return locate(ConfigError(text, where=key, hint=hint), config)
 
 
 def _stopped_by(exc: BaseException, trainer: L.Trainer) -> str | None:

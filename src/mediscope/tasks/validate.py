@@ -22,6 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lightning.pytorch.accelerators import AcceleratorRegistry
+from lightning.pytorch.strategies import StrategyRegistry
+
 from mediscope.config.loader import (
     ConfigSource,
     KeyPath,
@@ -70,6 +73,7 @@ def validate(config: C) -> C:
     if isinstance(config, Config):
         _fill_defaults(config, spec)
         _check_names(config, source)
+        _check_trainer(config, source)
         _check_monitors(config, spec)
     return config
 
@@ -196,6 +200,34 @@ def _check_names(config: Config, source: ConfigSource) -> None:
         check_optimization(config)  # keywords torch would refuse only once training runs
     except ConfigError as exc:
         raise locate(exc, config) from None
+
+
+def _accelerator_names() -> list[str]:
+    """The ``trainer.accelerator`` values Lightning knows: auto, gpu and its registry's."""
+    return ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+
+
+def _strategy_names() -> list[str]:
+    """The ``trainer.strategy`` values Lightning knows: auto and its registry's."""
+    return ["auto", *StrategyRegistry.available_strategies()]
+
+
+def _check_trainer(config: Config, source: ConfigSource) -> None:
+    """The accelerator and strategy names against Lightning's registries (whether the
+    accelerator's device is there is checked when training starts)."""
+    trainer = config.trainer
+    checks: list[tuple[KeyPath, str, str, list[str]]] = [
+        (("trainer", "accelerator"), "accelerator", trainer.accelerator, _accelerator_names()),
+        # Lightning compares strategy names in lower case.
+        (("trainer", "strategy"), "strategy", trainer.strategy.lower(), _strategy_names()),
+    ]
+    for keys, kind, name, names in checks:
+        if name not in names:
+            raise ConfigError(
+                f"unknown {kind} '{name}'",
+                where=_where(source, keys),
+                hint=unknown_name_hint(name, names),
+            )
 
 
 def _check_monitors(config: Config, spec: TaskSpec) -> None:
