@@ -129,17 +129,25 @@ class Trained:
 
 
 Make = Callable[[Env], Run]
-CASES: list[Any] = []
 
 
-def case(case_id: str, kind: str = "error") -> Callable[[Make], Make]:
-    """Registers a case of ``kind`` (error, skip, handled) under ``case_id``."""
+def case_registry() -> tuple[list[Any], Callable[..., Callable[[Make], Make]]]:
+    """A corpus file's list of cases and the decorator ``@case(case_id, kind)`` that
+    adds a case to it (each file says which kinds it runs)."""
+    cases: list[Any] = []
 
-    def register(make: Make) -> Make:
-        CASES.append(pytest.param(make, kind, id=case_id))
-        return make
+    def case(case_id: str, kind: str = "error") -> Callable[[Make], Make]:
+        def register(make: Make) -> Make:
+            cases.append(pytest.param(make, kind, id=case_id))
+            return make
 
-    return register
+        return register
+
+    return cases, case
+
+
+#: Kinds: error (exit 2, one line), skip (a documented skip warns), handled (works).
+CASES, case = case_registry()
 
 
 def _snapshot(path: Path) -> dict[str, bytes] | None:

@@ -42,17 +42,8 @@ env = corpus.env
 trained = corpus.trained
 
 Make = Callable[[Env], Run]
-CASES: list[Any] = []
-
-
-def case(case_id: str, kind: str = "error") -> Callable[[Make], Make]:
-    """Registers a case: ``error`` (exit 2, one line) or ``works`` (exit 0)."""
-
-    def register(make: Make) -> Make:
-        CASES.append(pytest.param(make, kind, id=case_id))
-        return make
-
-    return register
+#: Kinds: ``error`` (exit 2, one line) or ``works`` (exit 0).
+CASES, case = corpus.case_registry()
 
 
 def _digest(path: Path) -> str | None:

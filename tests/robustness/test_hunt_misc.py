@@ -37,21 +37,13 @@ import yaml
 from PIL import Image
 
 # The corpus's fixtures 'env' and 'trained' are used by name (as arguments).
+import robustness.test_bad_inputs as corpus
 from robustness.test_bad_inputs import Env, Run, env, trained  # noqa: F401
 from robustness.test_bad_inputs import test_bad_input as check_case
 
 Make = Callable[[Env], Run]
-CASES: list[Any] = []
-
-
-def case(case_id: str, kind: str = "error") -> Callable[[Make], Make]:
-    """Registers a case of ``kind`` (error or handled) under ``case_id``."""
-
-    def register(make: Make) -> Make:
-        CASES.append(pytest.param(make, kind, id=case_id))
-        return make
-
-    return register
+#: Registers a case of ``kind`` (error or handled) under ``case_id``.
+CASES, case = corpus.case_registry()
 
 
 @pytest.mark.parametrize(("make", "kind"), CASES)

@@ -38,6 +38,7 @@ import pytest
 import yaml
 
 import mediscope
+import robustness.test_bad_inputs as corpus
 from robustness.test_bad_inputs import Env, Run, _run_folders, _snapshot
 
 SRC = Path(mediscope.__file__).resolve().parents[1]  # the subprocess runs the same code
@@ -93,17 +94,8 @@ def _check_line(err: str, code: int, expect: list[str], root: Path) -> None:
 
 
 Make = Callable[[Env], Run]
-CASES: list[Any] = []
-
-
-def case(case_id: str, kind: str = "error") -> Callable[[Make], Make]:
-    """Registers a case: ``error`` (in-process) or ``hang`` (subprocess, bounded)."""
-
-    def register(make: Make) -> Make:
-        CASES.append(pytest.param(make, kind, id=case_id))
-        return make
-
-    return register
+#: Kinds: ``error`` (in-process) or ``hang`` (subprocess, bounded).
+CASES, case = corpus.case_registry()
 
 
 @pytest.fixture
