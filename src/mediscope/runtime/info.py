@@ -1,0 +1,129 @@
+"""What a model needs to be used alone: :class:`ModelInfo`, stored with every export.
+
+An exported file carries it as JSON: in ONNX metadata under the key :data:`METADATA_KEY`,
+in a TorchScript file as the extra file :data:`EXTRA_FILE`. A run folder's model gets the
+same object from its config and checkpoint, so that eager, TorchScript and ONNX models go
+through one pre- and post-processing.
+
+The network's contract (what the exported graph computes, and what the eager backend
+returns for the same input):
+
+* input ``image``: float32 ``(N, C, H, W)``, resized to ``image_size`` (segmentation by
+  sliding window: windows at full resolution, so H and W vary) and normalised with
+  ``mean`` / ``std`` (0..1 scale, as albumentations' ``Normalize`` with
+  ``max_pixel_value=255``);
+* classification: ``probabilities`` ``(N, K)`` (softmax);
+* segmentation: ``probabilities`` ``(N, K, H, W)`` (softmax over classes);
+* detection (dense detectors): ``boxes`` ``(N, A, 4)`` xyxy in input pixels, clipped
+  to the input, and ``scores`` ``(N, A, C)`` per anchor and class; score threshold,
+  top-k and per-class NMS run in NumPy (:mod:`mediscope.runtime.pipeline`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mediscope.errors import ConfigError
+
+#: The ONNX metadata key holding :meth:`ModelInfo.to_json`.
+METADATA_KEY = "mediscope"
+#: The TorchScript extra file holding :meth:`ModelInfo.to_json`.
+EXTRA_FILE = "mediscope.json"
+#: Version of the metadata layout; a newer one is refused with a clear message.
+FORMAT_VERSION = 1
+#: Candidates kept per image before NMS (as the eager detectors do).
+PRE_NMS_TOP = 1000
+
+TASKS = ("classification", "segmentation", "detection")
+
+
+@dataclass
+class InferenceSettings:
+    """How whole images are predicted (the run config's ``inference`` section, resolved).
+
+    ``score_threshold`` is a number here: ``auto`` in the config becomes the F1-optimal
+    threshold found on the validation split (or 0.05 without one).
+    """
+
+    window: tuple[int, int] | None = None
+    overlap: float = 0.25
+    gaussian: bool = True
+    tta: bool = False
+    batch_size: int = 4
+    merge: str = "nms"
+    score_threshold: float = 0.05
+    iou_threshold: float = 0.5
+    max_detections: int = 300
+
+
+@dataclass
+class ModelInfo:
+    """A model's task, classes, input and settings: all that using it alone needs.
+
+    Example:
+        >>> info = ModelInfo(task="classification", classes=["a", "b"], image_size=(64, 64),
+        ...                  channels=3, mean=[0.5] * 3, std=[0.25] * 3)
+        >>> ModelInfo.from_json(info.to_json()) == info
+        True
+    """
+
+    task: str
+    classes: list[str]
+    image_size: tuple[int, int]
+    channels: int
+    mean: list[float]
+    std: list[float]
+    dicom_window: tuple[float, float] | None = None
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    #: Detection graphs: whether the file holds dense outputs (boxes, scores).
+    outputs: list[str] = field(default_factory=list)
+    mediscope_version: str = ""
+    #: The run's config.yaml text.
+    config: str = ""
+    #: Where the weights came from (the checkpoint's file name), for the model card.
+    checkpoint: str = ""
+    #: Free-form facts of the export (format, opset, quantization, ...).
+    export: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        """The info as a JSON string."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, where: str = "model metadata") -> ModelInfo:
+        """Reads :meth:`to_json`'s output.
+
+        Raises:
+            ConfigError: naming ``where`` when the text is not mediscope's metadata.
+        """
+        try:
+            data = json.loads(text)
+            version = int(data.get("format_version", 0))
+            if version > FORMAT_VERSION:
+                raise ConfigError(
+                    f"model metadata version {version} is newer than this mediscope reads "
+                    f"({FORMAT_VERSION})",
+                    where=where,
+                    hint="upgrade mediscope",
+                )
+            settings = InferenceSettings(**data.pop("inference", {}))
+            if settings.window is not None:
+                settings.window = (int(settings.window[0]), int(settings.window[1]))
+            info = cls(inference=settings, **data)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ConfigError(
+                f"not mediscope model metadata ({exc.__class__.__name__}: {exc})",
+                where=where,
+                hint="export the model with `mediscope export`",
+            ) from None
+        if info.task not in TASKS:
+            raise ConfigError(f"unknown task {info.task!r}", where=where)
+        info.image_size = (int(info.image_size[0]), int(info.image_size[1]))
+        if info.dicom_window is not None:
+            info.dicom_window = (float(info.dicom_window[0]), float(info.dicom_window[1]))
+        return info
