@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mediscope.errors import ConfigError, DataError
-from mediscope.inference.detection_files import (
+from mediscope.runtime.detection_files import (
     DetectionRecord,
     read_detection_predictions,
     write_detection_predictions,

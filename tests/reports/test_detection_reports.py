@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from mediscope.errors import DataError
-from mediscope.inference.detection_files import (
+from mediscope.runtime.detection_files import (
     DetectionRecord,
     label_names,
     read_detection_predictions,

@@ -224,13 +224,13 @@ def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Pat
     """
     from mediscope.data.images import read_image
     from mediscope.engine.restore import task_from_checkpoint
-    from mediscope.inference.detection_files import (
+    from mediscope.inference.pictures import draw_detections
+    from mediscope.inference.segmentation import unique_stems
+    from mediscope.runtime.detection_files import (
         DetectionRecord,
         counts_table,
         write_detection_predictions,
     )
-    from mediscope.inference.pictures import draw_detections
-    from mediscope.inference.segmentation import unique_stems
 
     if output.suffix.lower() in (".csv", ".json") or (output.exists() and not output.is_dir()):
         raise DataError(

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mediscope.errors import DataError
 from mediscope.files import write_with
-from mediscope.inference.detection_files import as_array
+from mediscope.runtime.detection_files import as_array
 
 #: Okabe-Ito colours, told apart with every common colour-vision deficiency. Sky blue
 #: comes first because the first object class (a lesion) sits on skin tones and dark

@@ -67,9 +67,7 @@ def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     height, width = size
-    channels = [
-        cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in maps
-    ]
+    channels = [cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in maps]
     return np.stack(channels).astype(np.float32, copy=False)
 
 
@@ -157,9 +155,7 @@ def sliding_window(
     if pad_h or pad_w:
         image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode="edge")
     full_h, full_w = image.shape[-2:]
-    weight = (
-        gaussian_weight((win_h, win_w)) if gaussian else np.ones((win_h, win_w), np.float32)
-    )
+    weight = gaussian_weight((win_h, win_w)) if gaussian else np.ones((win_h, win_w), np.float32)
     positions = [
         (y, x)
         for y in window_starts(full_h, win_h, overlap)

@@ -154,10 +154,9 @@ class Predictor:
             One result per image, in sorted path order (``result.path`` names it).
         """
         files = folder_images(folder, recursive=recursive)
-        for result in self.iter_predict(
+        yield from self.iter_predict(
             files, progress=progress, probabilities=probabilities, cam=cam
-        ):
-            yield result
+        )
 
     def iter_predict(
         self,
