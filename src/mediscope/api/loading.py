@@ -123,28 +123,11 @@ def _load_eager(
     batch_size: int | None,
     overrides: list[str],
 ) -> Predictor:
-    from mediscope.engine.restore import task_from_checkpoint
-    from mediscope.inference.model_info import model_info
-    from mediscope.runtime.backends import TorchBackend
+    from mediscope.inference.model_info import eager_predictor
     from mediscope.tasks.validate import load_config
 
     config_file, ckpt = resolve_run(path, checkpoint, config_path)
     if not ckpt.is_file():
         raise ConfigError("checkpoint not found", where=ckpt, hint="train first, or give one")
     config = load_config(config_file, overrides)
-    task, stats = task_from_checkpoint(config, ckpt)
-    info = model_info(config, list(task.classes), ckpt, stats=stats)
-    backend = TorchBackend(task.model, task=config.task, device=device)
-    cam = _cam_function(task.model, device) if config.task == "classification" else None
-    return Predictor(backend, info, batch_size=batch_size, cam=cam)
-
-
-def _cam_function(model: Any, device: str) -> Any:
-    def cam(batch: Any, indices: Any) -> Any:
-        import torch
-
-        from mediscope.reports.gradcam import grad_cam
-
-        return grad_cam(model, torch.from_numpy(batch).to(device), list(indices))
-
-    return cam
+    return eager_predictor(config, ckpt, device=device, batch_size=batch_size)

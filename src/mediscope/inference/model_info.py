@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import mediscope
 from mediscope.config.loader import dump_config
 from mediscope.config.schema import Config
 from mediscope.runtime.info import InferenceSettings, ModelInfo
+from mediscope.runtime.predictor import Predictor
 from mediscope.tasks import data_module
 
 
@@ -63,3 +65,29 @@ def model_info(
         config=dump_config(config),
         checkpoint=checkpoint.name,
     )
+
+
+def eager_predictor(
+    config: Config, checkpoint: Path, *, device: str = "cpu", batch_size: int | None = None
+) -> Predictor:
+    """The run's PyTorch model as a :class:`~mediscope.runtime.predictor.Predictor`
+    (with Grad-CAM for classifiers)."""
+    from mediscope.engine.restore import task_from_checkpoint
+    from mediscope.runtime.backends import TorchBackend
+
+    task, stats = task_from_checkpoint(config, checkpoint)
+    info = model_info(config, list(task.classes), checkpoint, stats=stats)
+    backend = TorchBackend(task.model, task=config.task, device=device)
+    cam = _cam_function(task.model, device) if config.task == "classification" else None
+    return Predictor(backend, info, batch_size=batch_size, cam=cam)
+
+
+def _cam_function(model: Any, device: str) -> Any:
+    def cam(batch: Any, indices: Any) -> Any:
+        import torch
+
+        from mediscope.models.cam import grad_cam
+
+        return grad_cam(model, torch.from_numpy(batch).to(device), list(indices))
+
+    return cam

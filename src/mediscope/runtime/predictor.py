@@ -135,7 +135,7 @@ class Predictor:
         size = int(batch_size or self.batch_size)
         results: list[Result] = []
         for group in chunks(list(images), size):
-            loaded = [self._load(item) for item in group]
+            loaded = [self.load_image(item) for item in group]
             results.extend(self._predict_loaded(loaded, size, probabilities, cam))
         return results
 
@@ -154,9 +154,7 @@ class Predictor:
             One result per image, in sorted path order (``result.path`` names it).
         """
         files = folder_images(folder, recursive=recursive)
-        yield from self.iter_predict(
-            files, progress=progress, probabilities=probabilities, cam=cam
-        )
+        yield from self.iter_predict(files, progress=progress, probabilities=probabilities, cam=cam)
 
     def iter_predict(
         self,
@@ -171,7 +169,7 @@ class Predictor:
         bar = _progress(len(items)) if progress else None
         try:
             for group in chunks(items, self.batch_size):
-                loaded = [self._load(item) for item in group]
+                loaded = [self.load_image(item) for item in group]
                 yield from self._predict_loaded(loaded, self.batch_size, probabilities, cam)
                 if bar is not None:
                     bar[0].advance(bar[1], len(group))
@@ -181,7 +179,9 @@ class Predictor:
 
     # --- the tasks ----------------------------------------------------------------------
 
-    def _load(self, item: Any) -> tuple[np.ndarray, str | None]:
+    def load_image(self, item: Any) -> tuple[np.ndarray, str | None]:
+        """An input as the model's ``H x W x C`` uint8 image (channels, DICOM window),
+        and its path when it has one."""
         return to_image(item, channels=self.info.channels, dicom_window=self.info.dicom_window)
 
     def _predict_loaded(
