@@ -27,7 +27,7 @@ from PIL import Image
 from mediscope.errors import DataError
 from mediscope.files import write_text_atomic, write_with
 from mediscope.runtime.detection_files import DetectionRecord, write_detection_predictions
-from mediscope.runtime.drawing import class_colors, draw_detections, overlay
+from mediscope.runtime.drawing import UNLABELLED, class_colors, draw_detections, overlay
 from mediscope.runtime.inputs import chunks
 from mediscope.runtime.results import ClassificationResult, DetectionResult, SegmentationResult
 from mediscope.runtime.staging import staged_output
@@ -162,7 +162,7 @@ def save_mask_png(path: str | Path, mask: np.ndarray, colors: np.ndarray) -> Pat
             where=path,
             hint="a palette PNG holds at most 256 classes",
         )
-    palette = np.full((256, 3), 255, dtype=np.uint8)
+    palette = np.tile(np.array(UNLABELLED, dtype=np.uint8), (256, 1))
     colors = np.asarray(colors, dtype=np.uint8)[:256]
     palette[: len(colors)] = colors
     height, width = mask.shape
