@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mediscope.config.schema import Config
 from mediscope.data.transforms import build_transform
-from mediscope.errors import DataError
 from mediscope.inference.boxes import merge_detections, tile_windows
 from mediscope.models.detection.base import Detector
 from mediscope.tasks import BaseTask, data_module
@@ -207,27 +205,3 @@ def counting_threshold(config: Config, checkpoint: Path) -> float:
         if isinstance(value, int | float):
             return float(value)
     return DEFAULT_SCORE_THRESHOLD
-
-
-def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Path) -> pd.DataFrame:
-    """Detects objects in images; writes predictions, counts and overlays under ``output``.
-
-    ``output/predictions.csv`` (a row per box), ``predictions.json`` (COCO results),
-    ``labels/<name>.txt`` (YOLO with scores), ``counts.csv`` (objects per image and
-    class) and ``overlays/<name>.jpg`` (class-coloured boxes with scores); see
-    :func:`mediscope.runtime.outputs.write_detection`. Boxes scoring below the run's
-    counting threshold (:func:`counting_threshold`) are dropped.
-
-    Returns:
-        The counts table (``attrs["path"]`` is the folder).
-    """
-    from mediscope.inference.model_info import eager_predictor
-    from mediscope.runtime.outputs import write_detection
-
-    if output.suffix.lower() in (".csv", ".json") or (output.exists() and not output.is_dir()):
-        raise DataError(
-            "detection writes a folder of predictions, counts and overlays, not a file",
-            where=output,
-            hint="give --output a folder",
-        )
-    return write_detection(eager_predictor(config, checkpoint), refs, output).to_dataframe()

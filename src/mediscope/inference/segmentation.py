@@ -13,17 +13,14 @@ Either can average over flips (``inference.tta``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mediscope.config.schema import Config
 from mediscope.data.transforms import build_normalize, build_transform
-from mediscope.errors import DataError
 from mediscope.inference.sliding_window import sliding_window_logits
 from mediscope.inference.tta import flip_tta
 from mediscope.tasks import BaseTask, data_module
@@ -145,36 +142,3 @@ def _softmax(forward: Forward) -> Forward:
         return forward(x).softmax(dim=1)
 
     return probs
-
-
-def predict_masks(
-    config: Config,
-    checkpoint: Path,
-    refs: list[str],
-    output: Path,
-    *,
-    probabilities: bool = False,
-) -> pd.DataFrame:
-    """Segments images; writes masks, overlays (and probability maps) under ``output``.
-
-    ``output/masks/<name>.png`` holds class indices (with a colour palette for viewers),
-    ``output/overlays/<name>.png`` the coloured mask and contours over the image,
-    ``output/probabilities/<name>.npz`` (with ``probabilities``) float16 ``(K, H, W)``,
-    and ``output/predictions.csv`` one row per image with each class's pixel share
-    (:func:`mediscope.runtime.outputs.write_segmentation`).
-
-    Returns:
-        The predictions table (``attrs["path"]`` is the CSV's path).
-    """
-    from mediscope.inference.model_info import eager_predictor
-    from mediscope.runtime.outputs import write_segmentation
-
-    if output.suffix.lower() == ".csv" or (output.exists() and not output.is_dir()):
-        raise DataError(
-            "segmentation writes a folder of masks and overlays, not a file",
-            where=output,
-            hint="give --output a folder",
-        )
-    predictor = eager_predictor(config, checkpoint)
-    table = write_segmentation(predictor, refs, output, probabilities=probabilities)
-    return table.to_dataframe()
