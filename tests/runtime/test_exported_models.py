@@ -59,7 +59,9 @@ def _same(a: object, b: object) -> None:
     if isinstance(a, ClassificationResult):
         assert isinstance(b, ClassificationResult)
         assert a.label == b.label
-        assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-4)
+        assert np.allclose(
+            list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-4
+        )
     elif isinstance(a, SegmentationResult):
         assert isinstance(b, SegmentationResult)
         assert (a.mask != b.mask).mean() < 1e-3  # ties at a class boundary may flip a pixel
