@@ -18,12 +18,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # The package root only maps public names to modules, imported lazily.
     ("", "errors", "files", "yamlsafe", "registry", "params"),
     ("config",),
-    ("data", "models", "losses", "metrics", "optim"),
+    ("data", "models", "losses", "metrics", "optim", "runtime"),
     ("tasks",),
     ("engine",),
     ("inference",),
     ("reports",),
-    ("evaluation", "api"),
+    ("evaluation", "api", "export"),
     ("study",),
     ("cli", "demo", "__main__"),
 )
