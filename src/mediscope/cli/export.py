@@ -48,6 +48,7 @@ def export_command(
     from rich.console import Console
 
     from mediscope.export.api import export_run
+    from mediscope.export.card import int8_change
 
     result = export_run(
         run_dir,
@@ -66,8 +67,7 @@ def export_command(
         f"{result.checkpoint.name if result.checkpoint else 'checkpoint'}"
     )
     console.print(
-        f"model: {result.model} ({export['format']}, {detail}input {shape}, "
-        f"{_size(result.model)})",
+        f"model: {result.model} ({export['format']}, {detail}input {shape}, {_size(result.model)})",
         soft_wrap=True,
     )
     differences = export.get("max_abs_difference") or {}
@@ -79,10 +79,7 @@ def export_command(
     if result.int8 is not None and result.int8_model is not None:
         measured = result.int8
         console.print(
-            f"int8: {result.int8_model} ({_size(result.int8_model)}); "
-            f"{measured['metric']} on {measured['n_images']} validation images: "
-            f"float32 {measured['float32']:.4f}, int8 {measured['int8']:.4f} "
-            f"(change {measured['change']:+.4f})",
+            f"int8: {result.int8_model} ({_size(result.int8_model)}); {int8_change(measured)}",
             soft_wrap=True,
         )
         console.print(f"int8 accuracy: {result.int8_report}", soft_wrap=True)

@@ -200,12 +200,25 @@ def _export_section(inputs: CardInputs) -> list[str]:
         measured = inputs.int8
         lines.append(
             f"- int8: `{inputs.int8_file.name}` ({_size(inputs.int8_file)}), "
-            f"{measured.get('quantization', '')}; {measured['metric']} on the validation "
-            f"split ({measured['n_images']} images): float32 {measured['float32']:.4f}, "
-            f"int8 {measured['int8']:.4f} (change {measured['change']:+.4f})"
+            f"{measured.get('quantization', '')}; {int8_change(measured)}"
         )
     lines.append("")
     return lines
+
+
+def int8_change(measured: dict[str, Any]) -> str:
+    """``accuracy on the validation split (13 images): float32 0.9231, int8 0.9231
+    (change +0.0000)`` from ``model.int8.json``'s figures (None: not defined)."""
+
+    def number(key: str, sign: str = "") -> str:
+        value = _number(measured.get(key))
+        return "undefined" if value is None else f"{value:{sign}.4f}"
+
+    return (
+        f"{measured['metric']} on the validation split ({measured['n_images']} images): "
+        f"float32 {number('float32')}, int8 {number('int8')} "
+        f"(change {number('change', '+')})"
+    )
 
 
 def model_card(inputs: CardInputs) -> str:

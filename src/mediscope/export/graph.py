@@ -19,6 +19,7 @@ give the same numbers.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -78,6 +79,45 @@ def _padding_index(side: torch.Tensor, padded: torch.Tensor, reflect: torch.Tens
     return torch.where(reflect, mirrored, repeated)
 
 
+class ScatterUnpool2d(nn.Module):
+    """``nn.MaxUnpool2d`` with kernel = stride and no padding, as a scatter.
+
+    torch's tracer cannot record ``max_unpool2d`` (its output-size check turns traced
+    sizes into booleans); scattering the values to their indices in a zero map of
+    ``k`` times the size is the same operation, in ops the tracer and ONNX keep.
+    """
+
+    def __init__(self, kernel: int) -> None:
+        super().__init__()
+        self.kernel = kernel
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        zeros = torch.zeros_like(x).repeat(1, 1, self.kernel, self.kernel)
+        values = zeros.flatten(2).scatter(2, indices.flatten(2), x.flatten(2))
+        return values.reshape(zeros.shape)
+
+
+def _traceable(model: nn.Module) -> nn.Module:
+    """``model``, or a copy whose non-overlapping ``MaxUnpool2d`` layers scatter."""
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.MaxUnpool2d):
+            kernel, stride, padding = (
+                nn.modules.utils._pair(v)
+                for v in (module.kernel_size, module.stride, module.padding)
+            )
+            if kernel == stride and kernel[0] == kernel[1] and padding == (0, 0):
+                names.append((name, int(kernel[0])))
+    if not names:
+        return model
+    model = copy.deepcopy(model)
+    for name, kernel in names:
+        parent_name, _, attribute = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attribute, ScatterUnpool2d(kernel))
+    return model
+
+
 class SegmentationGraph(nn.Module):
     """``softmax(model(image))`` over classes: probabilities ``(N, K, H, W)``, any H, W.
 
@@ -91,7 +131,7 @@ class SegmentationGraph(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model = _traceable(model)
         self.multiple = int(getattr(model, "multiple", 1))
         self.min_side = int(getattr(model, "min_side", 1))
 

@@ -12,6 +12,9 @@ see :func:`measure`).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,6 +90,20 @@ def calibration_reader(images: list[np.ndarray]) -> Any:
     return Reader()
 
 
+@contextlib.contextmanager
+def quiet_quantizer() -> Iterator[None]:
+    """Holds back onnxruntime's quantizer log lines (on the root logger): e.g. that a
+    GroupNorm scale vector has no channel axis to quantize per channel, so it is
+    quantized per tensor."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_model(
     source: Path, target: Path, data: ValidationData, info: ModelInfo, *, method: str = "static"
 ) -> ModelInfo:
@@ -107,7 +124,11 @@ def quantize_model(
     onnx = require("onnx")
     quantization = require("onnxruntime.quantization")
     reader_images = data.images[:CALIBRATION_IMAGES]
-    with tempfile.TemporaryDirectory(prefix="mediscope-int8-") as tmp, quiet_export():
+    with (
+        tempfile.TemporaryDirectory(prefix="mediscope-int8-") as tmp,
+        quiet_export(),
+        quiet_quantizer(),
+    ):
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quantization.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         if method == "static":
@@ -165,7 +186,16 @@ def measure(
     else:  # pragma: no cover - the graph refuses other tasks
         raise ConfigError(f"cannot measure a {info.task} model", where="task")
     result["change"] = result["int8"] - result["float32"]
-    return {"split": "val", "n_images": len(data.images), **result}
+    return {"split": "val", "n_images": len(data.images), **_finite(result)}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN (an undefined metric) as None, as the JSON file holds it."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _classification(
