@@ -79,3 +79,24 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_runs(
+    tiny_crops: Path,
+    tiny_lesions: Path,
+    tiny_smears: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Path]:
+    """One tiny run per task (1 epoch): task name -> run folder."""
+    from helpers import tiny_config, tiny_detection_config, tiny_segmentation_config
+    from mediscope.api import fit
+    from mediscope.tasks.validate import config_from_dict
+
+    runs = tmp_path_factory.mktemp("trained-runs")
+    raw = {
+        "classification": tiny_config(tiny_crops, runs, trainer={"max_epochs": 1}),
+        "segmentation": tiny_segmentation_config(tiny_lesions, runs),
+        "detection": tiny_detection_config(tiny_smears, runs),
+    }
+    return {task: fit(config_from_dict(cfg)).run_dir for task, cfg in raw.items()}

@@ -7,6 +7,8 @@ Examples:
     >>> import mediscope
     >>> config = mediscope.load_config("configs/demo/gram-crops.yaml")  # doctest: +SKIP
     >>> result = mediscope.fit(config)  # doctest: +SKIP
+    >>> predictor = mediscope.load(result.run_dir)  # doctest: +SKIP
+    >>> predictor.predict("smear.png").counts()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ _LAZY = {
     "build_model": "mediscope.models",
     "list_models": "mediscope.api",
     "MediscopeError": "mediscope.errors",
+    "load": "mediscope.api.loading",
+    "Predictor": "mediscope.runtime.predictor",
+    "ModelInfo": "mediscope.runtime.info",
+    "ClassificationResult": "mediscope.runtime.results",
+    "DetectionResult": "mediscope.runtime.results",
+    "SegmentationResult": "mediscope.runtime.results",
 }
 
 

@@ -121,7 +121,7 @@ def run_segmentation_demo(
     on_fit: Callable[[Any, Config], None] | None = None,
 ) -> DemoResult:
     """Synthetic lesions (once) → a small U-Net → test metrics, galleries and overlays."""
-    from mediscope.inference.segmentation import predict_masks
+    from mediscope.inference.predict_files import predict_masks
 
     started = time.perf_counter()
     root = lesion_data(cache)
@@ -147,7 +147,7 @@ def run_detection_demo(
     on_fit: Callable[[Any, Config], None] | None = None,
 ) -> DemoResult:
     """Synthetic smears (once) → a small detector → test mAP; a large smear in tiles."""
-    from mediscope.inference.detection import predict_boxes
+    from mediscope.inference.predict_files import predict_boxes
 
     started = time.perf_counter()
     root = smear_data(cache)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from mediscope.errors import ConfigError, DataError
-from mediscope.inference.detection_files import (
+from mediscope.inference.ensemble import ensemble_detections
+from mediscope.runtime.detection_files import (
     DetectionRecord,
     read_detection_predictions,
     write_detection_predictions,
 )
-from mediscope.inference.ensemble import ensemble_detections
 
 CELL = [100.0, 100.0, 160.0, 150.0]
 SHIFTED = [104.0, 102.0, 164.0, 150.0]  # IoU 0.81 with CELL

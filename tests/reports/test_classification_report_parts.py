@@ -14,7 +14,8 @@ from helpers import tiny_config
 from mediscope.api import fit
 from mediscope.metrics.calibration import expected_calibration_error, reliability
 from mediscope.models import build_model
-from mediscope.reports.gradcam import choose_images, grad_cam, target_layer
+from mediscope.models.cam import grad_cam, target_layer
+from mediscope.reports.gradcam import choose_images
 from mediscope.tasks.validate import config_from_dict
 
 

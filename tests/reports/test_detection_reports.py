@@ -12,15 +12,15 @@ import torch
 from PIL import Image
 
 from mediscope.errors import DataError
-from mediscope.inference.detection_files import (
+from mediscope.inference.pictures import class_colors, draw_detections, line_width
+from mediscope.metrics.detection import evaluate_detections
+from mediscope.reports.detection import plot_pr_curves
+from mediscope.runtime.detection_files import (
     DetectionRecord,
     label_names,
     read_detection_predictions,
     write_detection_predictions,
 )
-from mediscope.inference.pictures import class_colors, draw_detections, line_width
-from mediscope.metrics.detection import evaluate_detections
-from mediscope.reports.detection import plot_pr_curves
 
 CLASSES = ["rbc", "wbc", "ring form"]
 

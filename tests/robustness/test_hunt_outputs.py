@@ -383,7 +383,7 @@ def _stops(root: Path, tiny: dict[str, Path], trained: corpus.Trained) -> list[S
             ["predict", run_dir, "--input", str(images), "--output", "{out}/p.csv"],
             [
                 ("reading", "mediscope.inference.predict:collect_inputs", 1),
-                ("working", "mediscope.inference.classification:predict_probs", 1),
+                ("working", "mediscope.runtime.predictor:prepare", 1),
                 ("writing", "os:replace", 1),
             ],
         ),

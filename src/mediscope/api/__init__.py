@@ -1,4 +1,8 @@
-"""The importable API behind the command line: fit, validate, test, cross-validation.
+"""The importable API behind the command line: fit, validate, test, cross-validation,
+and :func:`mediscope.load` (:mod:`mediscope.api.loading`).
+
+Names are imported when first used, so that loading an exported model does not import
+the training stack (torch, Lightning).
 
 Example:
     >>> from mediscope.api import fit, test  # doctest: +SKIP
@@ -7,31 +11,27 @@ Example:
 
 from __future__ import annotations
 
-from mediscope.api.evaluate import (
-    Evaluation,
-    evaluate_and_write,
-    evaluate_checkpoint,
-    test,
-    validate,
-    write_run_report,
-)
-from mediscope.api.fit import FitResult, fit
-from mediscope.models import model_names
+from typing import Any
+
+_LAZY = {
+    "Evaluation": "mediscope.api.evaluate",
+    "evaluate_and_write": "mediscope.api.evaluate",
+    "evaluate_checkpoint": "mediscope.api.evaluate",
+    "test": "mediscope.api.evaluate",
+    "validate": "mediscope.api.evaluate",
+    "write_run_report": "mediscope.api.evaluate",
+    "FitResult": "mediscope.api.fitting",
+    "fit": "mediscope.api.fitting",
+    "list_models": "mediscope.api.models",
+}
 
 
-def list_models(task: str | None = None) -> list[str]:
-    """Registered model names (``timm:<name>`` works for any timm classifier too)."""
-    return model_names(task)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mediscope.api' has no attribute {name!r}")
 
 
-__all__ = [
-    "Evaluation",
-    "FitResult",
-    "evaluate_and_write",
-    "evaluate_checkpoint",
-    "fit",
-    "list_models",
-    "test",
-    "validate",
-    "write_run_report",
-]
+__all__ = sorted(_LAZY)

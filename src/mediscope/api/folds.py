@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mediscope.api.evaluate import write_run_report
-from mediscope.api.fit import FitResult, fit
+from mediscope.api.fitting import FitResult, fit
 from mediscope.config.loader import dump_config
 from mediscope.config.schema import Config
 from mediscope.engine.run_dir import CHECKPOINTS, LAST, create_run_dir, latest_run

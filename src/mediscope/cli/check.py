@@ -95,8 +95,8 @@ def check_command(
     """
     from mediscope.data.doctor import check_dataset, dataset_inputs, write_check_json, write_exclude
     from mediscope.files import refuse_overlap
-    from mediscope.inference.output import staged_output
     from mediscope.reports.check_html import write_check_html
+    from mediscope.runtime.staging import staged_output
 
     config, name = resolve_target(target, data_format, classes, list(overrides or []))
     folder = output if output is not None else default_output(config, name)

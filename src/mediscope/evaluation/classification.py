@@ -18,8 +18,9 @@ from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic
 from mediscope.metrics.bootstrap import classification_intervals, interval_keys
 from mediscope.metrics.classification import classification_report
+from mediscope.models.cam import grad_cam
 from mediscope.reports.classification import write_classification_outputs
-from mediscope.reports.gradcam import CamItem, choose_images, grad_cam, write_gradcam_grid
+from mediscope.reports.gradcam import CamItem, choose_images, write_gradcam_grid
 from mediscope.tasks.spec import EvaluationInputs
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ from mediscope.data.datasets import DetectionDataset
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic
 from mediscope.inference.detection import DetectionPredictor, counting_threshold
-from mediscope.inference.detection_files import DetectionRecord, write_detection_predictions
 from mediscope.inference.pictures import draw_detections
 from mediscope.metrics.bootstrap import interval_keys
 from mediscope.metrics.counting import best_f1_threshold
@@ -31,6 +30,7 @@ from mediscope.reports.detection import (
     write_detection_gallery,
 )
 from mediscope.reports.segmentation import best_and_worst
+from mediscope.runtime.detection_files import DetectionRecord, write_detection_predictions
 from mediscope.tasks.detection import EVAL_MAX_DETECTIONS, EVAL_SCORE_THRESHOLD
 from mediscope.tasks.spec import EvaluationInputs
 

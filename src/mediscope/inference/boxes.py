@@ -31,6 +31,7 @@ from torchvision.ops import batched_nms
 
 from mediscope.errors import ConfigError
 from mediscope.inference.sliding_window import window_starts
+from mediscope.runtime.pipeline import wbf
 
 METHODS = ("nms", "wbf")
 CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
@@ -106,40 +107,6 @@ def _nms(
         torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), iou_threshold
     ).numpy()
     return boxes[keep], scores[keep], labels[keep]
-
-
-def _wbf(
-    models: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-    weights: Sequence[float] | None,
-    image_size: tuple[int, int],
-    iou_threshold: float,
-    conf_type: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ensemble_boxes import weighted_boxes_fusion
-
-    height, width = image_size
-    scale = np.array([width, height, width, height], dtype=np.float64)
-    normalised = []
-    for boxes, scores, labels in models:
-        unit = np.clip(boxes / scale, 0.0, 1.0)
-        keep = _with_area(unit)  # clipping can flatten a box lying outside the image
-        normalised.append((unit[keep], scores[keep], labels[keep]))
-    if not any(len(boxes) for boxes, _, _ in normalised):
-        return np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)
-    fused, fused_scores, fused_labels = weighted_boxes_fusion(
-        [m[0].tolist() for m in normalised],
-        [m[1].tolist() for m in normalised],
-        [m[2].tolist() for m in normalised],
-        weights=None if weights is None else list(weights),
-        iou_thr=iou_threshold,
-        skip_box_thr=0.0,
-        conf_type=conf_type,
-    )
-    return (
-        np.asarray(fused, dtype=np.float64).reshape(-1, 4) * scale,
-        np.asarray(fused_scores, dtype=np.float64),
-        np.asarray(fused_labels).astype(np.int64),
-    )
 
 
 def merge_detections(
@@ -244,7 +211,7 @@ def fuse_models(
         height, width = (int(side) for side in image_size)
         if height < 1 or width < 1:
             raise ValueError(f"image size must be positive, got {image_size}")
-        boxes, scores, labels = _wbf(models, weights, (height, width), iou_threshold, conf_type)
+        boxes, scores, labels = wbf(models, weights, (height, width), iou_threshold, conf_type)
     else:
         factors = [1.0] * len(models) if weights is None else [w / max(weights) for w in weights]
         boxes = np.concatenate([m[0] for m in models])

@@ -15,16 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
-from PIL import Image
 
 from mediscope.config.schema import Config
 from mediscope.data.transforms import build_transform
-from mediscope.errors import DataError
-from mediscope.files import write_with
 from mediscope.inference.boxes import merge_detections, tile_windows
-from mediscope.inference.output import staged_output
 from mediscope.models.detection.base import Detector
 from mediscope.tasks import BaseTask, data_module
 
@@ -210,61 +205,3 @@ def counting_threshold(config: Config, checkpoint: Path) -> float:
         if isinstance(value, int | float):
             return float(value)
     return DEFAULT_SCORE_THRESHOLD
-
-
-def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Path) -> pd.DataFrame:
-    """Detects objects in images; writes predictions, counts and overlays under ``output``.
-
-    ``output/predictions.csv`` (a row per box), ``predictions.json`` (COCO results),
-    ``labels/<name>.txt`` (YOLO with scores), ``counts.csv`` (objects per image and
-    class) and ``overlays/<name>.jpg`` (class-coloured boxes with scores).
-
-    Returns:
-        The counts table (``attrs["path"]`` is the folder).
-    """
-    from mediscope.data.images import read_image
-    from mediscope.engine.restore import task_from_checkpoint
-    from mediscope.inference.detection_files import (
-        DetectionRecord,
-        counts_table,
-        write_detection_predictions,
-    )
-    from mediscope.inference.pictures import draw_detections
-    from mediscope.inference.segmentation import unique_stems
-
-    if output.suffix.lower() in (".csv", ".json") or (output.exists() and not output.is_dir()):
-        raise DataError(
-            "detection writes a folder of predictions, counts and overlays, not a file",
-            where=output,
-            hint="give --output a folder",
-        )
-    task, stats = task_from_checkpoint(config, checkpoint)
-    threshold = counting_threshold(config, checkpoint)
-    predictor = DetectionPredictor.from_config(task, config, stats=stats, score_threshold=threshold)
-    records = []
-    # An unreadable image leaves no half output; labels/ is replaced as a whole.
-    with staged_output(output, replace=["labels"]) as staging:
-        for ref, name in zip(refs, unique_stems(refs), strict=True):
-            image = read_image(ref, channels=config.data.channels, window=config.data.dicom_window)
-            found = predictor.predict(image)
-            height, width = image.shape[:2]
-            records.append(
-                DetectionRecord(ref, width, height, found.boxes, found.scores, found.labels)
-            )
-            rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-            drawn = draw_detections(rgb, found.boxes, found.labels, found.scores, task.classes)
-            save_jpeg(staging / "overlays" / f"{name}.jpg", drawn)
-        write_detection_predictions(staging, records, task.classes)
-    counts = counts_table(records, task.classes)
-    table = pd.DataFrame(counts, columns=task.classes)
-    table.insert(0, "path", [r.path for r in records])
-    table["total"] = counts.sum(axis=1)
-    table.attrs["path"] = str(output)
-    table.attrs["score_threshold"] = threshold
-    return table
-
-
-def save_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:
-    """Writes an RGB uint8 image as JPEG, atomically (overlays of large smears stay small)."""
-    picture = Image.fromarray(image)
-    return write_with(path, lambda tmp: picture.save(tmp, "JPEG", quality=quality))

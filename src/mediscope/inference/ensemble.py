@@ -14,7 +14,7 @@ from mediscope.errors import ConfigError, DataError
 from mediscope.files import refuse_overlap, write_text_atomic
 
 if TYPE_CHECKING:
-    from mediscope.inference.detection_files import DetectionRecord
+    from mediscope.runtime.detection_files import DetectionRecord
 
 METHODS = ("vote", "mean")
 DETECTION_METHODS = ("wbf", "nms")
@@ -170,7 +170,7 @@ def ensemble_detections(
         ConfigError: A bad method, weight count or threshold.
     """
     from mediscope.inference.boxes import fuse_models
-    from mediscope.inference.detection_files import (
+    from mediscope.runtime.detection_files import (
         DetectionRecord,
         read_detection_predictions,
         write_detection_predictions,

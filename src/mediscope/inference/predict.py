@@ -90,8 +90,8 @@ def predict(
 
     The task's predictor writes the outputs: a classifier the CSV, a segmentation
     model a folder of masks, overlays and a CSV
-    (:func:`mediscope.inference.segmentation.predict_masks`), a detector boxes and
-    counts (:func:`mediscope.inference.detection.predict_boxes`).
+    (:func:`mediscope.inference.predict_files.predict_masks`), a detector boxes and
+    counts (:func:`mediscope.inference.predict_files.predict_boxes`).
 
     Args:
         source: A config file (then ``checkpoint`` is required) or a run folder.

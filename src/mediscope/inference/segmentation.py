@@ -13,21 +13,14 @@ Either can average over flips (``inference.tta``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from mediscope.config.schema import Config
 from mediscope.data.transforms import build_normalize, build_transform
-from mediscope.errors import DataError
-from mediscope.files import write_text_atomic, write_with
-from mediscope.inference.output import staged_output
 from mediscope.inference.sliding_window import sliding_window_logits
 from mediscope.inference.tta import flip_tta
 from mediscope.tasks import BaseTask, data_module
@@ -149,77 +142,3 @@ def _softmax(forward: Forward) -> Forward:
         return forward(x).softmax(dim=1)
 
     return probs
-
-
-def predict_masks(
-    config: Config,
-    checkpoint: Path,
-    refs: list[str],
-    output: Path,
-    *,
-    probabilities: bool = False,
-) -> pd.DataFrame:
-    """Segments images; writes masks, overlays (and probability maps) under ``output``.
-
-    ``output/masks/<name>.png`` holds class indices (with a colour palette for viewers),
-    ``output/overlays/<name>.png`` the coloured mask and contours over the image,
-    ``output/probabilities/<name>.npz`` (with ``probabilities``) float16 ``(K, H, W)``,
-    and ``output/predictions.csv`` one row per image with each class's pixel share.
-
-    Returns:
-        The predictions table (``attrs["path"]`` is the CSV's path).
-    """
-    from mediscope.data.images import read_image
-    from mediscope.engine.restore import task_from_checkpoint
-    from mediscope.inference.pictures import (
-        class_colors,
-        overlay,
-        save_mask_png,
-        save_probability_map,
-    )
-
-    if output.suffix.lower() == ".csv" or (output.exists() and not output.is_dir()):
-        raise DataError(
-            "segmentation writes a folder of masks and overlays, not a file",
-            where=output,
-            hint="give --output a folder",
-        )
-    task, stats = task_from_checkpoint(config, checkpoint)
-    predictor = SegmentationPredictor.from_config(task, config, stats=stats)
-    colors = class_colors(len(task.classes))
-    names = unique_stems(refs)
-    rows = []
-    with staged_output(output) as staging:  # an unreadable image leaves no half output
-        for ref, name in zip(refs, names, strict=True):
-            image = read_image(ref, channels=config.data.channels, window=config.data.dicom_window)
-            mask, probs = predictor.predict(image)
-            save_mask_png(staging / "masks" / f"{name}.png", mask, colors)
-            rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-            picture = Image.fromarray(overlay(rgb, mask, colors))
-            write_with(staging / "overlays" / f"{name}.png", partial(_save_png, picture))
-            if probabilities:
-                save_probability_map(staging / "probabilities" / f"{name}.npz", probs)
-            shares = np.bincount(mask.ravel(), minlength=len(task.classes)) / mask.size
-            row: dict[str, object] = {"path": ref, "mask": f"masks/{name}.png"}
-            row.update({c: round(float(v), 6) for c, v in zip(task.classes, shares, strict=True)})
-            rows.append(row)
-        table = pd.DataFrame(rows)
-        write_text_atomic(staging / "predictions.csv", table.to_csv(index=False))
-    target = output / "predictions.csv"
-    table.attrs["path"] = str(target)
-    return table
-
-
-def unique_stems(refs: list[str]) -> list[str]:
-    """Output names from image stems; repeated stems get ``-2``, ``-3``, ... suffixes."""
-    seen: dict[str, int] = {}
-    names = []
-    for ref in refs:
-        stem = Path(ref.split("::")[0]).stem + ("-" + ref.split("::")[-1] if "::" in ref else "")
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return names
-
-
-def _save_png(picture: Image.Image, path: Path) -> None:
-    picture.save(path, format="PNG")

@@ -1,6 +1,6 @@
 """Detection reports: precision-recall curves and galleries of the best and worst images.
 
-The prediction files and their readers are in :mod:`mediscope.inference.detection_files`,
+The prediction files and their readers are in :mod:`mediscope.runtime.detection_files`,
 boxes are drawn by :func:`mediscope.inference.pictures.draw_detections`.
 """
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from mediscope.reports.plotting import plt, save_figure
 
@@ -29,33 +27,6 @@ class CamItem:
     truth: int
     pred: int
     prob: float
-
-
-def target_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """The last module producing a spatial (N x C x H x W, H·W > 1) feature map.
-
-    Raises:
-        ValueError: The model has no spatial feature map (e.g. a plain MLP).
-    """
-    found: list[nn.Module] = []
-    hooks = []
-
-    def remember(module: nn.Module, _inputs: object, output: object) -> None:
-        if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[-2:].numel() > 1:
-            found.append(module)
-
-    for module in model.modules():
-        if module is not model and not list(module.children()):  # leaves only
-            hooks.append(module.register_forward_hook(remember))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    if not found:
-        raise ValueError(f"{type(model).__name__} has no spatial feature map for Grad-CAM")
-    return found[-1]
 
 
 def choose_images(labels: np.ndarray, preds: np.ndarray, count: int) -> list[int]:
@@ -85,27 +56,6 @@ def _interleave(first: list[int], second: list[int]) -> list[int]:
     for i in range(max(len(first), len(second))):
         out += first[i : i + 1] + second[i : i + 1]
     return out
-
-
-def grad_cam(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    classes: Sequence[int],
-) -> np.ndarray:
-    """Grad-CAM maps ``(N, H, W)`` in 0..1 of ``inputs`` (N x C x H x W) for ``classes``."""
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    was_training = model.training
-    model.eval()
-    layer = target_layer(model, inputs[:1])
-    targets = [ClassifierOutputTarget(int(c)) for c in classes]
-    try:
-        with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
-            maps = cam(input_tensor=inputs, targets=targets)
-    finally:
-        model.train(was_training)
-    return np.asarray(maps, dtype=np.float32)
 
 
 def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, weight: float = 0.55) -> np.ndarray:

@@ -382,16 +382,6 @@ def relative_names(samples: Sequence[Sample]) -> list[PurePosixPath]:
     ]
 
 
-def number_text(value: float) -> str:
-    """The shortest text that reads back as the same float, without an exponent.
-
-    Example:
-        >>> number_text(12.0), number_text(0.1 + 0.2), number_text(1e-7)
-        ('12', '0.30000000000000004', '0.0000001')
-    """
-    return np.format_float_positional(float(value), unique=True, trim="-")
-
-
 def split_order(split: str | None) -> tuple[int, str]:
     """A sort key putting train, val, test, then other splits and None last."""
     order = {"train": 0, "val": 1, "test": 2}

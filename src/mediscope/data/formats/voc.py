@@ -46,7 +46,6 @@ from mediscope.data.formats.boxes import (
     check_box,
     check_class_names,
     image_header,
-    number_text,
     parse_numbers,
     place_image,
     split_order,
@@ -56,6 +55,7 @@ from mediscope.data.formats.layout import plan_by_split
 from mediscope.data.formats.masks import SPLIT_NAMES
 from mediscope.data.formats.yolo import CLASSES_FILE, read_class_names
 from mediscope.data.images import IMAGE_SUFFIXES
+from mediscope.data.label_text import number_text
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import DataError
 from mediscope.files import staged_dir

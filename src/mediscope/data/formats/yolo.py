@@ -41,7 +41,7 @@ read gives the same float32 pixel boxes.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ from mediscope.data.formats.boxes import (
     check_class_names,
     check_normalised,
     image_size,
-    number_text,
     parse_class_id,
     parse_numbers,
     place_image,
@@ -65,6 +64,7 @@ from mediscope.data.formats.boxes import (
 from mediscope.data.formats.layout import image_plan
 from mediscope.data.formats.masks import SPLIT_NAMES
 from mediscope.data.images import IMAGE_SUFFIXES
+from mediscope.data.label_text import label_lines
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import DataError
 from mediscope.files import LIST_LIMIT, read_text_file, staged_dir
@@ -492,46 +492,6 @@ def parse_line(
         problems.report("box of zero size inside the image", where=where)
         return None
     return class_id, [x1 * width, y1 * height, x2 * width, y2 * height]
-
-
-def label_lines(
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    width: int,
-    height: int,
-    *,
-    scores: np.ndarray | None = None,
-    number: Callable[[float], str] = number_text,
-) -> str:
-    """The text of a label file: ``class cx cy w h`` per box, normalised; "" for none.
-
-    Args:
-        boxes: ``(N, 4)`` xyxy pixel corners.
-        labels: ``(N,)`` class indices.
-        width: Image width in pixels.
-        height: Image height in pixels.
-        scores: ``(N,)`` scores, appended to each line (prediction files).
-        number: Formats each value; by default exactly (the shortest text that reads
-            back as the same float).
-
-    Returns:
-        One line per box, each ending in a newline.
-    """
-    corners = np.asarray(boxes, np.float64)
-    extra: list[list[float]] = [[] for _ in labels]
-    if scores is not None:
-        extra = [[float(score)] for score in scores]
-    lines = []
-    for (x1, y1, x2, y2), label, more in zip(corners, labels, extra, strict=True):
-        values = (
-            (x1 + x2) / 2 / width,
-            (y1 + y2) / 2 / height,
-            (x2 - x1) / width,
-            (y2 - y1) / height,
-            *more,
-        )
-        lines.append(" ".join([str(int(label)), *(number(v) for v in values)]))
-    return "".join(f"{line}\n" for line in lines)
 
 
 # -- writing -------------------------------------------------------------------------------

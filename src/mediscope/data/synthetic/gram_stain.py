@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from mediscope.data.formats.yolo import label_lines
 from mediscope.data.images import write_image
+from mediscope.data.label_text import label_lines
 from mediscope.data.synthetic import stain as st
 from mediscope.data.synthetic.gram_crops import GRAM_CLASSES
 from mediscope.errors import DataError

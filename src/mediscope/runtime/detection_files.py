@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from mediscope.data.formats.yolo import label_lines
+from mediscope.data.label_text import label_lines
 from mediscope.errors import DataError
 from mediscope.files import staged_dir, write_json_atomic, write_text_atomic
 
@@ -47,7 +46,7 @@ CSV_COLUMNS = ("path", "width", "height", "class", "score", "x1", "y1", "x2", "y
 
 def as_array(values: Any, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
     """``values`` (a tensor, list or array) as a NumPy array of ``dtype`` and ``shape``."""
-    if isinstance(values, torch.Tensor):
+    if hasattr(values, "detach") and hasattr(values, "numpy"):  # a torch tensor
         values = values.detach().cpu().numpy()
     return np.asarray(values, dtype=dtype).reshape(shape)
 

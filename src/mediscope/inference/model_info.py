@@ -1,0 +1,93 @@
+"""A run's :class:`~mediscope.runtime.info.ModelInfo`: what its model needs to be used alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mediscope
+from mediscope.config.loader import dump_config
+from mediscope.config.schema import Config
+from mediscope.runtime.info import InferenceSettings, ModelInfo
+from mediscope.runtime.predictor import Predictor
+from mediscope.tasks import data_module
+
+
+def model_info(
+    config: Config,
+    classes: list[str],
+    checkpoint: Path,
+    *,
+    stats: tuple[list[float], list[float]] | None = None,
+) -> ModelInfo:
+    """The model info of a run's checkpoint, its settings resolved.
+
+    ``inference.score_threshold: auto`` becomes the run's F1-optimal threshold
+    (:func:`mediscope.inference.detection.counting_threshold`); a detector's window is
+    ``inference.window``, else ``data.crop_size`` (as ``mediscope predict`` tiles).
+
+    Args:
+        config: The run's config.
+        classes: The checkpoint's class names.
+        checkpoint: The weights (named in the info).
+        stats: Normalisation mean and std (the checkpoint's); default: the data module's.
+    """
+    from mediscope.inference.detection import counting_threshold
+
+    mean, std = stats or data_module(config).normalization_stats()
+    settings = config.inference
+    window = settings.window
+    if config.task == "detection":
+        window = settings.window or config.data.crop_size
+    threshold = counting_threshold(config, checkpoint) if config.task == "detection" else 0.05
+    outputs = ["boxes", "scores"] if config.task == "detection" else ["probabilities"]
+    return ModelInfo(
+        task=config.task,
+        classes=list(classes),
+        image_size=(int(config.data.image_size[0]), int(config.data.image_size[1])),
+        channels=int(config.data.channels),
+        mean=[float(v) for v in mean],
+        std=[float(v) for v in std],
+        dicom_window=config.data.dicom_window,
+        inference=InferenceSettings(
+            window=None if window is None else (int(window[0]), int(window[1])),
+            overlap=float(settings.overlap),
+            gaussian=bool(settings.gaussian),
+            tta=bool(settings.tta),
+            batch_size=int(settings.batch_size),
+            merge=str(settings.merge),
+            score_threshold=float(threshold),
+            iou_threshold=float(settings.iou_threshold),
+            max_detections=int(settings.max_detections),
+        ),
+        outputs=outputs,
+        mediscope_version=mediscope.__version__,
+        config=dump_config(config),
+        checkpoint=checkpoint.name,
+    )
+
+
+def eager_predictor(
+    config: Config, checkpoint: Path, *, device: str = "cpu", batch_size: int | None = None
+) -> Predictor:
+    """The run's PyTorch model as a :class:`~mediscope.runtime.predictor.Predictor`
+    (with Grad-CAM for classifiers)."""
+    from mediscope.engine.restore import task_from_checkpoint
+    from mediscope.runtime.backends import TorchBackend
+
+    task, stats = task_from_checkpoint(config, checkpoint)
+    info = model_info(config, list(task.classes), checkpoint, stats=stats)
+    backend = TorchBackend(task.model, task=config.task, device=device)
+    cam = _cam_function(task.model, device) if config.task == "classification" else None
+    return Predictor(backend, info, batch_size=batch_size, cam=cam)
+
+
+def _cam_function(model: Any, device: str) -> Any:
+    def cam(batch: Any, indices: Any) -> Any:
+        import torch
+
+        from mediscope.models.cam import grad_cam
+
+        return grad_cam(model, torch.from_numpy(batch).to(device), list(indices))
+
+    return cam

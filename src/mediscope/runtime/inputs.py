@@ -1,0 +1,116 @@
+"""What a predictor accepts as an image, turned into ``H x W x C`` uint8.
+
+A path (an image, a DICOM file or an NPZ item reference ``FILE.npz::KEY::INDEX``), a
+NumPy array (``H x W`` or ``H x W x C``; uint8, uint16, bool or float), a PIL image, or a
+torch tensor (``C x H x W`` or ``H x W``; torch is not imported for this).
+
+Intensities: uint8 is taken as it is; uint16 and other integers, and floats outside
+[0, 1], are scaled by the image's own range, as 16-bit files are when read; floats within
+[0, 1] are intensities (times 255); bool is 0 or 255.
+
+Example:
+    >>> image, path = to_image(np.full((4, 5), 0.5), channels=3)
+    >>> image.shape, image.dtype, int(image[0, 0, 0]), path
+    ((4, 5, 3), dtype('uint8'), 128, None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mediscope.data.images import array_to_image, is_dicom_file, is_image_file, read_image
+from mediscope.errors import DataError
+
+
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy")
+
+
+def image_from_array(array: np.ndarray, *, channels: int, where: str = "array") -> np.ndarray:
+    """An array (``H x W`` or ``H x W x 1/3/4``) as ``H x W x channels`` uint8."""
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise DataError(
+                "the image holds NaN or infinite values", where=where, hint="clean the array"
+            )
+        if array.size and float(array.min()) >= 0.0 and float(array.max()) <= 1.0:
+            array = np.round(array * 255.0).astype(np.uint8)
+    elif array.dtype.kind not in "uib":
+        raise DataError(
+            f"an image must hold numbers, got dtype {array.dtype}",
+            where=where,
+            hint="give uint8, uint16, bool or float pixels",
+        )
+    return array_to_image(np.asarray(array), channels=channels, where=where)
+
+
+def _from_pil(picture: Image.Image, channels: int) -> np.ndarray:
+    if picture.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return image_from_array(np.asarray(picture), channels=channels, where="PIL image")
+    converted = picture.convert("L" if channels == 1 else "RGB")
+    return image_from_array(np.asarray(converted), channels=channels, where="PIL image")
+
+
+def _from_tensor(tensor: Any, channels: int) -> np.ndarray:
+    array = tensor.detach().cpu().numpy()
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = array.transpose(1, 2, 0)  # C x H x W, as torch holds images
+    return image_from_array(array, channels=channels, where="tensor")
+
+
+def to_image(
+    value: Any, *, channels: int, dicom_window: tuple[float, float] | None = None
+) -> tuple[np.ndarray, str | None]:
+    """One input as an ``H x W x channels`` uint8 image, and its path when it has one.
+
+    Raises:
+        DataError: naming the input when it is unreadable or not an image.
+    """
+    if isinstance(value, str | Path):
+        return read_image(value, channels=channels, window=dicom_window), str(value)
+    if isinstance(value, Image.Image):
+        return _from_pil(value, channels), None
+    if isinstance(value, np.ndarray):
+        return image_from_array(value, channels=channels), None
+    if _is_tensor(value):
+        return _from_tensor(value, channels), None
+    raise DataError(
+        f"cannot predict a {type(value).__name__}",
+        where="input",
+        hint="give a path, a NumPy array, a PIL image or a torch tensor",
+    )
+
+
+def is_single(value: Any) -> bool:
+    """Whether ``value`` is one image (not a list or tuple of images)."""
+    return not isinstance(value, list | tuple)
+
+
+def folder_images(folder: str | Path, *, recursive: bool = True) -> list[Path]:
+    """The image and DICOM files of a folder, sorted.
+
+    Raises:
+        DataError: when the folder does not exist or holds no images.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError("not a folder", where=root, hint="give a folder of images")
+    found = root.rglob("*") if recursive else root.iterdir()
+    files = sorted(p for p in found if p.is_file() and (is_image_file(p) or is_dicom_file(p)))
+    if not files:
+        raise DataError("no images in the folder", where=root)
+    return files
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in consecutive lists of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

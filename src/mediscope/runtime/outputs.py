@@ -1,0 +1,267 @@
+"""``mediscope predict``'s files, written from a :class:`Predictor`'s results.
+
+Whatever the model's format (eager, TorchScript, ONNX), the files are the same:
+
+* classification: one CSV, ``path``, ``label`` and a probability column per class;
+* segmentation: a folder with ``masks/<name>.png`` (class indices, palette PNG),
+  ``overlays/<name>.png``, ``probabilities/<name>.npz`` (on request) and
+  ``predictions.csv`` (each class's pixel share);
+* detection: a folder with ``predictions.csv`` / ``.json``, ``labels/`` (YOLO with
+  scores), ``counts.csv`` and ``overlays/<name>.jpg``.
+
+An image that cannot be read leaves no half-written folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from mediscope.errors import DataError
+from mediscope.files import write_text_atomic, write_with
+from mediscope.runtime.detection_files import DetectionRecord, write_detection_predictions
+from mediscope.runtime.drawing import UNLABELLED, class_colors, draw_detections, overlay
+from mediscope.runtime.inputs import chunks
+from mediscope.runtime.results import ClassificationResult, DetectionResult, SegmentationResult
+from mediscope.runtime.staging import staged_output
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mediscope.runtime.predictor import Predictor
+
+
+@dataclass
+class PredictionTable:
+    """What ``mediscope predict`` wrote: one row per image, and where.
+
+    ``score_threshold`` is the detection threshold used (None for other tasks).
+    """
+
+    task: str
+    rows: list[dict[str, Any]]
+    path: Path
+    classes: list[str]
+    score_threshold: float | None = None
+    columns: list[str] = field(default_factory=list)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The rows as a pandas DataFrame (``attrs``: ``path``, ``score_threshold``)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows, columns=self.columns or None)
+        frame.attrs["path"] = str(self.path)
+        if self.score_threshold is not None:
+            frame.attrs["score_threshold"] = self.score_threshold
+        return frame
+
+
+def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def unique_stems(refs: Sequence[str]) -> list[str]:
+    """Output names from image stems; repeated stems get ``-2``, ``-3``, ... suffixes."""
+    seen: dict[str, int] = {}
+    names = []
+    for ref in refs:
+        stem = Path(ref.split("::")[0]).stem + ("-" + ref.split("::")[-1] if "::" in ref else "")
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names
+
+
+def _loaded(predictor: Predictor, refs: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
+    for ref in refs:
+        image, _ = predictor.load_image(ref)
+        yield ref, image
+
+
+def write_predictions(
+    predictor: Predictor,
+    refs: Sequence[str],
+    output: Path,
+    *,
+    probabilities: bool = False,
+) -> PredictionTable:
+    """Predicts ``refs`` and writes the task's files under ``output``.
+
+    Args:
+        predictor: The model.
+        refs: Image paths (or NPZ item references).
+        output: Classification: the CSV, or a folder (``predictions.csv`` in it);
+            segmentation and detection: a folder.
+        probabilities: Segmentation: also write per-class probability maps.
+    """
+    if predictor.task == "classification":
+        return write_classification(predictor, refs, output)
+    if predictor.task == "segmentation":
+        return write_segmentation(predictor, refs, output, probabilities=probabilities)
+    return write_detection(predictor, refs, output)
+
+
+def write_classification(
+    predictor: Predictor, refs: Sequence[str], output: Path
+) -> PredictionTable:
+    """The CSV: ``path``, ``label`` and a probability (6 decimals) per class."""
+    classes = predictor.classes
+    rows: list[dict[str, Any]] = []
+    for group in chunks(list(refs), predictor.batch_size):
+        images = [predictor.load_image(ref)[0] for ref in group]
+        for ref, result in zip(group, predictor.predict_batch(images), strict=True):
+            assert isinstance(result, ClassificationResult)
+            row: dict[str, Any] = {"path": ref, "label": result.label}
+            row.update({c: round(result.probabilities[c], 6) for c in classes})
+            rows.append(row)
+    columns = ["path", "label", *classes]
+    target = output / "predictions.csv" if output.is_dir() else output
+    write_text_atomic(target, _csv_text(columns, rows))
+    return PredictionTable("classification", rows, target, classes, columns=columns)
+
+
+def _folder_output(output: Path, task: str, suffixes: tuple[str, ...]) -> None:
+    if output.suffix.lower() in suffixes or (output.exists() and not output.is_dir()):
+        raise DataError(
+            f"{task} writes a folder of predictions and overlays, not a file",
+            where=output,
+            hint="give --output a folder",
+        )
+
+
+def save_mask_png(path: str | Path, mask: np.ndarray, colors: np.ndarray) -> Path:
+    """Writes a class-index mask as a palette (mode P) PNG.
+
+    Pixel values are the class indices, so ``np.asarray(Image.open(path))`` gives the mask
+    back; the embedded palette shows each class in its colour in any image viewer (values
+    without a class colour, such as the ignore value 255, in white).
+
+    Raises:
+        DataError: The mask is not 2-D or holds values a PNG palette cannot index.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
+        raise DataError(
+            f"a mask must be a 2-D array of class indices, got {mask.dtype} {mask.shape}",
+            where=path,
+            hint="pass argmax(probabilities) as integers",
+        )
+    if mask.size and (mask.min() < 0 or mask.max() > 255):
+        raise DataError(
+            f"mask values {mask.min()}..{mask.max()} do not fit a PNG palette (0..255)",
+            where=path,
+            hint="a palette PNG holds at most 256 classes",
+        )
+    palette = np.tile(np.array(UNLABELLED, dtype=np.uint8), (256, 1))
+    colors = np.asarray(colors, dtype=np.uint8)[:256]
+    palette[: len(colors)] = colors
+    height, width = mask.shape
+    image = Image.frombytes("P", (width, height), np.ascontiguousarray(mask, np.uint8).tobytes())
+    image.putpalette(palette.ravel().tolist())
+    return write_with(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def save_probability_map(path: str | Path, probs: Any) -> Path:
+    """Writes ``(K, H, W)`` probabilities as float16 in a compressed ``.npz`` (key
+    ``probabilities``)."""
+    data = np.asarray(probs, dtype=np.float16)
+    if data.ndim != 3:
+        raise ValueError(f"expected probabilities (K, H, W), got {data.shape}")
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:  # a file handle: numpy would add .npz to a name
+            np.savez_compressed(handle, probabilities=data)
+
+    return write_with(path, write)
+
+
+def _save_png(image: np.ndarray, path: Path) -> Path:
+    picture = Image.fromarray(image)
+    return write_with(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
+def save_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:
+    """Writes an RGB uint8 image as JPEG, atomically (overlays of large smears stay small)."""
+    picture = Image.fromarray(image)
+    return write_with(path, lambda tmp: picture.save(tmp, "JPEG", quality=quality))
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+
+
+def write_segmentation(
+    predictor: Predictor, refs: Sequence[str], output: Path, *, probabilities: bool = False
+) -> PredictionTable:
+    """Masks, overlays, (probability maps) and ``predictions.csv`` under ``output``."""
+    _folder_output(output, "segmentation", (".csv",))
+    classes = predictor.classes
+    colors = class_colors(len(classes))
+    rows: list[dict[str, Any]] = []
+    with staged_output(output) as staging:
+        for (ref, image), name in zip(_loaded(predictor, refs), unique_stems(refs), strict=True):
+            result = predictor.predict(image, probabilities=probabilities)
+            assert isinstance(result, SegmentationResult)
+            save_mask_png(staging / "masks" / f"{name}.png", result.mask, colors)
+            _save_png(
+                overlay(_rgb(image), result.mask, colors), staging / "overlays" / f"{name}.png"
+            )
+            if probabilities:
+                save_probability_map(
+                    staging / "probabilities" / f"{name}.npz", result.probabilities
+                )
+            row: dict[str, Any] = {"path": ref, "mask": f"masks/{name}.png"}
+            row.update({c: round(v, 6) for c, v in result.fractions().items()})
+            rows.append(row)
+        columns = ["path", "mask", *classes]
+        write_text_atomic(staging / "predictions.csv", _csv_text(columns, rows))
+    return PredictionTable(
+        "segmentation", rows, output / "predictions.csv", classes, columns=columns
+    )
+
+
+def write_detection(predictor: Predictor, refs: Sequence[str], output: Path) -> PredictionTable:
+    """Predictions, counts, YOLO labels and overlays under ``output``."""
+    _folder_output(output, "detection", (".csv", ".json"))
+    classes = predictor.classes
+    records = []
+    with staged_output(output, replace=["labels"]) as staging:
+        for (ref, image), name in zip(_loaded(predictor, refs), unique_stems(refs), strict=True):
+            result = predictor.predict(image)
+            assert isinstance(result, DetectionResult)
+            height, width = image.shape[:2]
+            records.append(
+                DetectionRecord(
+                    ref, width, height, result.boxes, result.scores, result.class_indices
+                )
+            )
+            drawn = draw_detections(
+                _rgb(image), result.boxes, result.class_indices, result.scores, classes
+            )
+            save_jpeg(staging / "overlays" / f"{name}.jpg", drawn)
+        write_detection_predictions(staging, records, classes)
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        counts = np.bincount(record.labels, minlength=len(classes))[: len(classes)]
+        row: dict[str, Any] = {"path": record.path}
+        row.update({c: int(n) for c, n in zip(classes, counts, strict=True)})
+        row["total"] = int(counts.sum())
+        rows.append(row)
+    return PredictionTable(
+        "detection",
+        rows,
+        output,
+        classes,
+        score_threshold=predictor.info.inference.score_threshold,
+        columns=["path", *classes, "total"],
+    )

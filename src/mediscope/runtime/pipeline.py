@@ -1,0 +1,355 @@
+"""Pre- and post-processing of every model format, in NumPy.
+
+The same functions serve eager PyTorch, TorchScript and ONNX models, so the formats can
+differ only in the network: images become normalised ``(C, H, W)`` float32 arrays
+(:func:`prepare`), large images are predicted by sliding window (segmentation,
+:func:`sliding_window`) or in overlapping tiles (detection, :func:`tile_windows`), and a
+dense detector's per-anchor boxes and scores become detections by score threshold,
+top-k and per-class NMS (:func:`dense_detections`).
+
+Example:
+    >>> image = np.zeros((30, 40, 3), dtype=np.uint8)
+    >>> prepare(image, size=(16, 16), mean=[0.5] * 3, std=[0.5] * 3).shape
+    (3, 16, 16)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from mediscope.errors import ConfigError
+
+#: Maps a batch ``(N, C, h, w)`` to probabilities ``(N, K, h, w)``.
+MapForward = Callable[[np.ndarray], np.ndarray]
+#: A window ``(y0, x0, y1, x1)``; end coordinates exclusive.
+Window = tuple[int, int, int, int]
+
+#: The smallest weight of a window pixel, relative to the centre's 1 (as in
+#: :mod:`mediscope.inference.sliding_window`).
+MIN_WEIGHT = 1e-3
+#: Flips of test-time augmentation: the axes of ``(N, C, H, W)`` each reverses.
+FLIP_AXES: dict[str, tuple[int, ...]] = {"h": (-1,), "v": (-2,), "hv": (-2, -1)}
+
+
+def prepare(
+    image: np.ndarray,
+    *,
+    size: tuple[int, int] | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> np.ndarray:
+    """An ``H x W x C`` uint8 image as the network's ``(C, h, w)`` float32 input.
+
+    Resized with bilinear interpolation to ``size`` (``None`` keeps the image's size),
+    then normalised as in training: ``(pixel / 255 - mean) / std`` per channel.
+    """
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if size is not None and tuple(image.shape[:2]) != tuple(size):
+        resized = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
+        image = resized if resized.ndim == 3 else resized[:, :, None]
+    # A lookup table per channel, computed in float32 as albumentations' Normalize does
+    # (``(pixel - 255 mean) * 1 / (255 std)``), so the inputs are bit-identical to training's.
+    mean_px = np.asarray(mean, dtype=np.float32) * np.float32(255.0)
+    denominator = np.reciprocal(np.asarray(std, dtype=np.float32) * np.float32(255.0))
+    levels = np.arange(256, dtype=np.float32)
+    luts = (levels[None, :] - mean_px[:, None]) * denominator[:, None]
+    planes = [luts[c][image[:, :, c]] for c in range(image.shape[2])]
+    return np.ascontiguousarray(np.stack(planes), dtype=np.float32)
+
+
+def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(K, h, w)`` maps resized to ``(K, *size)`` bilinearly (half-pixel centres)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    height, width = size
+    channels = [cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in maps]
+    return np.stack(channels).astype(np.float32, copy=False)
+
+
+def with_flips(forward: MapForward, flips: Sequence[str] = ("h", "v", "hv")) -> MapForward:
+    """Averages ``forward``'s probabilities over the input and its flips (test-time
+    augmentation; each flipped map is flipped back before averaging)."""
+
+    def averaged(batch: np.ndarray) -> np.ndarray:
+        total = forward(batch).astype(np.float32)
+        for flip in flips:
+            axes = FLIP_AXES[flip]
+            flipped = np.ascontiguousarray(np.flip(batch, axis=axes))
+            total = total + np.flip(forward(flipped).astype(np.float32), axis=axes)
+        return total / np.float32(1 + len(flips))
+
+    return averaged
+
+
+def window_starts(length: int, window: int, overlap: float) -> list[int]:
+    """Start offsets of equally spaced windows covering ``0 .. length`` (the first at 0,
+    the last ending at ``length``, neighbours sharing at least ``overlap`` of a window)."""
+    if length <= window:
+        return [0]
+    stride = max(1, int(window * (1 - overlap)))
+    steps = math.ceil((length - window) / stride)
+    return [round(i * (length - window) / steps) for i in range(steps + 1)]
+
+
+def gaussian_weight(window: tuple[int, int], sigma_scale: float = 0.125) -> np.ndarray:
+    """The ``(h, w)`` weight of a window's pixels: 1 at the centre, at least
+    :data:`MIN_WEIGHT` at the border."""
+    axes = []
+    for side in window:
+        offsets = np.arange(side, dtype=np.float32) - np.float32((side - 1) / 2)
+        sigma = np.float32(side * sigma_scale)
+        axes.append(np.exp(-(offsets**2) / (2 * sigma**2)).astype(np.float32))
+    weight = axes[0][:, None] * axes[1][None, :]
+    return np.maximum(weight / weight.max(), np.float32(MIN_WEIGHT)).astype(np.float32)
+
+
+def check_window(window: tuple[int, int], overlap: float, batch_size: int) -> None:
+    """Refuses a window, overlap or batch size out of range, naming the setting."""
+    if len(window) != 2 or any(int(side) < 1 for side in window):
+        raise ConfigError(
+            f"window must be two positive sizes (height, width), got {window}",
+            where="inference.window",
+            hint="e.g. window: [256, 256]",
+        )
+    if not 0 <= overlap < 1:
+        raise ConfigError(
+            f"overlap must be in [0, 1), got {overlap}",
+            where="inference.overlap",
+            hint="0.25 or 0.5 are usual",
+        )
+    if batch_size < 1:
+        raise ConfigError(
+            f"batch size must be at least 1, got {batch_size}",
+            where="inference.batch_size",
+            hint="windows per forward pass, e.g. 4",
+        )
+
+
+def sliding_window(
+    forward: MapForward,
+    image: np.ndarray,
+    *,
+    window: tuple[int, int],
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    gaussian: bool = True,
+) -> np.ndarray:
+    """Predicts a ``(C, H, W)`` image window by window; blends the windows' maps.
+
+    Every pixel's map is the weighted mean of the windows covering it (a Gaussian weight
+    centred on each window, or equal weights). An image smaller than the window is padded
+    with its repeated border and the result cropped back.
+
+    Returns:
+        ``(K, H, W)`` float32.
+    """
+    check_window(window, overlap, batch_size)
+    _, height, width = image.shape
+    win_h, win_w = int(window[0]), int(window[1])
+    pad_h, pad_w = max(0, win_h - height), max(0, win_w - width)
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode="edge")
+    full_h, full_w = image.shape[-2:]
+    weight = gaussian_weight((win_h, win_w)) if gaussian else np.ones((win_h, win_w), np.float32)
+    positions = [
+        (y, x)
+        for y in window_starts(full_h, win_h, overlap)
+        for x in window_starts(full_w, win_w, overlap)
+    ]
+    norm = np.zeros((full_h, full_w), dtype=np.float32)
+    for y, x in positions:
+        norm[y : y + win_h, x : x + win_w] += weight
+    total: np.ndarray | None = None
+    for first in range(0, len(positions), batch_size):
+        chunk = positions[first : first + batch_size]
+        batch = np.stack([image[:, y : y + win_h, x : x + win_w] for y, x in chunk])
+        maps = np.asarray(forward(np.ascontiguousarray(batch)), dtype=np.float32)
+        if maps.ndim != 4 or maps.shape[0] != len(chunk) or maps.shape[-2:] != (win_h, win_w):
+            raise ValueError(
+                f"the model must map {tuple(batch.shape)} to (N, K, {win_h}, {win_w}); "
+                f"it returned {tuple(maps.shape)}"
+            )
+        if total is None:
+            total = np.zeros((maps.shape[1], full_h, full_w), dtype=np.float32)
+        for (y, x), tile_map in zip(chunk, maps, strict=True):
+            total[:, y : y + win_h, x : x + win_w] += tile_map * weight
+    assert total is not None  # there is always at least one window
+    result: np.ndarray = (total / norm)[:, :height, :width]
+    return result
+
+
+def tile_windows(
+    height: int, width: int, tile: tuple[int, int], overlap: float = 0.25
+) -> list[Window]:
+    """Windows ``(y0, x0, y1, x1)`` covering an image, rows first, for tiled detection.
+
+    Along an axis shorter than the tile there is one window, as long as the image.
+    """
+    tile_h, tile_w = int(tile[0]), int(tile[1])
+    check_window((tile_h, tile_w), overlap, 1)
+    return [
+        (y, x, min(y + tile_h, height), min(x + tile_w, width))
+        for y in window_starts(height, tile_h, overlap)
+        for x in window_starts(width, tile_w, overlap)
+    ]
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box with each of ``others`` ``(N, 4)``."""
+    x1 = np.maximum(box[0], others[:, 0])
+    y1 = np.maximum(box[1], others[:, 1])
+    x2 = np.minimum(box[2], others[:, 2])
+    y2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    union = area + areas - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    return iou
+
+
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float
+) -> np.ndarray:
+    """Per-class non-maximum suppression: indices kept, by decreasing score.
+
+    Within a class, a box overlapping a better-scored kept box by more than
+    ``iou_threshold`` is dropped (as torchvision's ``batched_nms``).
+    """
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    suppressed = np.zeros(len(scores), dtype=bool)
+    for rank, index in enumerate(order):
+        if suppressed[index]:
+            continue
+        keep.append(int(index))
+        rest = order[rank + 1 :]
+        rest = rest[(labels[rest] == labels[index]) & ~suppressed[rest]]
+        if len(rest):
+            suppressed[rest[box_iou(boxes[index], boxes[rest]) > iou_threshold]] = True
+    return np.asarray(keep, dtype=np.int64)
+
+
+def dense_detections(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    *,
+    score_threshold: float,
+    iou_threshold: float,
+    max_detections: int,
+    pre_nms_top: int = 1000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's detections from a dense detector's outputs.
+
+    Args:
+        boxes: ``(A, 4)`` xyxy per anchor, in input pixels.
+        scores: ``(A, C)`` per anchor and class.
+        score_threshold: Candidates scoring this or less are dropped.
+        iou_threshold: Per-class NMS threshold.
+        max_detections: Boxes kept, best first.
+        pre_nms_top: Candidates kept (best first) before NMS.
+
+    Returns:
+        ``boxes (N, 4)``, ``scores (N,)``, ``labels (N,)``, by decreasing score.
+    """
+    num_classes = scores.shape[-1]
+    flat = scores.reshape(-1)
+    candidates = np.flatnonzero(flat > score_threshold)
+    if len(candidates) > pre_nms_top:
+        best = np.argsort(-flat[candidates], kind="stable")[:pre_nms_top]
+        candidates = candidates[best]
+    anchor = candidates // num_classes
+    labels = (candidates % num_classes).astype(np.int64)
+    picked_boxes = boxes[anchor].astype(np.float32)
+    picked_scores = flat[candidates].astype(np.float32)
+    keep = nms(picked_boxes, picked_scores, labels, iou_threshold)[:max_detections]
+    return picked_boxes[keep], picked_scores[keep], labels[keep]
+
+
+def _with_area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
+def wbf(
+    models: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    weights: Sequence[float] | None,
+    image_size: tuple[int, int],
+    iou_threshold: float,
+    conf_type: str = "avg",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted boxes fusion (``ensemble_boxes``) of several box sets of one image.
+
+    Boxes are divided by the image's width and height (clipped to it) for the fusion
+    and multiplied back after it; boxes without area are dropped.
+
+    Raises:
+        ConfigError: when ``ensemble-boxes`` is not installed.
+    """
+    try:
+        from ensemble_boxes import weighted_boxes_fusion
+    except ImportError:
+        raise ConfigError(
+            "merging boxes by weighted boxes fusion needs ensemble-boxes",
+            where="inference.merge",
+            hint="pip install ensemble-boxes, or use merge: nms",
+        ) from None
+
+    height, width = image_size
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    normalised = []
+    for boxes, scores, labels in models:
+        unit = np.clip(boxes / scale, 0.0, 1.0)
+        keep = _with_area(unit)  # clipping can flatten a box lying outside the image
+        normalised.append((unit[keep], scores[keep], labels[keep]))
+    if not any(len(boxes) for boxes, _, _ in normalised):
+        return np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64)
+    fused, fused_scores, fused_labels = weighted_boxes_fusion(
+        [m[0].tolist() for m in normalised],
+        [m[1].tolist() for m in normalised],
+        [m[2].tolist() for m in normalised],
+        weights=None if weights is None else list(weights),
+        iou_thr=iou_threshold,
+        skip_box_thr=0.0,
+        conf_type=conf_type,
+    )
+    return (
+        np.asarray(fused, dtype=np.float64).reshape(-1, 4) * scale,
+        np.asarray(fused_scores, dtype=np.float64),
+        np.asarray(fused_labels).astype(np.int64),
+    )
+
+
+def merge_tiles(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    method: str,
+    iou_threshold: float,
+    image_size: tuple[int, int],
+    max_detections: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merges the boxes of overlapping tiles of one image (``nms`` or ``wbf``); boxes
+    without area are dropped; the result is sorted by decreasing score."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if method == "wbf":
+        boxes, scores, labels = wbf([(boxes, scores, labels)], None, image_size, iou_threshold)
+    elif method == "nms":
+        keep = _with_area(boxes)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        kept = nms(boxes, scores, labels, iou_threshold)
+        boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
+    else:
+        raise ConfigError(
+            f"unknown box merging method {method!r}", where="inference.merge", hint="nms or wbf"
+        )
+    order = np.argsort(-scores, kind="stable")[:max_detections]
+    return boxes[order], scores[order], labels[order]
