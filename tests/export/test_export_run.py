@@ -13,11 +13,12 @@ import torch
 
 from mediscope.engine.restore import task_from_checkpoint
 from mediscope.errors import ConfigError
-from mediscope.export import export_run, inference_graph, model_info
+from mediscope.export import export_run, inference_graph
 from mediscope.export.onnx_export import read_info as onnx_info
 from mediscope.export.onnx_export import session
 from mediscope.export.quantize import validation_data
 from mediscope.export.torchscript import read_info as torchscript_info
+from mediscope.inference.model_info import model_info
 from mediscope.runtime.info import EXTRA_FILE, METADATA_KEY, ModelInfo
 from mediscope.tasks.validate import load_config
 
@@ -37,7 +38,12 @@ def eager(run: Path) -> tuple[Any, Any, Any, Any]:
     checkpoint = run / "checkpoints" / "best.ckpt"
     task, stats = task_from_checkpoint(config, checkpoint)
     data = validation_data(config, checkpoint, task.classes, stats)
-    return config, inference_graph(task), model_info(config, task, checkpoint, stats), data
+    return (
+        config,
+        inference_graph(task),
+        model_info(config, task.classes, checkpoint, stats=stats),
+        data,
+    )
 
 
 def outputs(graph: Any, batch: np.ndarray) -> list[np.ndarray]:

@@ -17,12 +17,12 @@ from torch import nn
 
 from helpers import tiny_detection_config
 from mediscope.errors import ConfigError
-from mediscope.export.detections import dense_detections
 from mediscope.export.graph import SegmentationGraph, inference_graph
 from mediscope.export.onnx_export import export_onnx, session
 from mediscope.export.torchscript import export_torchscript, read_info
 from mediscope.models import build_model
 from mediscope.runtime.info import ModelInfo
+from mediscope.runtime.pipeline import dense_detections
 from mediscope.tasks import BaseTask, build_task
 from mediscope.tasks.validate import config_from_dict
 
@@ -138,18 +138,18 @@ def test_dense_detection_outputs_give_the_models_own_detections(
     assert boxes.shape[:2] == scores.shape[:2] and scores.shape[2] == len(CLASSES)
     assert float(boxes.min()) >= 0 and float(boxes.max()) <= size  # clipped to the input
     for i, want in enumerate(expected):
-        found = dense_detections(
+        found_boxes, found_scores, found_labels = dense_detections(
             boxes[i].numpy(),
             scores[i].numpy(),
             score_threshold=threshold,
             iou_threshold=0.5,
             max_detections=300,
         )
-        assert len(found["boxes"]) == len(want["boxes"]) > 0
+        assert len(found_boxes) == len(want["boxes"]) > 0
         order = np.argsort(-want["scores"].numpy(), kind="stable")
-        np.testing.assert_allclose(found["scores"], want["scores"].numpy()[order], atol=1e-6)
-        np.testing.assert_allclose(found["boxes"], want["boxes"].numpy()[order], atol=1e-4)
-        assert found["labels"].tolist() == want["labels"].numpy()[order].tolist()
+        np.testing.assert_allclose(found_scores, want["scores"].numpy()[order], atol=1e-6)
+        np.testing.assert_allclose(found_boxes, want["boxes"].numpy()[order], atol=1e-4)
+        assert found_labels.tolist() == want["labels"].numpy()[order].tolist()
 
 
 @pytest.mark.parametrize("name", ["retinanet", "fcos"])

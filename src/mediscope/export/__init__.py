@@ -2,13 +2,13 @@
 ONNX model with its measured accuracy change, and a model card.
 
 ``mediscope export RUN_DIR`` calls :func:`export_run`; :func:`inference_graph` is the
-module every format traces, :func:`model_info` the metadata it carries.
+module every format traces; the metadata it carries is the run's
+:func:`mediscope.inference.model_info.model_info`.
 """
 
 from __future__ import annotations
 
 from mediscope.export.api import ExportResult, export_run
 from mediscope.export.graph import inference_graph
-from mediscope.export.metadata import model_info
 
-__all__ = ["ExportResult", "export_run", "inference_graph", "model_info"]
+__all__ = ["ExportResult", "export_run", "inference_graph"]

@@ -176,8 +176,8 @@ def export_run(
     from mediscope.engine.trainer import quiet_lightning
     from mediscope.export.card import CardInputs, model_card
     from mediscope.export.graph import inference_graph
-    from mediscope.export.metadata import model_info
     from mediscope.files import write_text_atomic
+    from mediscope.inference.model_info import model_info
     from mediscope.tasks.validate import load_config
 
     run = Path(run_dir)
@@ -193,7 +193,7 @@ def export_run(
     quiet_lightning()
     task, stats = task_from_checkpoint(config, checkpoint)
     graph = inference_graph(task)
-    info = model_info(config, task, checkpoint, stats)
+    info = model_info(config, list(task.classes), checkpoint, stats=stats)
     stored = read_checkpoint(checkpoint)
     meta, epoch = checkpoint_meta(stored), stored.get("epoch")
     int8_model, int8_report = int8_paths(target)

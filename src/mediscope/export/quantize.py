@@ -25,10 +25,10 @@ import numpy as np
 
 from mediscope.config.schema import Config
 from mediscope.errors import ConfigError, DataError
-from mediscope.export.detections import dense_detections
 from mediscope.export.onnx_export import INPUT_NAME, quiet_export, require, session, set_metadata
 from mediscope.files import write_json_atomic, write_with
-from mediscope.runtime.info import ModelInfo
+from mediscope.runtime.info import PRE_NMS_TOP, ModelInfo
+from mediscope.runtime.pipeline import dense_detections
 
 #: Validation images the activation ranges are calibrated on (at most).
 CALIBRATION_IMAGES = 128
@@ -256,18 +256,23 @@ def _ignore_index(info: ModelInfo) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def _detect(info: ModelInfo, outputs: list[list[np.ndarray]], threshold: float) -> list[dict]:
+def _detect(
+    info: ModelInfo, outputs: list[list[np.ndarray]], threshold: float
+) -> list[dict[str, np.ndarray]]:
+    """Boxes per image as the runtime finds them (threshold, top-k, per-class NMS)."""
     settings = info.inference
-    return [
-        dense_detections(
+    found = []
+    for boxes, scores in outputs:
+        kept = dense_detections(
             boxes[0],
             scores[0],
             score_threshold=threshold,
             iou_threshold=settings.iou_threshold,
             max_detections=settings.max_detections,
+            pre_nms_top=PRE_NMS_TOP,
         )
-        for boxes, scores in outputs
-    ]
+        found.append(dict(zip(("boxes", "scores", "labels"), kept, strict=True)))
+    return found
 
 
 def _detection(
