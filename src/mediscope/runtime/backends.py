@@ -7,6 +7,7 @@ torch: the other two import it when they are built.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -138,7 +139,11 @@ class TorchScriptBackend:
             raise ConfigError("model file not found", where=self.path, hint="check the path")
         extra = {EXTRA_FILE: ""}
         try:
-            self.module = torch.jit.load(str(self.path), map_location=device, _extra_files=extra)
+            with warnings.catch_warnings():  # TorchScript's deprecation notice, at every load
+                warnings.simplefilter("ignore", FutureWarning)
+                self.module = torch.jit.load(
+                    str(self.path), map_location=device, _extra_files=extra
+                )
         except Exception as exc:  # torch raises RuntimeError, ValueError, zip errors, ...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
