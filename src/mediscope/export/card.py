@@ -10,7 +10,7 @@ Every figure comes from the run's files (``split.json``, ``val_metrics.json``,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,6 @@ class CardInputs:
     epoch: int | None = None
     int8_file: Path | None = None
     int8: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
