@@ -35,6 +35,27 @@ from mediscope.cli import (
 )
 from mediscope.errors import InterruptedRun, MediscopeError, Terminated, TerminatedRun
 
+#: Packages of ``mediscope[train]``: a command that needs one says how to install them.
+TRAINING_STACK = frozenset(
+    {
+        "torch",
+        "torchvision",
+        "lightning",
+        "pytorch_lightning",
+        "timm",
+        "torchmetrics",
+        "albumentations",
+        "pandas",
+        "matplotlib",
+        "sklearn",
+        "segmentation_models_pytorch",
+        "ensemble_boxes",
+        "pytorch_grad_cam",
+        "jinja2",
+        "tensorboard",
+    }
+)
+
 app = typer.Typer(
     name="mediscope",
     help="Deep learning on medical and microbiological images: classification, detection "
@@ -165,6 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        if missing and missing.split(".")[0] in TRAINING_STACK:
+            print(
+                f"error: this command needs the training stack ({missing} is not installed); "
+                "install it with: pip install 'mediscope[train]'",
+                file=sys.stderr,
+            )
+            return 2
         print(
             f"error: internal error: {type(exc).__name__}: {exc} (run with --debug for the "
             "traceback, and please report it)",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -12,7 +14,10 @@ from mediscope.errors import ConfigError
 
 def predict_command(
     source: Path = typer.Argument(
-        ..., help="A config file (with --checkpoint) or a run folder.", metavar="CONFIG|RUN_DIR"
+        ...,
+        help="A run folder, a config file (with --checkpoint), or an exported model "
+        "(.onnx, TorchScript .pt).",
+        metavar="RUN_DIR|CONFIG|MODEL",
     ),
     inputs: list[Path] = typer.Option(
         ...,
@@ -36,36 +41,63 @@ def predict_command(
     window and flips by --set inference.window=512 --set inference.tta=true), or detect
     objects (a folder: predictions.csv / .json, YOLO labels/, counts.csv per image and
     class, overlays/; large images in overlapping tiles by --set inference.window=640)."""
-    from mediscope.inference.predict import predict
+    from mediscope.runtime.outputs import is_exported
 
-    table = predict(
-        source,
-        inputs=inputs,
-        output=output,
-        checkpoint=checkpoint,
-        overrides=overrides or [],
-        probabilities=probabilities,
-    )
-    console = Console(highlight=False)
-    if "mask" in table.columns:
-        console.print(f"{len(table)} images segmented: masks/ and overlays/ in {output}")
-        console.print(f"predictions: {table.attrs['path']}", soft_wrap=True)
-        return
-    if "total" in table.columns:  # detection: what a clinician reads off each image
-        for _, row in table.head(20).iterrows():
-            detail = ", ".join(f"{c} {int(row[c])}" for c in table.columns[1:-1])
-            console.print(f"{Path(str(row['path'])).name}: {int(row['total'])} ({detail})")
-        if len(table) > 20:
-            console.print(f"... {len(table) - 20} more images in counts.csv")
-        console.print(
-            f"{len(table)} images, {int(table['total'].sum())} objects "
-            f"(scores >= {table.attrs['score_threshold']:.3f})"
+    if is_exported(source):  # the runtime: no training stack, no config
+        from mediscope.runtime.outputs import predict_exported
+
+        for option, given in (("--checkpoint", checkpoint), ("--set", overrides)):
+            if given:
+                raise ConfigError(
+                    "an exported model carries its weights and settings",
+                    where=option,
+                    hint=f"drop {option}, or give the run folder instead of {source.name}",
+                )
+        table = predict_exported(source, inputs=inputs, output=output, probabilities=probabilities)
+        rows, columns, path = table.rows, table.columns, str(table.path)
+        threshold = table.score_threshold
+    else:
+        from mediscope.inference.predict import predict
+
+        frame = predict(
+            source,
+            inputs=inputs,
+            output=output,
+            checkpoint=checkpoint,
+            overrides=overrides or [],
+            probabilities=probabilities,
         )
-        console.print(f"predictions: {table.attrs['path']}", soft_wrap=True)
+        rows, columns = frame.to_dict("records"), [str(c) for c in frame.columns]
+        path, threshold = str(frame.attrs["path"]), frame.attrs.get("score_threshold")
+    _print_predictions(rows, columns, path, threshold, output)
+
+
+def _print_predictions(
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    path: str,
+    threshold: float | None,
+    output: Path,
+) -> None:
+    console = Console(highlight=False)
+    if "mask" in columns:
+        console.print(f"{len(rows)} images segmented: masks/ and overlays/ in {output}")
+        console.print(f"predictions: {path}", soft_wrap=True)
         return
-    counts = table["label"].value_counts().to_dict()
-    console.print(f"{len(table)} images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    console.print(f"predictions: {table.attrs['path']}", soft_wrap=True)
+    if "total" in columns:  # detection: what a clinician reads off each image
+        classes = columns[1:-1]
+        for row in rows[:20]:
+            detail = ", ".join(f"{c} {int(row[c])}" for c in classes)
+            console.print(f"{Path(str(row['path'])).name}: {int(row['total'])} ({detail})")
+        if len(rows) > 20:
+            console.print(f"... {len(rows) - 20} more images in counts.csv")
+        total = sum(int(row["total"]) for row in rows)
+        console.print(f"{len(rows)} images, {total} objects (scores >= {threshold or 0:.3f})")
+        console.print(f"predictions: {path}", soft_wrap=True)
+        return
+    counts = Counter(str(row["label"]) for row in rows)
+    console.print(f"{len(rows)} images: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+    console.print(f"predictions: {path}", soft_wrap=True)
 
 
 def ensemble_command(

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from mediscope.cli.output import print_fit_summary, print_folds_summary, print_metrics
 from mediscope.errors import ConfigError, InterruptedRun
 
 SET_HELP = "Override a config key, e.g. --set optimizer.lr=0.001 (repeatable)."
@@ -30,6 +29,7 @@ def fit_command(
     ),
 ) -> None:
     """Train a model as CONFIG says; prints the run folder as its last line."""
+    from mediscope.cli.output import print_fit_summary, print_folds_summary
     from mediscope.tasks.validate import load_config
 
     cfg = load_config(config, overrides or [])
@@ -78,6 +78,8 @@ def validate_command(
 
     cfg = load_config(config, overrides or [])
     metrics, path = validate(cfg, checkpoint)
+    from mediscope.cli.output import print_metrics
+
     print_metrics("validation", metrics, path, cfg.task)
 
 
@@ -92,6 +94,8 @@ def test_command(
 
     cfg = load_config(config, overrides or [])
     metrics, path = test(cfg, checkpoint)
+    from mediscope.cli.output import print_metrics
+
     print_metrics("test", metrics, path, cfg.task)
 
 

@@ -7,12 +7,10 @@ from pathlib import Path
 import pandas as pd
 
 from mediscope.config.schema import Config
-from mediscope.data.images import DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom_file, is_image_file
-from mediscope.data.samples import SampleSet
 from mediscope.engine.run_dir import BEST, CHECKPOINTS
-from mediscope.errors import ConfigError, DataError
+from mediscope.errors import ConfigError
 from mediscope.files import refuse_overlap
-from mediscope.registry import FORMATS
+from mediscope.runtime import inputs as runtime_inputs
 from mediscope.tasks import task_spec
 from mediscope.tasks.validate import load_config
 
@@ -39,42 +37,10 @@ def resolve_source(
 
 
 def collect_inputs(inputs: list[Path], config: Config) -> list[str]:
-    """Image references from folders, CSV manifests, NPZ files and single images."""
-    refs: list[str] = []
-    for item in inputs:
-        if item.is_dir():
-            files = sorted(item.rglob("*"))
-            refs.extend(str(p) for p in files if is_image_file(p) or is_dicom_file(p))
-        elif item.suffix.lower() == ".csv":
-            refs.extend(_csv_paths(item, config.data.root))
-        elif item.suffix.lower() == ".npz" and "npz" in FORMATS:
-            found: SampleSet = FORMATS.get("npz")(item, classes=None, task="classification")
-            refs.extend(s.image for s in found.samples)
-        elif item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES | DICOM_SUFFIXES:
-            refs.append(str(item))
-        else:
-            raise DataError(
-                "not an image, folder, CSV or NPZ file", where=item, hint="check --input"
-            )
-    if not refs:
-        raise DataError("no images found in the inputs", where=", ".join(map(str, inputs)))
-    return refs
-
-
-def _csv_paths(path: Path, root: Path | None) -> list[str]:
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read the CSV: {exc}", where=path) from None
-    column = next((c for c in PATH_COLUMNS if c in frame.columns), None)
-    if column is None:
-        raise DataError(
-            f"no image column (found: {', '.join(map(str, frame.columns))})",
-            where=path,
-            hint=f"name it one of {', '.join(PATH_COLUMNS)}",
-        )
-    base = root or path.parent
-    return [str(p if Path(p).is_absolute() else base / p) for p in frame[column].astype(str)]
+    """Image references from folders, CSV manifests, NPZ files and single images
+    (:func:`mediscope.runtime.inputs.collect_inputs`; CSV paths relative to
+    ``data.root`` when the config sets it)."""
+    return runtime_inputs.collect_inputs(inputs, root=config.data.root)
 
 
 def predict(

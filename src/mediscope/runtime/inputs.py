@@ -16,14 +16,22 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import csv
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from mediscope.data.images import array_to_image, is_dicom_file, is_image_file, read_image
+from mediscope.data.images import (
+    DICOM_SUFFIXES,
+    IMAGE_SUFFIXES,
+    array_to_image,
+    is_dicom_file,
+    is_image_file,
+    read_image,
+)
 from mediscope.errors import DataError
 
 
@@ -114,3 +122,62 @@ def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """``items`` in consecutive lists of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+#: Columns a CSV manifest may name its image paths by.
+PATH_COLUMNS = ("path", "image", "filename", "file")
+
+
+def collect_inputs(inputs: Sequence[Path], *, root: Path | None = None) -> list[str]:
+    """Image references from folders, CSV manifests, NPZ files and single images.
+
+    Args:
+        inputs: Folders (searched recursively), CSV files (a ``path``, ``image``,
+            ``filename`` or ``file`` column), NPZ files (every image in them) or images.
+        root: The folder relative CSV paths start from; default: the CSV's folder.
+
+    Raises:
+        DataError: naming an input that is none of these, or when no image is found.
+    """
+    refs: list[str] = []
+    for item in inputs:
+        suffix = item.suffix.lower()
+        if item.is_dir():
+            files = sorted(item.rglob("*"))
+            refs.extend(str(p) for p in files if is_image_file(p) or is_dicom_file(p))
+        elif suffix == ".csv":
+            refs.extend(_csv_paths(item, root))
+        elif suffix == ".npz":
+            from mediscope.data.formats.npz import read_npz
+
+            found = read_npz(item, classes=None, task="classification")
+            refs.extend(s.image for s in found.samples)
+        elif item.is_file() and suffix in IMAGE_SUFFIXES | DICOM_SUFFIXES:
+            refs.append(str(item))
+        else:
+            raise DataError(
+                "not an image, folder, CSV or NPZ file", where=item, hint="check --input"
+            )
+    if not refs:
+        raise DataError("no images found in the inputs", where=", ".join(map(str, inputs)))
+    return refs
+
+
+def _csv_paths(path: Path, root: Path | None) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read the CSV: {exc}", where=path) from None
+    header = [cell.strip() for cell in rows[0]] if rows else []
+    column = next((c for c in PATH_COLUMNS if c in header), None)
+    if column is None:
+        raise DataError(
+            f"no image column (found: {', '.join(header)})",
+            where=path,
+            hint=f"name it one of {', '.join(PATH_COLUMNS)}",
+        )
+    index = header.index(column)
+    base = root or path.parent
+    paths = [row[index] for row in rows[1:] if len(row) > index and row[index].strip()]
+    return [str(p if Path(p).is_absolute() else base / p) for p in paths]

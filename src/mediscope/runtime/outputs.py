@@ -265,3 +265,43 @@ def write_detection(predictor: Predictor, refs: Sequence[str], output: Path) -> 
         score_threshold=predictor.info.inference.score_threshold,
         columns=["path", *classes, "total"],
     )
+
+
+#: Suffixes of exported model files (ONNX, TorchScript).
+EXPORTED_SUFFIXES = (".onnx", ".pt", ".ts", ".torchscript", ".jit")
+
+
+def is_exported(source: Path) -> bool:
+    """Whether ``source`` is an exported model file (rather than a run or a config)."""
+    return source.is_file() and source.suffix.lower() in EXPORTED_SUFFIXES
+
+
+def predict_exported(
+    source: Path,
+    *,
+    inputs: list[Path],
+    output: Path,
+    probabilities: bool = False,
+    device: str = "cpu",
+) -> PredictionTable:
+    """``mediscope predict MODEL.onnx``: an exported model's files, without the training
+    stack (torch is imported only for TorchScript).
+
+    Raises:
+        ConfigError: when ``output`` is an input, or inside or above one.
+    """
+    from mediscope.files import refuse_overlap
+    from mediscope.runtime.backends import OnnxBackend, TorchScriptBackend
+    from mediscope.runtime.inputs import collect_inputs
+    from mediscope.runtime.predictor import Predictor
+
+    refuse_overlap(output, [*inputs, source], option="--output")
+    backend: Any
+    if source.suffix.lower() == ".onnx":
+        backend = OnnxBackend(source, device=device)
+    else:
+        backend = TorchScriptBackend(source, device=device)
+    predictor = Predictor(backend, backend.info)
+    refs = collect_inputs(inputs)
+    refuse_overlap(output, refs, option="--output")
+    return write_predictions(predictor, refs, output, probabilities=probabilities)
