@@ -158,6 +158,24 @@ def upload(page: Any, files: Any) -> dict[str, Any]:
     return dict(response.value.json())
 
 
+def drop(page: Any, path: Path) -> dict[str, Any]:
+    """Drops a file on the drop zone (as a drag from the desktop does); returns the JSON."""
+    import base64
+
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    script = """([name, data]) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name));
+        const zone = document.getElementById("drop");
+        zone.dispatchEvent(new DragEvent("dragover", { bubbles: true, dataTransfer: transfer }));
+        zone.dispatchEvent(new DragEvent("drop", { bubbles: true, dataTransfer: transfer }));
+    }"""
+    with page.expect_response(lambda r: r.url.endswith("/api/predict")) as response:
+        page.evaluate(script, [path.name, data])
+    return dict(response.value.json())
+
+
 def table(page: Any, selector: str) -> dict[str, list[str]]:
     """A table's body rows: first cell's text -> the other cells' texts."""
     rows = page.eval_on_selector_all(
@@ -356,7 +374,7 @@ def test_segmentation_overlay_opacity_and_areas(
 ) -> None:
     image = sorted((tiny_lesions / "img" / "test").iterdir())[0]
     open_page(page, served, "segmentation")
-    body = upload(page, str(image))
+    body = drop(page, image)
     page.wait_for_selector("#areas")
     result = body["result"]
     assert page.get_attribute("#viewer", "data-layer") == "mask"
@@ -553,3 +571,97 @@ def test_token_upload_limit_and_a_model_that_failed_to_load(
     alert = page.locator(".job.failed [role=alert]")
     alert.wait_for()
     assert "large" in alert.inner_text().lower()
+
+
+# -- many images, every format, and a whole smear ------------------------------------------------
+
+
+def write_dicom(path: Path, stored: np.ndarray) -> Path:
+    """A small uncompressed 16-bit grey DICOM file (needs pydicom, a dev dependency)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = stored.astype(np.uint16).tobytes()
+    try:
+        ds.save_as(path, enforce_file_format=True)  # pydicom 3
+    except TypeError:  # pydicom 2
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(path, write_like_original=False)
+    return path
+
+
+def test_many_images_at_once_in_every_format(
+    served: Served, page: Any, tiny_crops: Path, tmp_path: Path
+) -> None:
+    folder = sorted(p for p in (tiny_crops / "test").iterdir() if p.is_dir())[0]
+    crop = np.asarray(Image.open(sorted(folder.iterdir())[0]).convert("RGB"))
+    grey16 = (crop.mean(axis=2) * 257).astype(np.uint16)  # the crop's 16-bit grey twin
+    tiff = tmp_path / "crop16.tif"
+    Image.fromarray(grey16).save(tiff)
+    assert Image.open(tiff).mode.startswith("I;16")
+    dicom = write_dicom(tmp_path / "crop.dcm", grey16)
+    jpeg = tmp_path / "crop.jpg"
+    Image.fromarray(crop).save(jpeg, quality=95)
+    png = tmp_path / "crop.png"
+    Image.fromarray(crop).save(png)
+    files = [png, jpeg, tiff, dicom]
+
+    open_page(page, served, "classification")
+    page.set_input_files("#files", [str(f) for f in files])
+    page.wait_for_function(
+        f"document.querySelectorAll('.job.done, .job.failed').length === {len(files)}"
+    )
+    assert page.locator(".job.failed").all_inner_texts() == []
+    rows = table(page, "#batch-table")
+    assert list(rows) == [f.name for f in files]  # in the order they were sent
+    batch = read_csv(download(page, "#batch-csv", tmp_path, "batch.csv"))
+    assert [Path(r["path"]).name for r in batch] == [f.name for f in files]
+    assert [r["label"] for r in batch] == [cells[0] for cells in rows.values()]
+    # the newest result is on show, the DICOM's pixels as the server read them
+    height, width = grey16.shape
+    page.wait_for_function(
+        f"document.querySelector('#result-title').textContent.startsWith('{dicom.name}')"
+    )
+    assert f"{width} × {height} px" in page.inner_text("#result-title")
+    # another is a click away, and stays on show
+    page.click(f".job:has-text('{tiff.name}') button:has-text('Show')")
+    page.wait_for_function(
+        f"document.querySelector('#result-title').textContent.startsWith('{tiff.name}')"
+    )
+    assert page.get_attribute("#viewer", "data-layer") == "cam"
+
+
+@pytest.mark.slow
+def test_a_whole_smear_of_4912_by_3684_pixels(
+    served: Served, page: Any, tiny_smears: Path, tmp_path: Path, shots: Path
+) -> None:
+    small = np.asarray(Image.open(sorted((tiny_smears / "large" / "images").glob("*.png"))[0]))
+    reps = (-(-3684 // small.shape[0]), -(-4912 // small.shape[1]), 1)
+    smear = tmp_path / "whole-smear.jpg"
+    Image.fromarray(np.tile(small[:, :, :3], reps)[:3684, :4912]).save(smear, quality=92)
+
+    open_page(page, served, "detection")
+    page.set_input_files("#files", str(smear))
+    page.wait_for_selector(".job.predicting progress")  # the progress shows while it runs
+    page.wait_for_selector("#counts")
+    assert "4912 × 3684 px" in page.inner_text("#result-title")
+    drawn = int(page.get_attribute("#viewer", "data-boxes") or "-1")
+    assert drawn == int(page.inner_text("#count-total"))
+    page.click("#zoom-one")
+    assert page.inner_text("#zoom-level") == "100 %"
+    page.screenshot(path=shots / "whole-smear.png", full_page=True)

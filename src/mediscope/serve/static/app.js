@@ -865,7 +865,8 @@
         task === "detection" ? { threshold } : null],
       ["yolo", "Boxes (YOLO labels)", `${name}.txt`, task === "detection" ? { threshold } : null],
       ["mask", "Mask (PNG)", `${name}-mask.png`, null],
-      ["overlay", "Overlay (PNG)", `${name}-overlay.png`, null],
+      ["overlay", task === "detection" ? "Boxes drawn (PNG)" : "Overlay (PNG)", `${name}-overlay.png`,
+        task === "detection" ? { threshold } : null],
       ["cam", "Grad-CAM heatmap (PNG)", `${name}-cam.png`, null],
     ];
     $("downloads").replaceChildren(...items.filter(([key]) => urls[key]).map(([key, label, file, params]) =>
@@ -950,16 +951,20 @@
       addFiles(Array.from(event.target.files || []));
       event.target.value = "";
     });
+    // files dropped anywhere on the page are sent (the browser would open them instead)
     const drop = $("drop");
-    drop.addEventListener("dragover", (event) => {
+    document.addEventListener("dragover", (event) => {
       event.preventDefault();
       drop.classList.add("over");
     });
-    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-    drop.addEventListener("drop", (event) => {
+    document.addEventListener("dragleave", (event) => {
+      if (!event.relatedTarget) drop.classList.remove("over");
+    });
+    document.addEventListener("drop", (event) => {
       event.preventDefault();
       drop.classList.remove("over");
-      if (!$("files").disabled) addFiles(Array.from(event.dataTransfer.files || []));
+      const files = Array.from((event.dataTransfer && event.dataTransfer.files) || []);
+      if (files.length) addFiles(files);
     });
     $("threshold").addEventListener("input", onThreshold);
     $("threshold-number").addEventListener("input", onThreshold);
