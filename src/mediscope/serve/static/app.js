@@ -556,6 +556,11 @@
       this.layer = layer;
       this.layerAlpha = layerAlpha;
       this.boxes = boxes;
+      // as tall as the image needs at this width, between 18 rem and 72 % of the window
+      const wanted = (this.canvas.clientWidth * image.height) / image.width;
+      const tallest = Math.max(288, 0.72 * window.innerHeight);
+      this.canvas.style.height = `${Math.round(Math.min(Math.max(wanted, 288), tallest))}px`;
+      this.resize();
       this.fit();
     },
 
