@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("reports",),
     ("evaluation", "api", "export"),
     ("study",),
-    ("cli", "demo", "__main__"),
+    ("cli", "demo", "serve", "__main__"),
 )
 
 #: Upward imports with a reason each: (importing module, imported module) -> why.

@@ -31,6 +31,7 @@ from mediscope.cli import (
     listing,
     predict,
     report,
+    serve,
     train,
 )
 from mediscope.errors import InterruptedRun, MediscopeError, Terminated, TerminatedRun
@@ -95,6 +96,7 @@ app.command("demo")(demo.demo_command)
 app.command("report")(report.report_command)
 app.command("compare")(compare.compare_command)
 app.command("export")(export.export_command)
+app.command("serve")(serve.serve_command)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

@@ -63,7 +63,8 @@ class PredictionTable:
         return frame
 
 
-def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+def csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    """CSV text (header and rows, ``\\n`` line ends) as ``mediscope predict`` writes it."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
@@ -80,6 +81,42 @@ def unique_stems(refs: Sequence[str]) -> list[str]:
         seen[stem] = seen.get(stem, 0) + 1
         names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return names
+
+
+def classification_row(ref: str, result: ClassificationResult) -> dict[str, Any]:
+    """A ``predictions.csv`` row of a classifier: ``path``, ``label`` and a probability
+    (6 decimals) per class."""
+    row: dict[str, Any] = {"path": ref, "label": result.label}
+    row.update({c: round(p, 6) for c, p in result.probabilities.items()})
+    return row
+
+
+def segmentation_row(ref: str, mask: str, result: SegmentationResult) -> dict[str, Any]:
+    """A ``predictions.csv`` row of a segmentation model: ``path``, ``mask`` (the mask
+    file's name) and each class's pixel share (6 decimals)."""
+    row: dict[str, Any] = {"path": ref, "mask": mask}
+    row.update({c: round(v, 6) for c, v in result.fractions().items()})
+    return row
+
+
+def detection_row(ref: str, labels: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """A ``counts.csv`` row: ``path``, the boxes per class of ``labels`` (class indices)
+    and ``total``."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=len(classes))[: len(classes)]
+    row: dict[str, Any] = {"path": ref}
+    row.update({c: int(n) for c, n in zip(classes, counts, strict=True)})
+    row["total"] = int(counts.sum())
+    return row
+
+
+def table_columns(task: str, classes: Sequence[str]) -> list[str]:
+    """The columns of a task's table: classification and segmentation
+    ``predictions.csv``, detection ``counts.csv``."""
+    if task == "classification":
+        return ["path", "label", *classes]
+    if task == "segmentation":
+        return ["path", "mask", *classes]
+    return ["path", *classes, "total"]
 
 
 def _loaded(predictor: Predictor, refs: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
@@ -121,12 +158,10 @@ def write_classification(
         images = [predictor.load_image(ref)[0] for ref in group]
         for ref, result in zip(group, predictor.predict_batch(images), strict=True):
             assert isinstance(result, ClassificationResult)
-            row: dict[str, Any] = {"path": ref, "label": result.label}
-            row.update({c: round(result.probabilities[c], 6) for c in classes})
-            rows.append(row)
-    columns = ["path", "label", *classes]
+            rows.append(classification_row(ref, result))
+    columns = table_columns("classification", classes)
     target = output / "predictions.csv" if output.is_dir() else output
-    write_text_atomic(target, _csv_text(columns, rows))
+    write_text_atomic(target, csv_text(columns, rows))
     return PredictionTable("classification", rows, target, classes, columns=columns)
 
 
@@ -162,13 +197,20 @@ def save_mask_png(path: str | Path, mask: np.ndarray, colors: np.ndarray) -> Pat
             where=path,
             hint="a palette PNG holds at most 256 classes",
         )
+    image = mask_image(mask, colors)
+    return write_with(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def mask_image(mask: np.ndarray, colors: np.ndarray) -> Image.Image:
+    """A class-index mask (values 0..255) as a palette (mode P) PIL image in the class
+    colours (values without one in white); see :func:`save_mask_png`."""
     palette = np.tile(np.array(UNLABELLED, dtype=np.uint8), (256, 1))
     colors = np.asarray(colors, dtype=np.uint8)[:256]
     palette[: len(colors)] = colors
     height, width = mask.shape
     image = Image.frombytes("P", (width, height), np.ascontiguousarray(mask, np.uint8).tobytes())
     image.putpalette(palette.ravel().tolist())
-    return write_with(path, lambda tmp: image.save(tmp, format="PNG"))
+    return image
 
 
 def save_probability_map(path: str | Path, probs: Any) -> Path:
@@ -220,11 +262,9 @@ def write_segmentation(
                 save_probability_map(
                     staging / "probabilities" / f"{name}.npz", result.probabilities
                 )
-            row: dict[str, Any] = {"path": ref, "mask": f"masks/{name}.png"}
-            row.update({c: round(v, 6) for c, v in result.fractions().items()})
-            rows.append(row)
-        columns = ["path", "mask", *classes]
-        write_text_atomic(staging / "predictions.csv", _csv_text(columns, rows))
+            rows.append(segmentation_row(ref, f"masks/{name}.png", result))
+        columns = table_columns("segmentation", classes)
+        write_text_atomic(staging / "predictions.csv", csv_text(columns, rows))
     return PredictionTable(
         "segmentation", rows, output / "predictions.csv", classes, columns=columns
     )
@@ -250,20 +290,14 @@ def write_detection(predictor: Predictor, refs: Sequence[str], output: Path) -> 
             )
             save_jpeg(staging / "overlays" / f"{name}.jpg", drawn)
         write_detection_predictions(staging, records, classes)
-    rows: list[dict[str, Any]] = []
-    for record in records:
-        counts = np.bincount(record.labels, minlength=len(classes))[: len(classes)]
-        row: dict[str, Any] = {"path": record.path}
-        row.update({c: int(n) for c, n in zip(classes, counts, strict=True)})
-        row["total"] = int(counts.sum())
-        rows.append(row)
+    rows = [detection_row(record.path, record.labels, classes) for record in records]
     return PredictionTable(
         "detection",
         rows,
         output,
         classes,
         score_threshold=predictor.info.inference.score_threshold,
-        columns=["path", *classes, "total"],
+        columns=table_columns("detection", classes),
     )
 
 
