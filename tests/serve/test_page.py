@@ -94,7 +94,7 @@ def start_server() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def served(start_server: Any, trained_runs: dict[str, Path]) -> Served:
+def page_server(start_server: Any, trained_runs: dict[str, Path]) -> Served:
     """The server over the three tiny runs."""
     tasks = ("detection", "segmentation", "classification")
     return start_server([trained_runs[task] for task in tasks])
@@ -231,7 +231,7 @@ def canvas_pixels(page: Any) -> np.ndarray:
 
 
 def test_detection_boxes_threshold_downloads_match_the_cli(
-    served: Served,
+    page_server: Served,
     page: Any,
     trained_runs: dict[str, Path],
     tiny_smears: Path,
@@ -240,7 +240,7 @@ def test_detection_boxes_threshold_downloads_match_the_cli(
     shots: Path,
 ) -> None:
     smear = sorted((tiny_smears / "large" / "images").glob("*.png"))[0]
-    open_page(page, served, "detection")
+    open_page(page, page_server, "detection")
     predicts: list[str] = []
     page.on("request", lambda r: predicts.append(r.url) if "/api/predict" in r.url else None)
     body = upload(page, str(smear))
@@ -302,8 +302,10 @@ def test_detection_boxes_threshold_downloads_match_the_cli(
     page.click("#zoom-fit")
     page.screenshot(path=shots / "detection-threshold.png", full_page=True)
 
-    # the CSV at this threshold equals the CLI's counts.csv at the same threshold
-    got = read_csv(download(page, "a[data-kind=csv]", tmp_path, "page.csv"))
+    # the counts at this threshold equal the CLI's counts.csv at the same threshold, the
+    # boxes its predictions.csv
+    got = read_csv(download(page, "a[data-kind=counts]", tmp_path, "counts.csv"))
+    boxes = read_csv(download(page, "a[data-kind=csv]", tmp_path, "boxes.csv"))
     run = trained_runs["detection"]
     done = cli(
         "predict",
@@ -321,6 +323,11 @@ def test_detection_boxes_threshold_downloads_match_the_cli(
     assert Path(got[0].pop("path")).name == Path(want[0].pop("path")).name == smear.name
     assert got[0] == want[0]
     assert {k: int(v) for k, v in got[0].items() if k != "total"} == expected
+    want_boxes = read_csv(tmp_path / "cli" / "predictions.csv")
+    assert len(boxes) == len(want_boxes) == sum(expected.values())
+    for row in [*boxes, *want_boxes]:
+        assert Path(row.pop("path")).name == smear.name
+    assert boxes == want_boxes
 
     # the other downloads: COCO JSON, YOLO labels, the overlay
     for kind in ("json", "yolo", "overlay"):
@@ -364,7 +371,7 @@ def test_detection_boxes_threshold_downloads_match_the_cli(
 
 
 def test_segmentation_overlay_opacity_and_areas(
-    served: Served,
+    page_server: Served,
     page: Any,
     trained_runs: dict[str, Path],
     tiny_lesions: Path,
@@ -373,7 +380,7 @@ def test_segmentation_overlay_opacity_and_areas(
     shots: Path,
 ) -> None:
     image = sorted((tiny_lesions / "img" / "test").iterdir())[0]
-    open_page(page, served, "segmentation")
+    open_page(page, page_server, "segmentation")
     body = drop(page, image)
     page.wait_for_selector("#areas")
     result = body["result"]
@@ -425,7 +432,7 @@ def test_segmentation_overlay_opacity_and_areas(
 
 
 def test_classification_bars_and_gradcam(
-    served: Served,
+    page_server: Served,
     page: Any,
     trained_runs: dict[str, Path],
     tiny_crops: Path,
@@ -435,7 +442,7 @@ def test_classification_bars_and_gradcam(
 ) -> None:
     folder = sorted(p for p in (tiny_crops / "test").iterdir() if p.is_dir())[0]
     image = sorted(folder.iterdir())[0]
-    open_page(page, served, "classification")
+    open_page(page, page_server, "classification")
     assert page.is_checked("#cam")
     body = upload(page, str(image))
     page.wait_for_selector("#bars")
@@ -492,9 +499,9 @@ def test_classification_bars_and_gradcam(
     ],
 )
 def test_a_bad_file_shows_the_servers_message(
-    served: Served, page: Any, tiny_crops: Path, shots: Path, name: str, content: bytes
+    page_server: Served, page: Any, tiny_crops: Path, shots: Path, name: str, content: bytes
 ) -> None:
-    open_page(page, served, "classification")
+    open_page(page, page_server, "classification")
     with page.expect_response(lambda r: r.url.endswith("/api/predict")) as response:
         page.set_input_files("#files", {"name": name, "mimeType": "image/png", "buffer": content})
     assert response.value.status == 400
@@ -512,9 +519,9 @@ def test_a_bad_file_shows_the_servers_message(
         page.screenshot(path=shots / "error.png", full_page=True)
 
 
-def test_a_busy_server_says_when_to_retry(served: Served, page: Any, tiny_crops: Path) -> None:
+def test_a_busy_server_says_when_to_retry(page_server: Served, page: Any, tiny_crops: Path) -> None:
     # the contract's 429 answer, given by the browser (a full queue is hard to time)
-    open_page(page, served, "classification")
+    open_page(page, page_server, "classification")
     page.route(
         "**/api/predict",
         lambda route: route.fulfill(
@@ -606,7 +613,7 @@ def write_dicom(path: Path, stored: np.ndarray) -> Path:
 
 
 def test_many_images_at_once_in_every_format(
-    served: Served, page: Any, tiny_crops: Path, tmp_path: Path
+    page_server: Served, page: Any, tiny_crops: Path, tmp_path: Path
 ) -> None:
     folder = sorted(p for p in (tiny_crops / "test").iterdir() if p.is_dir())[0]
     crop = np.asarray(Image.open(sorted(folder.iterdir())[0]).convert("RGB"))
@@ -621,7 +628,7 @@ def test_many_images_at_once_in_every_format(
     Image.fromarray(crop).save(png)
     files = [png, jpeg, tiff, dicom]
 
-    open_page(page, served, "classification")
+    open_page(page, page_server, "classification")
     page.set_input_files("#files", [str(f) for f in files])
     page.wait_for_function(
         f"document.querySelectorAll('.job.done, .job.failed').length === {len(files)}"
@@ -648,14 +655,14 @@ def test_many_images_at_once_in_every_format(
 
 @pytest.mark.slow
 def test_a_whole_smear_of_4912_by_3684_pixels(
-    served: Served, page: Any, tiny_smears: Path, tmp_path: Path, shots: Path
+    page_server: Served, page: Any, tiny_smears: Path, tmp_path: Path, shots: Path
 ) -> None:
     small = np.asarray(Image.open(sorted((tiny_smears / "large" / "images").glob("*.png"))[0]))
     reps = (-(-3684 // small.shape[0]), -(-4912 // small.shape[1]), 1)
     smear = tmp_path / "whole-smear.jpg"
     Image.fromarray(np.tile(small[:, :, :3], reps)[:3684, :4912]).save(smear, quality=92)
 
-    open_page(page, served, "detection")
+    open_page(page, page_server, "detection")
     page.set_input_files("#files", str(smear))
     page.wait_for_selector(".job.predicting progress")  # the progress shows while it runs
     page.wait_for_selector("#counts")

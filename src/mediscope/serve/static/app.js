@@ -25,7 +25,10 @@
     iou_mean: "IoU (mean)", f1_macro: "F1 (macro)", accuracy: "accuracy",
     balanced_accuracy: "balanced accuracy", auroc_macro: "AUROC (macro)",
     precision_macro: "precision (macro)", recall_macro: "recall (macro)",
+    f1_weighted: "F1 (weighted)", ece: "calibration error (ECE)", map_small: "mAP small",
+    map_medium: "mAP medium", map_large: "mAP large", f1_at_threshold: "F1 at the threshold",
   };
+  const metricName = (key) => METRIC_NAMES[key] || key.replace(/_/g, " ");
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -359,14 +362,17 @@
         const value = m && typeof m === "object" ? m.value : m;
         const interval = m && typeof m === "object" && typeof m.low === "number" && typeof m.high === "number"
           ? `${fixed(m.low)} – ${fixed(m.high)}` : "–";
-        return el("tr", {}, el("th", { scope: "row", text: METRIC_NAMES[key] || key }),
-          el("td", { text: fixed(value) }), el("td", { text: interval }));
+        return el("tr", {}, el("th", { scope: "row", text: metricName(key) }),
+          el("td", { class: "num", text: fixed(value) }), el("td", { text: interval }));
       });
-      box.append(el("h3", { text: `Metrics (${model.metrics.split || "validation"})` }),
-        el("table", { class: "metrics" },
+      const split = model.metrics.split || "validation";
+      const images = typeof model.metrics.images === "number" ? `, ${integer(model.metrics.images)} images` : "";
+      const level = typeof model.metrics.confidence === "number" ? Math.round(100 * model.metrics.confidence) : 95;
+      box.append(el("h3", { text: `Metrics (${split}${images})` }),
+        el("div", { class: "table-scroll" }, el("table", { class: "metrics" },
           el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "metric" }),
-            el("th", { scope: "col", text: "value" }), el("th", { scope: "col", text: "95 % interval" }))),
-          el("tbody", {}, rows)));
+            el("th", { scope: "col", class: "num", text: "value" }), el("th", { scope: "col", text: `${level} % interval` }))),
+          el("tbody", {}, rows))));
     } else if (!model.error) {
       box.append(el("p", { class: "small", text: "No validation metrics recorded for this model." }));
     }
@@ -609,6 +615,10 @@
       if (this.layer && this.layerAlpha > 0) {
         ctx.globalAlpha = this.layerAlpha;
         ctx.drawImage(this.layer, 0, 0, this.image.width, this.image.height);
+        if (this.layer.outline) {
+          ctx.globalAlpha = Math.min(1, 2 * this.layerAlpha);
+          ctx.drawImage(this.layer.outline, 0, 0, this.image.width, this.image.height);
+        }
         ctx.globalAlpha = 1;
       }
       const boxes = this.boxes ? this.boxes() : [];
@@ -668,38 +678,55 @@
   }
 
   /** The class colours over the image from the result's run-length encodings (COCO,
-      column-major), the background transparent. */
+      column-major), the background transparent; the outline of each object, in its full
+      colour, rides on the layer as ``outline`` (drawn more strongly than the fill). */
   function maskLayer(result, colours) {
     const [height, width] = result.shape;
-    const canvas = document.createElement("canvas");
-    canvas.width = width;
-    canvas.height = height;
-    const ctx = canvas.getContext("2d");
-    const pixels = ctx.createImageData(width, height);
-    const data = pixels.data;
+    const classes = new Uint16Array(width * height); // row-major class indices
     result.classes.forEach((name, index) => {
-      if (index === 0) return; // the background stays as it is
-      const rle = result.rle && result.rle[name];
-      if (!rle) return;
-      const [r, g, b] = colours[index];
+      const rle = index > 0 && result.rle && result.rle[name];
+      if (!rle) return; // the background stays as it is
       let position = 0;
       rle.counts.forEach((run, k) => {
         if (k % 2 === 1) {
           for (let p = position; p < position + run; p += 1) {
             const y = p % height;
-            const x = (p - y) / height;
-            const o = 4 * (y * width + x);
-            data[o] = r;
-            data[o + 1] = g;
-            data[o + 2] = b;
-            data[o + 3] = 255;
+            classes[y * width + (p - y) / height] = index;
           }
         }
         position += run;
       });
     });
-    ctx.putImageData(pixels, 0, 0);
-    return canvas;
+    const paint = (edgesOnly) => {
+      const canvas = document.createElement("canvas");
+      canvas.width = width;
+      canvas.height = height;
+      const ctx = canvas.getContext("2d");
+      const pixels = ctx.createImageData(width, height);
+      const data = pixels.data;
+      for (let y = 0; y < height; y += 1) {
+        for (let x = 0; x < width; x += 1) {
+          const i = y * width + x;
+          const c = classes[i];
+          if (!c) continue;
+          if (edgesOnly) {
+            const edge = (x > 0 && classes[i - 1] !== c) || (x < width - 1 && classes[i + 1] !== c) ||
+              (y > 0 && classes[i - width] !== c) || (y < height - 1 && classes[i + width] !== c);
+            if (!edge) continue;
+          }
+          const [r, g, b] = colours[c];
+          data[4 * i] = r;
+          data[4 * i + 1] = g;
+          data[4 * i + 2] = b;
+          data[4 * i + 3] = 255;
+        }
+      }
+      ctx.putImageData(pixels, 0, 0);
+      return canvas;
+    };
+    const fill = paint(false);
+    fill.outline = paint(true);
+    return fill;
   }
 
   // -- one result --------------------------------------------------------------------------------
@@ -859,19 +886,23 @@
   }
 
   function renderDownloads(job) {
-    const urls = job.data.urls || {};
+    const urls = { ...(job.data.urls || {}) };
     const task = job.data.task;
     const name = stem(job.data.image && job.data.image.name ? job.data.image.name : job.file.name);
-    const threshold = String(thresholdFor(job.model));
+    const detection = task === "detection";
+    const at = detection ? { threshold: String(thresholdFor(job.model)) } : null;
+    // detection: the counts per class are the batch table of this one image (counts.csv's
+    // columns); result.csv holds one row per box (predictions.csv's columns)
+    if (detection && job.data.id) urls.counts = "api/batch.csv";
+    if (task === "classification") delete urls.overlay; // the Grad-CAM picture, or the image
     const items = [
-      ["csv", task === "detection" ? "Counts (CSV)" : task === "segmentation" ? "Areas (CSV)" : "Label and probabilities (CSV)",
-        `${name}.csv`, task === "detection" ? { threshold } : null],
-      ["json", task === "detection" ? "Boxes (COCO JSON)" : "Result (JSON)", `${name}.json`,
-        task === "detection" ? { threshold } : null],
-      ["yolo", "Boxes (YOLO labels)", `${name}.txt`, task === "detection" ? { threshold } : null],
+      ["counts", "Counts per class (CSV)", `${name}-counts.csv`, { ids: job.data.id, ...at }],
+      ["csv", detection ? "Boxes (CSV)" : task === "segmentation" ? "Areas (CSV)" : "Label and probabilities (CSV)",
+        `${name}.csv`, at],
+      ["json", detection ? "Boxes (COCO JSON)" : "Result (JSON)", `${name}.json`, at],
+      ["yolo", "Boxes (YOLO labels)", `${name}.txt`, at],
       ["mask", "Mask (PNG)", `${name}-mask.png`, null],
-      ["overlay", task === "detection" ? "Boxes drawn (PNG)" : "Overlay (PNG)", `${name}-overlay.png`,
-        task === "detection" ? { threshold } : null],
+      ["overlay", detection ? "Boxes drawn (PNG)" : "Overlay (PNG)", `${name}-overlay.png`, at],
       ["cam", "Grad-CAM heatmap (PNG)", `${name}-cam.png`, null],
     ];
     $("downloads").replaceChildren(...items.filter(([key]) => urls[key]).map(([key, label, file, params]) =>
