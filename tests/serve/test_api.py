@@ -145,6 +145,11 @@ def test_predict_and_files(client: TestClient, ident: str, images: dict[str, lis
     overlay = Image.open(io.BytesIO(files["overlay"]))
     assert overlay.size == (width, height)
     rows = read_csv(files["csv"].decode())
+    table = client.get("/api/batch.csv", params={"ids": body["id"]}).text
+    if task != "detection":  # one row per image: the result's own CSV
+        assert table == files["csv"].decode()
+    else:
+        assert read_csv(table)[0]["total"] == str(sum(result["counts"].values()))
     if task == "classification":
         assert result["cam_shape"] == [height, width]
         assert Image.open(io.BytesIO(files["cam"])).size == (width, height)

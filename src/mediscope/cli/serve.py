@@ -56,7 +56,7 @@ def serve_command(
         None,
         help="Run folders, exported models (.onnx, .pt), or folders searched for run "
         "folders and .onnx files.",
-        metavar="[RUN_DIR|MODEL.onnx|FOLDER_OF_RUNS ...]",
+        metavar="RUN_DIR|MODEL.onnx|FOLDER",
         show_default=False,
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),

@@ -21,7 +21,9 @@ or ``?token=T``; the page (``/``, ``/static``) and the API description (``/docs`
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
+import json
 import os
 import re
 import shutil
@@ -75,6 +77,46 @@ SCORE_FLOOR = 0.01
 #: Ids one batch table may list.
 MAX_BATCH = 1000
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI descriptions of the error answers of an endpoint."""
+    meaning = {
+        400: "unreadable image, unsupported type (the content is checked), bad request",
+        401: "missing or wrong token",
+        404: "unknown model, result or file",
+        409: "the model failed to load",
+        413: "upload larger than --max-upload-mb, or image beyond Pillow's pixel limit",
+        422: "missing or invalid field",
+        429: 'the model\'s queue is full: {"error": "busy", "retry_after": s}, Retry-After',
+    }
+    return {code: {"description": meaning[code]} for code in codes}
+
+
+PREDICT_EXAMPLE = {
+    "id": "Q0uN2k1xV9bq3cTz8mYw4LpA",
+    "model": "demo-gram-stain",
+    "task": "detection",
+    "image": {"name": "smear.png", "width": 1600, "height": 1200},
+    "urls": {
+        "image": "/api/results/Q0uN2k1xV9bq3cTz8mYw4LpA/image.png",
+        "overlay": "/api/results/Q0uN2k1xV9bq3cTz8mYw4LpA/overlay.png",
+        "csv": "/api/results/Q0uN2k1xV9bq3cTz8mYw4LpA/result.csv",
+        "json": "/api/results/Q0uN2k1xV9bq3cTz8mYw4LpA/result.json",
+        "yolo": "/api/results/Q0uN2k1xV9bq3cTz8mYw4LpA/labels.txt",
+    },
+    "threshold": 0.25,
+    "result": {
+        "task": "detection",
+        "path": "smear.png",
+        "threshold": 0.25,
+        "counts": {"G+cocci": 1, "G-bacilli": 0},
+        "boxes": [[10.0, 12.0, 30.0, 33.0], [50.0, 60.0, 64.0, 80.0]],
+        "scores": [0.91, 0.04],
+        "class_indices": [0, 1],
+        "class_names": ["G+cocci", "G-bacilli"],
+    },
+}
 
 PLACEHOLDER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mediscope</title></head>
@@ -182,8 +224,8 @@ def _predict(
     cam: bool,
     scratch: Path,
 ) -> tuple[np.ndarray, Result, float | None]:
-    """Decodes and predicts one upload on the model's own thread; detection keeps the
-    boxes down to :data:`SCORE_FLOOR` and returns the threshold the page starts at."""
+    """Decodes and predicts one upload; detection keeps the boxes down to
+    :data:`SCORE_FLOOR` and returns the threshold the page starts at."""
     predictor = model.predictor
     assert predictor is not None
     image = decode_upload(data, name, load=predictor.load_image, scratch=scratch)
@@ -192,11 +234,11 @@ def _predict(
         info = predictor.info
         shown = float(info.inference.score_threshold if threshold is None else threshold)
         floor = min(shown, SCORE_FLOOR)
-        predictor.info = replace(info, inference=replace(info.inference, score_threshold=floor))
-        try:
-            result = predictor.predict(image)
-        finally:
-            predictor.info = info
+        # a shallow copy with its own settings: the same network, and the shared
+        # predictor's settings stay as /api/models reports them
+        low = copy.copy(predictor)
+        low.info = replace(info, inference=replace(info.inference, score_threshold=floor))
+        result = low.predict(image)
     else:
         result = predictor.predict(image, cam=cam)
     assert not isinstance(result, list)
@@ -210,6 +252,38 @@ def _result_json(entry: StoredResult) -> dict[str, Any]:
         data["threshold"] = entry.threshold
         data["counts"] = entry.result.filter(entry.threshold).counts()
     return data
+
+
+def _predict_and_store(
+    model: ServedModel,
+    store: ResultStore,
+    data: bytes,
+    name: str,
+    threshold: float | None,
+    cam: bool,
+    scratch: Path,
+) -> bytes:
+    """The work of ``POST /api/predict``, on the model's own thread: decode, predict,
+    store, and the response's JSON (a large mask's run lengths take a while too)."""
+    image, result, shown = _predict(model, data, name, threshold, cam, scratch)
+    entry = store.add(
+        model=model.id,
+        task=str(model.task),
+        name=name,
+        image=image,
+        result=result,
+        threshold=shown,
+    )
+    body = {
+        "id": entry.id,
+        "model": model.id,
+        "task": entry.task,
+        "image": {"name": name, "width": int(image.shape[1]), "height": int(image.shape[0])},
+        "urls": {URL_KEYS[f]: f"/api/results/{entry.id}/{f}" for f in entry.files},
+        "threshold": shown,
+        "result": _result_json(entry),
+    }
+    return json.dumps(body).encode()
 
 
 def create_app(
@@ -274,12 +348,26 @@ def create_app(
         """``{"status": "ok", "version": ..., "models": <models loaded>}``."""
         return {"status": "ok", "version": __version__, "models": len(registry.loaded)}
 
-    @api.get("/models", summary="The models, their metrics and cards", tags=["models"])
+    @api.get(
+        "/models",
+        summary="The models, their metrics and cards",
+        tags=["models"],
+        responses=_errors(401),
+    )
     async def models() -> dict[str, Any]:
         """Every model, including those that failed to load (with ``error``)."""
         return {"models": [model.describe() for model in registry.models]}
 
-    @api.post("/predict", summary="Predict one image", tags=["predict"])
+    @api.post(
+        "/predict",
+        summary="Predict one image",
+        tags=["predict"],
+        response_class=Response,
+        responses={
+            200: {"content": {"application/json": {"example": PREDICT_EXAMPLE}}},
+            **_errors(400, 401, 404, 409, 413, 422, 429),
+        },
+    )
     async def predict(
         model: Annotated[str, Form(description="The model's id (see /api/models).")],
         image: Annotated[
@@ -297,7 +385,7 @@ def create_app(
         cam: Annotated[
             bool, Form(description="Classification: a Grad-CAM heatmap (run folders).")
         ] = False,
-    ) -> JSONResponse:
+    ) -> Response:
         """Predicts the image with the model; returns the result (``to_dict()``), its id
         and the URLs of its files. Detection returns every box scoring at least
         ``min(threshold, 0.01)``, with ``threshold`` (the model's default or the one
@@ -317,34 +405,21 @@ def create_app(
             )
         assert served.queue is not None
         future = served.queue.submit(
-            functools.partial(_predict, served, data, name, threshold, cam, scratch)
+            functools.partial(
+                _predict_and_store, served, store, data, name, threshold, cam, scratch
+            )
         )
-        picture, result, shown = await asyncio.wrap_future(future)
-        entry = store.add(
-            model=served.id,
-            task=str(served.task),
-            name=name,
-            image=picture,
-            result=result,
-            threshold=shown,
-        )
-        urls = {URL_KEYS[f]: f"/api/results/{entry.id}/{f}" for f in entry.files}
-        body = {
-            "id": entry.id,
-            "model": served.id,
-            "task": entry.task,
-            "image": {"name": name, "width": picture.shape[1], "height": picture.shape[0]},
-            "urls": urls,
-            "threshold": shown,
-            "result": _result_json(entry),
-        }
-        return JSONResponse(body, headers=NO_STORE)
+        body = await asyncio.wrap_future(future)
+        return Response(body, media_type="application/json", headers=NO_STORE)
 
     @api.get(
         "/results/{rid}/{file}",
         summary="A file of a recent result",
         tags=["results"],
-        responses={200: {"content": {media: {} for media in set(FILES.values())}}},
+        responses={
+            200: {"content": {media: {} for media in sorted(set(FILES.values()))}},
+            **_errors(401, 404, 422),
+        },
     )
     async def result_file(
         rid: str,
@@ -389,7 +464,7 @@ def create_app(
         summary="One table of several results",
         tags=["results"],
         response_class=Response,
-        responses={200: {"content": {"text/csv": {}}}},
+        responses={200: {"content": {"text/csv": {}}}, **_errors(400, 401, 404, 422)},
     )
     async def batch_csv(
         ids: Annotated[str, Query(description="Result ids, comma-separated, of one model.")],
