@@ -327,7 +327,8 @@
     const usable = model && !model.error;
     $("files").disabled = !usable;
     $("drop").classList.toggle("disabled", !usable);
-    $("cam-option").hidden = !(usable && model.task === "classification");
+    // Grad-CAM needs the PyTorch model (a run folder); exported files have none
+    $("cam-option").hidden = !(usable && model.task === "classification" && (!model.format || model.format === "eager"));
     renderBatch();
   }
 
@@ -391,7 +392,7 @@
     }
     for (const file of files) {
       jobCounter += 1;
-      const job = { n: jobCounter, file, model, cam: $("cam").checked, status: "waiting", progress: 0 };
+      const job = { n: jobCounter, file, model, cam: !$("cam-option").hidden && $("cam").checked, status: "waiting", progress: 0 };
       job.item = el("li", { class: "job" });
       state.jobs.push(job);
       $("jobs").append(job.item);
