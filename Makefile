@@ -14,7 +14,7 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	@echo "installing mediscope into $(VENV) (the first time takes a few minutes)"
-	@set -o pipefail; $(PIP) install -q -e ".[train,lite0]" $(QUIET_PIP)
+	@set -o pipefail; $(PIP) install -q -e ".[train,lite0,serve]" $(QUIET_PIP)
 	@$(PY) -c "import mediscope.cli.main" && touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)

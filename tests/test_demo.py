@@ -13,8 +13,11 @@ def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
     result = cli("demo", "--cache", tmp_path / "cache", "--runs", tmp_path / "runs")
     assert result.code == 0, result.err
     runs = [Path(x.removeprefix("run: ")) for x in result.out.splitlines() if x.startswith("run: ")]
-    assert len(runs) == 3 and result.out.strip().splitlines()[-1].startswith("run: ")
+    assert len(runs) == 3
     run, seg_run, det_run = runs
+    # it ends with the command that serves the three models on the web page
+    last = result.out.strip().splitlines()[-1]
+    assert last == f"see them in a browser: mediscope serve {run} {seg_run} {det_run}"
     assert run.parent.parent == tmp_path / "runs"
     assert seg_run.parent.name == "demo-lesions"
     test = json.loads((run / "test_metrics.json").read_text())
@@ -52,3 +55,10 @@ def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
     again = cli("demo", "--cache", tmp_path / "cache", "--runs", tmp_path / "runs", "--epochs", "1")
     assert again.code == 0, again.err
     assert (cached / "classes.txt").stat().st_mtime_ns == stamp
+
+
+def test_the_serve_command_quotes_the_run_folders() -> None:
+    from mediscope.cli.demo import serve_command
+
+    command = serve_command([Path("runs/a b/1"), Path("runs/c")])
+    assert command == "mediscope serve 'runs/a b/1' runs/c"

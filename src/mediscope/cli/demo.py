@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -16,7 +17,8 @@ def demo_command(
 ) -> None:
     """Synthetic data (made once): train and test a Gram-stain classifier, a
     dermoscopy-lesion segmenter (galleries and overlays) and a detector of bacteria in
-    smears (a large smear counted in tiles, with overlays); prints the three run folders."""
+    smears (a large smear counted in tiles, with overlays); prints the three run folders
+    and the command that serves them on a web page."""
     from mediscope.cli.output import print_fit_summary, print_metrics
     from mediscope.demo import run_demo, run_detection_demo, run_segmentation_demo
 
@@ -54,9 +56,20 @@ def demo_command(
             print(f"labelled on {name.name}: {sum(truth.values())} ({detail})")
     for path in det.outputs:
         print(f"see: {path}")
-    print(f"run: {result.fit.run_dir}")
-    print(f"run: {seg.fit.run_dir}")
-    print(f"run: {det.fit.run_dir}")
+    runs_made = [result.fit.run_dir, seg.fit.run_dir, det.fit.run_dir]
+    for run_dir in runs_made:
+        print(f"run: {run_dir}")
+    print(f"see them in a browser: {serve_command(runs_made)}")
+
+
+def serve_command(runs: list[Path]) -> str:
+    """The command that serves ``runs`` on the web page of ``mediscope serve``.
+
+    Example:
+        >>> serve_command([Path("runs/a b"), Path("runs/c")])
+        "mediscope serve 'runs/a b' runs/c"
+    """
+    return " ".join(["mediscope", "serve", *(shlex.quote(str(run)) for run in runs)])
 
 
 def labelled_counts(image: Path, classes: list[str]) -> dict[str, int] | None:
