@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine",),
     ("inference",),
     ("reports",),
-    ("evaluation", "api"),
+    ("evaluation", "api", "export"),
     ("study",),
     ("cli", "demo", "__main__"),
 )

@@ -21,7 +21,18 @@ import click
 import typer
 
 from mediscope import __version__
-from mediscope.cli import check, compare, convert, data, demo, listing, predict, report, train
+from mediscope.cli import (
+    check,
+    compare,
+    convert,
+    data,
+    demo,
+    export,
+    listing,
+    predict,
+    report,
+    train,
+)
 from mediscope.errors import InterruptedRun, MediscopeError, Terminated, TerminatedRun
 
 #: Packages of ``mediscope[train]``: a command that needs one says how to install them.
@@ -84,6 +95,7 @@ app.command("check")(check.check_command)
 app.command("demo")(demo.demo_command)
 app.command("report")(report.report_command)
 app.command("compare")(compare.compare_command)
+app.command("export")(export.export_command)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
