@@ -27,6 +27,7 @@ _LAZY = {
     "list_models": "mediscope.api",
     "MediscopeError": "mediscope.errors",
     "load": "mediscope.api.loading",
+    "export_run": "mediscope.export",
     "Predictor": "mediscope.runtime.predictor",
     "ModelInfo": "mediscope.runtime.info",
     "ClassificationResult": "mediscope.runtime.results",

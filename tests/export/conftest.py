@@ -1,36 +1,40 @@
-"""Tiny trained runs of each task, shared by the export tests."""
+"""Copies of the session's tiny trained runs (``trained_runs``) that the export tests
+write into (``RUN_DIR/export``), leaving the shared runs as other tests expect them."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
-import yaml
-
-from helpers import tiny_config, tiny_detection_config, tiny_segmentation_config
-from mediscope import api
-from mediscope.tasks.validate import load_config
 
 
-def _fit(raw: dict, runs: Path) -> Path:
-    path = runs / "config.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return api.fit(load_config(path)).run_dir
+def _copy(run: Path, dst: Path) -> Path:
+    # the best checkpoint is what export reads; the others would only take disk space
+    skip = shutil.ignore_patterns("last.ckpt", "epoch=*.ckpt", "tensorboard")
+    shutil.copytree(run, dst, ignore=skip)
+    return dst
 
 
 @pytest.fixture(scope="session")
-def classification_run(tiny_crops: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("runs-classification")
-    return _fit(tiny_config(tiny_crops, runs), runs)
+def export_runs(
+    trained_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Task name -> a copy of its tiny trained run."""
+    base = tmp_path_factory.mktemp("export-runs")
+    return {task: _copy(run, base / task / run.name) for task, run in trained_runs.items()}
 
 
 @pytest.fixture(scope="session")
-def segmentation_run(tiny_lesions: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("runs-segmentation")
-    return _fit(tiny_segmentation_config(tiny_lesions, runs), runs)
+def classification_run(export_runs: dict[str, Path]) -> Path:
+    return export_runs["classification"]
 
 
 @pytest.fixture(scope="session")
-def detection_run(tiny_smears: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("runs-detection")
-    return _fit(tiny_detection_config(tiny_smears, runs), runs)
+def segmentation_run(export_runs: dict[str, Path]) -> Path:
+    return export_runs["segmentation"]
+
+
+@pytest.fixture(scope="session")
+def detection_run(export_runs: dict[str, Path]) -> Path:
+    return export_runs["detection"]

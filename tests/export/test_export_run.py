@@ -91,6 +91,8 @@ def test_onnx_matches_pytorch_and_carries_its_info(task: str, runs: dict[str, Pa
     assert props["task"] == task and props["classes"] == ", ".join(info.classes)
     # every field but the export facts is the run's model_info
     stored.export = {}
+    assert stored.inference.batch_size == 1  # the file takes one image per run
+    stored.inference.batch_size = info.inference.batch_size
     assert stored == info
     assert info.config == (run / "config.yaml").read_text(encoding="utf-8")
     assert result.info.export["opset"] == 17 and result.info.export["dynamic_batch"] is False

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mediscope.api.loading import TORCHSCRIPT_SUFFIXES
 from mediscope.engine.run_dir import BEST, CHECKPOINTS, LAST
 from mediscope.errors import ConfigError
 from mediscope.files import refuse_overlap
@@ -18,8 +19,8 @@ from mediscope.runtime.info import ModelInfo
 
 #: Formats and their default file names (in ``RUN_DIR/export``).
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
-#: File endings accepted for ``--output`` per format.
-SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".torchscript")}
+#: File endings accepted for ``--output`` per format (those :func:`mediscope.load` reads).
+SUFFIXES = {"onnx": (".onnx",), "torchscript": TORCHSCRIPT_SUFFIXES}
 QUANTIZE = ("int8",)
 EXPORT_DIR = "export"
 CARD = "model_card.md"

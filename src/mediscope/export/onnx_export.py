@@ -201,7 +201,7 @@ def export_onnx(
 
     Returns:
         ``info`` with ``export`` filled in (format, opset, input shape, checked
-        differences).
+        differences); without ``dynamic_batch``, its ``inference.batch_size`` is 1.
 
     Raises:
         ConfigError: onnx or onnxruntime missing, an opset out of range, or a file
@@ -242,6 +242,9 @@ def export_onnx(
             where="--opset",
             hint="try another --opset, or export --format torchscript",
         )
+    if not dynamic_batch:
+        # the file takes one image per run: the Predictor batches by this setting
+        info.inference.batch_size = 1
     info.export = {
         "format": "onnx",
         "opset": opset,
