@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mediscope.export.card import int8_change
+
 pytest.importorskip("onnxruntime")
 
 
@@ -20,9 +22,9 @@ def test_export_prints_the_files_and_the_int8_change(cli, classification_run: Pa
     assert f"int8: {folder / 'model.int8.onnx'}" in result.out
     assert (
         f"accuracy on the validation split ({measured['n_images']} images): float32 "
-        f"{measured['float32']:.4f}, int8 {measured['int8']:.4f} "
-        f"(change {measured['change']:+.4f})"
+        f"{measured['float32']:.4f}, int8 {measured['int8']:.4f} (change "
     ) in result.out
+    assert int8_change(measured) in result.out
     assert f"card: {folder / 'model_card.md'}" in result.out
 
 

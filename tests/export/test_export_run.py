@@ -14,6 +14,7 @@ import torch
 from mediscope.engine.restore import task_from_checkpoint
 from mediscope.errors import ConfigError
 from mediscope.export import export_run, inference_graph
+from mediscope.export.card import int8_change
 from mediscope.export.onnx_export import read_info as onnx_info
 from mediscope.export.onnx_export import session
 from mediscope.export.quantize import validation_data
@@ -155,7 +156,8 @@ def test_int8_model_and_its_measured_accuracy(task: str, runs: dict[str, Path]) 
         assert measured["metric"] == "map_50"
         assert measured["max_abs_score_difference"] < 0.05
     card = result.card.read_text()
-    assert f"int8 {measured['int8']:.4f} (change {measured['change']:+.4f})" in card
+    assert f"float32 {measured['float32']:.4f}, int8 {measured['int8']:.4f}" in card
+    assert int8_change(measured) in card
     assert "model.int8.onnx" in card
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from helpers import tiny_detection_config
 from mediscope.errors import ConfigError
-from mediscope.export.graph import SegmentationGraph, inference_graph
+from mediscope.export.graph import ClassificationGraph, SegmentationGraph, inference_graph
 from mediscope.export.onnx_export import export_onnx, session
 from mediscope.export.torchscript import export_torchscript, read_info
 from mediscope.models import build_model
@@ -209,3 +209,28 @@ def test_fixed_batch_onnx_takes_one_image(tmp_path: Path) -> None:
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     with pytest.raises(Exception, match="(?i)dimension|shape|index"):
         runner.run(None, {"image": torch.randn(2, 3, 24, 24).numpy()})
+
+
+def test_a_model_onnxruntime_cannot_run_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mediscope.export import onnx_export
+
+    def refuse(model_bytes: bytes) -> Any:
+        raise RuntimeError("Opset 17 is under development and support for this is limited.")
+
+    monkeypatch.setattr(onnx_export, "session", refuse)
+    model = build_model("simple_cnn", task="classification", num_classes=2, width=4, depth=1)
+    info = ModelInfo(
+        task="classification",
+        classes=["a", "b"],
+        image_size=(16, 16),
+        channels=3,
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        outputs=["probabilities"],
+    )
+    with pytest.raises(ConfigError, match="cannot run the exported opset 17 model") as caught:
+        export_onnx(ClassificationGraph(model.eval()), info, tmp_path / "m.onnx")
+    assert "choose a lower --opset" in str(caught.value)
+    assert not (tmp_path / "m.onnx").exists()

@@ -45,7 +45,6 @@ TRAINING_STACK = frozenset(
         "timm",
         "torchmetrics",
         "albumentations",
-        "pydantic",
         "pandas",
         "matplotlib",
         "sklearn",

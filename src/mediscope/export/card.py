@@ -10,7 +10,7 @@ Every figure comes from the run's files (``split.json``, ``val_metrics.json``,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,13 @@ INTENDED_USE = {
 }
 
 
+REFERENCE = {
+    "classification": "image labels",
+    "segmentation": "masks",
+    "detection": "boxes",
+}
+
+
 @dataclass
 class CardInputs:
     """What the card is written from."""
@@ -43,7 +50,6 @@ class CardInputs:
     epoch: int | None = None
     int8_file: Path | None = None
     int8: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -179,10 +185,17 @@ def _export_section(inputs: CardInputs) -> list[str]:
         lines.append(f"- ONNX opset: {export['opset']}")
     lines.append(f"- Exporter: {export.get('exporter', NOT_MEASURED)}")
     shape = ", ".join(str(d) for d in export.get("input_shape", []))
+    size = f"{info.image_size[0]} x {info.image_size[1]} px"
+    window = info.inference.window
+    if info.task == "segmentation" and window is not None:
+        sizing = f"windows of {window[0]} x {window[1]} px at full resolution"
+    elif info.task == "detection" and window is not None:
+        sizing = f"tiles of {window[0]} x {window[1]} px of larger images, resized to {size}"
+    else:
+        sizing = f"resized to {size}"
     lines.append(
-        f"- Input `image`: float32 ({shape}), resized to {info.image_size[0]} x "
-        f"{info.image_size[1]} px, 0..1 scale normalised with mean {info.mean} and "
-        f"std {info.std}"
+        f"- Input `image`: float32 ({shape}), {sizing}, 0..1 scale normalised with mean "
+        f"{info.mean} and std {info.std}"
     )
     lines.append(f"- Outputs: {', '.join(f'`{name}`' for name in info.outputs)}")
     differences = export.get("max_abs_difference") or {}
@@ -207,12 +220,24 @@ def _export_section(inputs: CardInputs) -> list[str]:
 
 
 def int8_change(measured: dict[str, Any]) -> str:
-    """``accuracy on the validation split (13 images): float32 0.9231, int8 0.9231
-    (change +0.0000)`` from ``model.int8.json``'s figures (None: not defined)."""
+    """The int8 model's measured change in words, from ``model.int8.json``'s figures.
+
+    Example:
+        >>> int8_change({"metric": "dice", "n_images": 6, "float32": 0.97401,
+        ...              "int8": 0.97399, "change": -2e-05})
+        'dice on the validation split (6 images): float32 0.9740, int8 0.9740 (change -2.0e-05)'
+        >>> int8_change({"metric": "map_50", "n_images": 4, "float32": 0.5, "int8": None,
+        ...              "change": None}).endswith("int8 undefined (change undefined)")
+        True
+    """
 
     def number(key: str, sign: str = "") -> str:
         value = _number(measured.get(key))
-        return "undefined" if value is None else f"{value:{sign}.4f}"
+        if value is None:
+            return "undefined"
+        if sign and 0 < abs(value) < 5e-5:  # not "-0.0000"
+            return f"{value:+.1e}"
+        return f"{value:{sign}.4f}"
 
     return (
         f"{measured['metric']} on the validation split ({measured['n_images']} images): "
@@ -273,6 +298,10 @@ def model_card(inputs: CardInputs) -> str:
     else:
         lines.append(f"- Training samples per class: {NOT_MEASURED}")
     lines.append(f"- Synthetic: {'yes: ' + synthetic if synthetic else 'not recorded'}")
+    lines.append(
+        f"- Reference standard: the data set's {REFERENCE.get(info.task, 'labels')}; who "
+        "made them and how is not recorded in the run"
+    )
     lines.append("")
     lines += _metrics_section(inputs, files)
     lines += _export_section(inputs)

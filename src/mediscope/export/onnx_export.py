@@ -178,6 +178,21 @@ def session(model_bytes: bytes) -> Any:
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
+def _run_checked(model: Any, names: list[str], inputs: np.ndarray, opset: int) -> Any:
+    """The model's outputs on onnxruntime; a model it cannot load or run is a
+    ConfigError (an opset newer than it knows, typically)."""
+    try:
+        return session(model.SerializeToString()).run(names, {INPUT_NAME: inputs})
+    except Exception as exc:  # onnxruntime raises its own exception classes
+        ort = require("onnxruntime")
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ConfigError(
+            f"onnxruntime {ort.__version__} cannot run the exported opset {opset} model ({text})",
+            where="--opset",
+            hint="choose a lower --opset, or upgrade onnxruntime",
+        ) from None
+
+
 def export_onnx(
     graph: nn.Module,
     info: ModelInfo,
@@ -228,12 +243,11 @@ def export_onnx(
         )
         model = onnx.load(str(path))
     onnx.checker.check_model(model)
-    runner = session(model.SerializeToString())
     differences: dict[str, float] = {}
     for inputs in check_inputs(info, dynamic_batch, batch=batch):
         with torch.no_grad():
             expected = as_tuple(graph(inputs))
-        found = runner.run(names, {INPUT_NAME: inputs.numpy()})
+        found = _run_checked(model, names, inputs.numpy(), opset)
         for name, value in max_differences(expected, found, names).items():
             differences[name] = max(differences.get(name, 0.0), value)
     if not within_tolerance(differences, info):

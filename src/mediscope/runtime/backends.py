@@ -87,12 +87,27 @@ class OnnxBackend:
                 hint="export the model with `mediscope export RUN_DIR --format onnx`",
             )
         self.info = ModelInfo.from_json(meta[METADATA_KEY], where=str(self.path))
-        self.input_name = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        #: The batch size the file was exported for (an int), or None for any.
+        self.fixed_batch = first.shape[0] if isinstance(first.shape[0], int) else None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})
-        return dict(zip(self.output_names, outputs, strict=True))
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        step = self.fixed_batch
+        if step is None or len(batch) == step:
+            outputs = self.session.run(None, {self.input_name: batch})
+            return dict(zip(self.output_names, outputs, strict=True))
+        # a file exported without --dynamic-batch takes its own batch size only
+        parts = [
+            self.session.run(None, {self.input_name: batch[i : i + step]})
+            for i in range(0, len(batch), step)
+        ]
+        return {
+            name: np.concatenate([part[k] for part in parts])
+            for k, name in enumerate(self.output_names)
+        }
 
 
 def _load_error(path: Path, exc: Exception) -> ConfigError:
