@@ -22,6 +22,7 @@ import typer
 
 from mediscope import __version__
 from mediscope.cli import (
+    benchmark,
     check,
     compare,
     convert,
@@ -97,6 +98,7 @@ app.command("report")(report.report_command)
 app.command("compare")(compare.compare_command)
 app.command("export")(export.export_command)
 app.command("serve")(serve.serve_command)
+app.command("benchmark")(benchmark.benchmark_command)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

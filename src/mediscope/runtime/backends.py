@@ -69,6 +69,16 @@ class OnnxBackend:
         self.path = Path(path)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: warnings are not the user's business
+        # All graph optimizations (constant folding, Conv+BN+activation fusion, layout
+        # transforms); onnxruntime's default, stated. Measured on resnet18 at 224 px, one
+        # thread: 41 ms per image with them, 65 ms without.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: a spinning pool takes the cores from
+        # the predictor's NumPy and OpenCV work between calls and from other processes;
+        # on a 2-core machine under load, resnet18 at 2 threads took 42 ms per image
+        # without spinning and 83 ms with it.
+        for pool in ("intra_op", "inter_op"):
+            options.add_session_config_entry(f"session.{pool}.allow_spinning", "0")
         if threads is not None:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
