@@ -167,3 +167,31 @@ def test_per_image_backend_concatenates_the_outputs() -> None:
     batch = np.arange(12, dtype=np.float32).reshape(3, 1, 2, 2)
     out = speed.PerImage(One()).run(batch)["probabilities"]
     assert out.tolist() == [[0, 1], [4, 5], [8, 9]]
+
+
+def test_torch_threads_do_not_spin_in_the_command(
+    trained_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    args = ["--formats", "eager", "--batch", "1", "--no-predict", "--no-accuracy", "-o", target]
+    command = [
+        sys.executable,
+        "-m",
+        "mediscope.cli.main",
+        "benchmark",
+        trained_runs["classification"],
+    ]
+    child = subprocess.run(
+        [str(a) for a in [*command, *args, "--repeats", "1", "--rounds", "1", "--warmup", "0"]],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert json.loads(target.read_text())["machine"]["omp_wait_policy"] == "PASSIVE"

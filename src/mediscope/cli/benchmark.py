@@ -49,7 +49,16 @@ def benchmark_command(
     accuracy on the validation split (classification accuracy, segmentation mean Dice,
     detection mAP@0.5). The formats are exported from best.ckpt into a temporary folder;
     all use the same number of threads; their timed calls are interleaved."""
+    import os
+    import sys
+
     from rich.console import Console
+
+    if "torch" not in sys.modules:
+        # torch's OpenMP threads wait without spinning, as mediscope's onnxruntime
+        # sessions do: on a machine busier than its cores, spinning made eager PyTorch
+        # at 2 threads up to 30 times slower than at 1 (read once, when torch loads).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from mediscope.errors import ConfigError
     from mediscope.evaluation.speed import (

@@ -20,7 +20,11 @@ always match it), then measured in one process with the same number of threads
 
 The timed calls of the formats are interleaved (one block of calls per format, the
 order rotating every round), after warm-up calls that are not counted, so that a
-change of machine load falls on all formats alike.
+change of machine load falls on all formats alike. Neither runtime spins idle threads:
+onnxruntime sessions are made so, and ``mediscope benchmark`` sets
+``OMP_WAIT_POLICY=PASSIVE`` for torch's OpenMP unless it is set (on a machine busier
+than its cores, spinning threads made eager PyTorch at 2 threads up to 30 times slower
+than at 1, a "speed-up" of ONNX that was only contention).
 """
 
 from __future__ import annotations
@@ -360,6 +364,7 @@ def machine(threads: int) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     try:
         import onnxruntime
