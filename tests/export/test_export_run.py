@@ -210,6 +210,22 @@ def test_nothing_is_written_when_a_step_fails(
     assert list(out.iterdir()) == []  # neither model.onnx nor the int8 file nor a stage
 
 
+def test_a_quantizer_failure_is_a_one_line_error(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime's own errors (e.g. a QLinearMul it cannot broadcast) become one line."""
+    from mediscope.export import quantize
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("[ONNXRuntimeError] : QLinearMul: cannot broadcast 11394 by 12096")
+
+    monkeypatch.setattr(quantize, "quantize_model", broken)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"int8 quantization failed \(\[ONNXRuntimeError\]"):
+        export_run(runs["classification"], output=out / "model.onnx", quantize="int8")
+    assert list(out.iterdir()) == []
+
+
 def test_bad_inputs_are_one_line_errors(runs: dict[str, Path], tmp_path: Path) -> None:
     run = runs["classification"]
     cases: list[tuple[dict[str, Any], str]] = [

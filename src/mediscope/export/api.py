@@ -219,8 +219,19 @@ def export_run(
             )
 
             data = validation_data(config, checkpoint, task.classes, stats)
-            int8_info = quantize_model(staged, stage / int8_model.name, data, info)
-            measured = measure(info, staged, stage / int8_model.name, data)
+            try:
+                int8_info = quantize_model(staged, stage / int8_model.name, data, info)
+                measured = measure(info, staged, stage / int8_model.name, data)
+            except ConfigError:
+                raise
+            except Exception as exc:  # onnxruntime's quantizer and sessions raise their own
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise ConfigError(
+                    f"int8 quantization failed ({first})",
+                    where="--quantize",
+                    hint="export without --dynamic-batch (a fixed batch quantizes), "
+                    "or without --quantize",
+                ) from None
             measured = {"quantization": int8_info.export["quantization"], **measured}
             write_measurement(stage / int8_report.name, measured)
             written += [int8_model, int8_report]
