@@ -30,8 +30,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from mediscope.errors import ConfigError
-from mediscope.inference.sliding_window import window_starts
-from mediscope.runtime.pipeline import wbf
+from mediscope.runtime.pipeline import wbf, window_starts
 
 METHODS = ("nms", "wbf")
 CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
@@ -231,7 +230,7 @@ def tile_windows(
 
     Windows are equally spaced along each axis, the first at the top-left corner and the
     last flush with the bottom or right border, neighbours sharing at least ``overlap`` of
-    a tile (:func:`mediscope.inference.sliding_window.window_starts`). Along an axis
+    a tile (:func:`mediscope.runtime.pipeline.window_starts`). Along an axis
     shorter than the tile there is one window, as long as the image. Rows come first:
     windows are ordered top to bottom, then left to right.
 

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from mediscope.errors import ConfigError
 from mediscope.inference.tta import flip_tta
+from mediscope.runtime.pipeline import check_window, window_starts
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -34,27 +34,6 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 #: window counts a little, so pixels seen only by window borders (the image's own border)
 #: still get a well-defined, non-zero total weight.
 MIN_WEIGHT = 1e-3
-
-
-def window_starts(length: int, window: int, overlap: float) -> list[int]:
-    """Start offsets of windows covering ``0 .. length`` along one axis.
-
-    The windows are equally spaced: the first starts at 0, the last ends at ``length``,
-    and neighbours share at least ``overlap`` of a window.
-
-    Args:
-        length: The image's size along the axis (at least ``window``).
-        window: The window's size along the axis.
-        overlap: Share of a window shared with the next one, in [0, 1).
-
-    Returns:
-        Increasing start offsets.
-    """
-    if length <= window:
-        return [0]
-    stride = max(1, int(window * (1 - overlap)))
-    steps = math.ceil((length - window) / stride)
-    return [round(i * (length - window) / steps) for i in range(steps + 1)]
 
 
 def gaussian_weight(window: tuple[int, int], sigma_scale: float = 0.125) -> torch.Tensor:
@@ -73,24 +52,7 @@ def gaussian_weight(window: tuple[int, int], sigma_scale: float = 0.125) -> torc
 
 
 def _check(window: tuple[int, int], overlap: float, batch_size: int, sigma_scale: float) -> None:
-    if len(window) != 2 or any(int(side) < 1 for side in window):
-        raise ConfigError(
-            f"window must be two positive sizes (height, width), got {window}",
-            where="inference.window",
-            hint="e.g. window: [256, 256]",
-        )
-    if not 0 <= overlap < 1:
-        raise ConfigError(
-            f"overlap must be in [0, 1), got {overlap}",
-            where="inference.overlap",
-            hint="0.25 or 0.5 are usual",
-        )
-    if batch_size < 1:
-        raise ConfigError(
-            f"batch size must be at least 1, got {batch_size}",
-            where="inference.batch_size",
-            hint="windows per forward pass, e.g. 4",
-        )
+    check_window(window, overlap, batch_size)
     if sigma_scale <= 0:
         raise ConfigError(
             f"sigma scale must be positive, got {sigma_scale}",
