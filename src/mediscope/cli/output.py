@@ -48,10 +48,12 @@ def metrics_grid(metrics: dict[str, float], summary: Summary | None = None) -> T
     grid.add_column()
     grid.add_row("metrics", "  ".join(_with_interval(metrics, k) for k in summary.terminal))
     if "confidence" in metrics:
+        from mediscope.metrics.bootstrap import resampled_what
+
         grid.add_row(
             "",
             f"in brackets: {metrics['confidence']:.0%} bootstrap interval, "
-            f"{int(metrics.get('bootstrap_resamples', 0))} resamples of the images",
+            f"{resampled_what(metrics)}",
         )
     for label, prefix in summary.per_class:
         line = _per_class(metrics, prefix)

@@ -16,7 +16,12 @@ import torch
 
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic
-from mediscope.metrics.bootstrap import classification_intervals, interval_keys
+from mediscope.metrics.bootstrap import (
+    bootstrap_unit,
+    classification_intervals,
+    group_codes,
+    interval_keys,
+)
 from mediscope.metrics.classification import classification_report
 from mediscope.models.cam import grad_cam
 from mediscope.reports.classification import write_classification_outputs
@@ -42,6 +47,7 @@ def evaluate_classification(inputs: EvaluationInputs, *, out_dir: Path) -> dict[
     metrics = classification_report(labels, probs, classes)
     metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
     report = config.report
+    groups = group_codes([s.group for s in samples.samples])
     intervals = classification_intervals(
         labels,
         probs,
@@ -49,9 +55,15 @@ def evaluate_classification(inputs: EvaluationInputs, *, out_dir: Path) -> dict[
         resamples=report.bootstrap,
         confidence=report.confidence,
         seed=config.seed,
+        groups=groups,
     )
     metrics.update(
-        interval_keys(intervals, resamples=report.bootstrap, confidence=report.confidence)
+        interval_keys(
+            intervals,
+            resamples=report.bootstrap,
+            confidence=report.confidence,
+            unit=bootstrap_unit(groups, len(labels)),
+        )
     )
     write_classification_outputs(out_dir, split, labels, probs, samples.ids(), classes)
     _write_gradcam(

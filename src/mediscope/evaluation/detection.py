@@ -21,7 +21,7 @@ from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic
 from mediscope.inference.detection import DetectionPredictor, counting_threshold
 from mediscope.inference.pictures import draw_detections
-from mediscope.metrics.bootstrap import interval_keys
+from mediscope.metrics.bootstrap import bootstrap_unit, group_codes, interval_keys
 from mediscope.metrics.counting import best_f1_threshold
 from mediscope.metrics.detection import detection_intervals, evaluate_detections, image_f1
 from mediscope.reports.detection import (
@@ -94,6 +94,7 @@ def evaluate_detection(inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, 
     metrics["f1_at_threshold"] = f1
     metrics["count_threshold"] = float(keep)  # what the counts and overlays used
     metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
+    groups = group_codes([s.group for s in samples.samples])
     intervals = detection_intervals(
         predictions,
         targets,
@@ -102,10 +103,14 @@ def evaluate_detection(inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, 
         confidence=config.report.confidence,
         seed=config.seed,
         max_detections=EVAL_MAX_DETECTIONS,
+        groups=groups,
     )
     metrics.update(
         interval_keys(
-            intervals, resamples=config.report.bootstrap, confidence=config.report.confidence
+            intervals,
+            resamples=config.report.bootstrap,
+            confidence=config.report.confidence,
+            unit=bootstrap_unit(groups, len(records)),
         )
     )
     plot_pr_curves(

@@ -20,7 +20,12 @@ from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.files import write_json_atomic, write_text_atomic
 from mediscope.inference.pictures import class_colors
 from mediscope.inference.segmentation import SegmentationPredictor
-from mediscope.metrics.bootstrap import interval_keys, segmentation_intervals
+from mediscope.metrics.bootstrap import (
+    bootstrap_unit,
+    group_codes,
+    interval_keys,
+    segmentation_intervals,
+)
 from mediscope.metrics.segmentation import (
     confusion_matrix,
     per_sample_scores,
@@ -52,15 +57,22 @@ def evaluate_segmentation(inputs: EvaluationInputs, *, out_dir: Path) -> dict[st
     evaluation = score_dataset(predictor, dataset, samples.ids(), task.classes, config)
     evaluation.metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
     report = config.report
+    groups = group_codes([s.group for s in samples.samples])
     intervals = segmentation_intervals(
         evaluation.confusions,
         task.classes,
         resamples=report.bootstrap,
         confidence=report.confidence,
         seed=config.seed,
+        groups=groups,
     )
     evaluation.metrics.update(
-        interval_keys(intervals, resamples=report.bootstrap, confidence=report.confidence)
+        interval_keys(
+            intervals,
+            resamples=report.bootstrap,
+            confidence=report.confidence,
+            unit=bootstrap_unit(groups, len(evaluation.confusions)),
+        )
     )
 
     write_text_atomic(

@@ -141,8 +141,10 @@ def _metrics_section(inputs: CardInputs, files: dict[str, dict[str, Any] | None]
         None,
     )
     if confidence is not None:
+        first = next((m for m in files.values() if m and m.get("bootstrap_resamples")), {})
+        over = "the patients" if first.get("bootstrap_unit") == "patient" else "the images"
         lines.append(
-            f"In brackets: {confidence:.0%} bootstrap interval over the images "
+            f"In brackets: {confidence:.0%} bootstrap interval over {over} "
             f"({int(resamples or 0)} resamples)."
         )
         lines.append("")

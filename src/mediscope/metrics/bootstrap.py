@@ -5,14 +5,22 @@ metric is recomputed on each resample, and the interval is the percentile interv
 those values (Efron's percentile bootstrap). Metrics that are undefined on a resample
 (NaN, e.g. a class absent from it) are left out of that metric's percentiles.
 
+When the images carry a group (``patient_id`` or ``group`` in the manifest: several
+images of one patient, slide or smear), whole groups are resampled instead (the cluster
+bootstrap): images of one patient are not independent, and resampling them one by one
+gives intervals that are too narrow. Images without a group count as a group of their
+own.
+
 Intervals are stored beside the metrics with flat keys ``ci_low/<metric>`` and
-``ci_high/<metric>``, plus ``bootstrap_resamples`` and ``confidence``.
+``ci_high/<metric>``, plus ``bootstrap_resamples``, ``confidence``, ``bootstrap_unit``
+(``image`` or ``patient``) and ``bootstrap_groups`` (the number of resampled units).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +31,9 @@ CI_LOW, CI_HIGH = "ci_low/", "ci_high/"
 
 #: Keys that describe an evaluation rather than measure it: never given an interval.
 NOT_METRICS = ("n_samples", "n_images", "epoch", "support/", "gt/", "count_threshold")
+
+#: Keys that describe the bootstrap itself.
+BOOTSTRAP_KEYS = ("bootstrap_resamples", "confidence", "bootstrap_unit", "bootstrap_groups")
 
 
 @dataclass(frozen=True)
@@ -35,15 +46,69 @@ class Interval:
 
 def is_metric(key: str) -> bool:
     """True for keys that measure quality (not counts, epochs or interval bounds)."""
-    if key.startswith((CI_LOW, CI_HIGH)) or key in ("bootstrap_resamples", "confidence"):
+    if key.startswith((CI_LOW, CI_HIGH)) or key in BOOTSTRAP_KEYS:
         return False
     return not any(key == k or (k.endswith("/") and key.startswith(k)) for k in NOT_METRICS)
 
 
-def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
-    """``(resamples, n)`` indices drawn with replacement from ``0..n-1``, seeded."""
+def group_codes(groups: Sequence[str | None] | None) -> np.ndarray | None:
+    """Integer codes ``0..G-1`` of the images' groups; None when no image has one.
+
+    Images without a group (None or empty) are each a group of their own.
+
+    Example:
+        >>> group_codes(["p1", "p2", "p1", None]).tolist()
+        [0, 1, 0, 2]
+        >>> group_codes([None, None]) is None
+        True
+    """
+    if groups is None or not any(groups):
+        return None
+    codes: dict[object, int] = {}
+    out = np.empty(len(groups), dtype=np.int64)
+    for i, group in enumerate(groups):
+        key: object = group if group else ("image", i)
+        out[i] = codes.setdefault(key, len(codes))
+    return out
+
+
+def bootstrap_unit(groups: np.ndarray | None, n: int) -> tuple[str, int]:
+    """``("patient", G)`` when resampling G groups, else ``("image", n)``."""
+    if groups is None:
+        return "image", n
+    return "patient", int(groups.max()) + 1 if len(groups) else 0
+
+
+def resample_indices(
+    n: int, resamples: int, seed: int, *, groups: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Indices of ``resamples`` bootstrap resamples of ``n`` images, seeded.
+
+    Without ``groups``, each resample draws ``n`` images with replacement. With
+    ``groups`` (the integer code of each image's group, from :func:`group_codes`), each
+    resample draws as many groups as there are, with replacement, and takes every image
+    of every drawn group (a cluster bootstrap; resamples then differ in length).
+
+    Example:
+        >>> [len(i) for i in resample_indices(4, 2, 0)]
+        [4, 4]
+        >>> sorted(resample_indices(4, 1, 0, groups=np.array([0, 0, 0, 1]))[0].tolist())[:3]
+        [0, 0, 0]
+    """
     rng = np.random.default_rng(seed)
-    return rng.integers(0, n, size=(resamples, n))
+    if groups is None:
+        return list(rng.integers(0, n, size=(resamples, n)))
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} groups for {n} images")
+    count = int(groups.max()) + 1 if n else 0
+    order = np.argsort(groups, kind="stable")
+    starts = np.searchsorted(groups[order], np.arange(count + 1))
+    members = [order[starts[g] : starts[g + 1]] for g in range(count)]
+    return [
+        np.concatenate([members[g] for g in draw]) if count else np.zeros(0, dtype=np.int64)
+        for draw in rng.integers(0, max(count, 1), size=(resamples, count))
+    ]
 
 
 def percentile_interval(values: np.ndarray, confidence: float) -> Interval:
@@ -68,6 +133,7 @@ def bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
     keys: Iterable[str] | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Interval]:
     """Percentile bootstrap intervals of every metric ``statistic`` returns.
 
@@ -78,6 +144,7 @@ def bootstrap(
         confidence: Level of the intervals, e.g. 0.95.
         seed: Seed of the resampling, so reports are reproducible.
         keys: The metrics to keep (default: every key :func:`is_metric` accepts).
+        groups: Group code of every item (:func:`group_codes`): resample whole groups.
 
     Returns:
         Metric name to :class:`Interval`; empty when ``n`` or ``resamples`` is 0.
@@ -88,7 +155,7 @@ def bootstrap(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     samples: dict[str, list[float]] = {}
     wanted = set(keys) if keys is not None else None
-    for indices in resample_indices(n, resamples, seed):
+    for indices in resample_indices(n, resamples, seed, groups=groups):
         for key, value in statistic(indices).items():
             if (wanted is None and is_metric(key)) or (wanted is not None and key in wanted):
                 samples.setdefault(key, []).append(float(value))
@@ -98,15 +165,30 @@ def bootstrap(
 
 
 def interval_keys(
-    intervals: Mapping[str, Interval], *, resamples: int, confidence: float
-) -> dict[str, float]:
-    """The flat keys the metrics files hold for ``intervals``."""
+    intervals: Mapping[str, Interval],
+    *,
+    resamples: int,
+    confidence: float,
+    unit: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """The flat keys the metrics files hold for ``intervals``.
+
+    Args:
+        intervals: From :func:`bootstrap`.
+        resamples: Number of resamples.
+        confidence: Level of the intervals.
+        unit: What was resampled and how many there were (:func:`bootstrap_unit`), stored
+            as ``bootstrap_unit`` (a word) and ``bootstrap_groups``.
+    """
     if not intervals:
         return {}
-    out: dict[str, float] = {
+    out: dict[str, Any] = {
         "bootstrap_resamples": float(resamples),
         "confidence": float(confidence),
     }
+    if unit is not None:
+        out["bootstrap_unit"] = unit[0]
+        out["bootstrap_groups"] = float(unit[1])
     for key, interval in intervals.items():
         out[CI_LOW + key] = interval.low
         out[CI_HIGH + key] = interval.high
@@ -126,8 +208,27 @@ def without_intervals(metrics: Mapping[str, float]) -> dict[str, float]:
     return {
         k: v
         for k, v in metrics.items()
-        if not k.startswith((CI_LOW, CI_HIGH)) and k not in ("bootstrap_resamples", "confidence")
+        if not k.startswith((CI_LOW, CI_HIGH)) and k not in BOOTSTRAP_KEYS
     }
+
+
+def resampled_what(metrics: Mapping[str, Any]) -> str:
+    """``1000 resamples of the 42 patients (cluster bootstrap)`` or ``... of the images``.
+
+    Example:
+        >>> resampled_what({"bootstrap_resamples": 500.0})
+        '500 resamples of the images'
+        >>> resampled_what({"bootstrap_resamples": 500.0, "bootstrap_unit": "patient",
+        ...                 "bootstrap_groups": 12.0})
+        '500 resamples of the 12 patients (cluster bootstrap)'
+    """
+    resamples = int(metrics.get("bootstrap_resamples", 0))
+    unit, groups = metrics.get("bootstrap_unit"), metrics.get("bootstrap_groups")
+    if unit == "patient" and isinstance(groups, int | float):
+        return f"{resamples} resamples of the {int(groups)} patients (cluster bootstrap)"
+    if isinstance(groups, int | float):
+        return f"{resamples} resamples of the {int(groups)} images"
+    return f"{resamples} resamples of the images"
 
 
 # -- classification ------------------------------------------------------------------
@@ -210,8 +311,10 @@ def classification_intervals(
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Interval]:
-    """Bootstrap intervals of the classification metrics, resampling images."""
+    """Bootstrap intervals of the classification metrics, resampling images (or whole
+    groups: ``groups`` from :func:`group_codes`)."""
     labels = np.asarray(labels)
     return bootstrap(
         len(labels),
@@ -219,6 +322,7 @@ def classification_intervals(
         resamples=resamples,
         confidence=confidence,
         seed=seed,
+        groups=groups,
     )
 
 
@@ -232,12 +336,17 @@ def segmentation_intervals(
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Interval]:
     """Bootstrap intervals of the segmentation metrics from per-image confusion matrices.
 
     Args:
         confusions: ``(N, C, C)`` pixel confusion matrix of every image.
         classes: The C class names.
+        resamples: Number of resamples.
+        confidence: Level of the intervals.
+        seed: Seed of the resampling.
+        groups: Group code of every image (:func:`group_codes`): resample whole groups.
     """
     from mediscope.metrics.segmentation import segmentation_report
 
@@ -248,4 +357,5 @@ def segmentation_intervals(
         resamples=resamples,
         confidence=confidence,
         seed=seed,
+        groups=groups,
     )

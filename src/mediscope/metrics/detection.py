@@ -467,11 +467,14 @@ def detection_intervals(
     confidence: float = 0.95,
     seed: int = 0,
     max_detections: int = 100,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Bootstrap intervals of ``map``, ``map_50``, ``map_75``, ``ap/<c>`` and ``ap50/<c>``.
 
-    Images are resampled with replacement; each image is matched once and the resamples
-    only re-accumulate (COCO's IoU thresholds, area "all", ``max_detections``).
+    Images are resampled with replacement (whole groups of images when ``groups``, the
+    code of each image's patient from :func:`mediscope.metrics.bootstrap.group_codes`,
+    is given); each image is matched once and the resamples only re-accumulate (COCO's
+    IoU thresholds, area "all", ``max_detections``).
 
     Returns:
         Metric name to :class:`mediscope.metrics.bootstrap.Interval`.
@@ -509,7 +512,12 @@ def detection_intervals(
         return out
 
     return bootstrap(
-        len(per_image), statistic, resamples=resamples, confidence=confidence, seed=seed
+        len(per_image),
+        statistic,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+        groups=groups,
     )
 
 

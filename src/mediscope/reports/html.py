@@ -23,7 +23,12 @@ from matplotlib.ticker import MaxNLocator
 
 from mediscope.errors import DataError
 from mediscope.files import write_text_atomic
-from mediscope.metrics.bootstrap import interval_of, is_metric, without_intervals
+from mediscope.metrics.bootstrap import (
+    interval_of,
+    is_metric,
+    resampled_what,
+    without_intervals,
+)
 from mediscope.reports.plotting import plt, save_figure
 from mediscope.reports.templating import Figure, file_uri, render
 from mediscope.tasks import TASKS, Summary
@@ -139,6 +144,9 @@ _JSON_FILES = {
 #: The sections of a run's config that the report reads.
 _CONFIG_SECTIONS = ("model", "data", "loss", "trainer")
 
+#: Keys of a metrics file whose value is a word, not a number.
+TEXT_KEYS = ("bootstrap_unit",)
+
 _REGENERATE = "remove the file or write it again (mediscope validate / test rewrite metrics)"
 
 
@@ -172,6 +180,8 @@ def _read_metrics(path: Path) -> dict[str, Any] | None:
     """
     metrics = _read_json(path)
     for key, value in (metrics or {}).items():
+        if key in TEXT_KEYS and isinstance(value, str):
+            continue
         if value is not None and not isinstance(value, (int, float)):
             raise DataError(
                 f"the value of '{key}' is {json.dumps(value)[:40]}, not a number",
@@ -298,8 +308,8 @@ def _metrics_section(
     ]
     if resamples:
         facts.append(
-            f"in brackets the {level:.0%} bootstrap confidence interval ({resamples} "
-            "resamples of the images, percentile method, seeded)"
+            f"in brackets the {level:.0%} bootstrap confidence interval "
+            f"({resampled_what(metrics)}, percentile method, seeded)"
         )
     else:
         facts.append("no confidence intervals (report.bootstrap is 0)")

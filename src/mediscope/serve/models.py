@@ -34,6 +34,8 @@ NOT_METRICS = frozenset(
         "n_images",
         "epoch",
         "bootstrap_resamples",
+        "bootstrap_groups",
+        "bootstrap_unit",
         "confidence",
         "score_threshold_f1",
         "count_threshold",

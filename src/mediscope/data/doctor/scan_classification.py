@@ -11,7 +11,12 @@ from pathlib import Path
 
 from mediscope.data.doctor.findings import Finding
 from mediscope.data.doctor.scan import Item, Scan, absolute, split_name, walk_files
-from mediscope.data.formats.csv import GROUP_COLUMN, LABEL_COLUMNS, PATH_COLUMNS, SPLIT_COLUMN
+from mediscope.data.formats.csv import (
+    LABEL_COLUMNS,
+    PATH_COLUMNS,
+    SPLIT_COLUMN,
+    group_column,
+)
 from mediscope.data.formats.npz import read_npz
 from mediscope.data.images import is_dicom_file, is_image_file
 from mediscope.data.samples import Sample
@@ -130,7 +135,7 @@ def scan_csv(path: Path, *, classes: list[str] | None, root: Path | None) -> Sca
     columns = [c.strip() for c in header[1]]
     path_at = _column(columns, PATH_COLUMNS, f"{path}:{header[0]}")
     label_at = _column(columns, LABEL_COLUMNS, f"{path}:{header[0]}")
-    group_at = columns.index(GROUP_COLUMN) if GROUP_COLUMN in columns else None
+    group_at = group_column(columns)
     split_at = columns.index(SPLIT_COLUMN) if SPLIT_COLUMN in columns else None
     rows: list[_Row] = []
     for line, record in records:

@@ -170,6 +170,6 @@ def _scan_manifest(path: Path, base: Path, scan: Scan) -> None:
             )
             continue
         seen[image] = line
-        group = cells.get("patient_id") or None
+        group = cells.get("patient_id") or cells.get("group") or None
         sample = Sample(image=image, mask=mask, split=split, group=group)
         scan.items.append(Item(sample, label_file=mask))

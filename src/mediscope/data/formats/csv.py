@@ -25,6 +25,8 @@ from mediscope.registry import unknown_name_hint
 PATH_COLUMNS = ("path", "image", "filename", "id")
 LABEL_COLUMNS = ("label", "target_feature")
 GROUP_COLUMN = "patient_id"
+#: Columns naming the patient (or slide, smear...) an image comes from, first found wins.
+GROUP_COLUMNS = (GROUP_COLUMN, "group")
 SPLIT_COLUMN = "split"
 # The names data/splits.py understands, normalised to train / val / test.
 SPLITS = {
@@ -66,7 +68,7 @@ def read_csv(
         **options: Ignored; accepted so that every reader takes the same call.
 
     Returns:
-        The samples, with ``group`` from ``patient_id`` and ``split`` from ``split``
+        The samples, with ``group`` from ``patient_id`` (or ``group``) and ``split`` from ``split``
         (train / val / test) when those columns exist; the root is ``root`` or the
         CSV's folder.
 
@@ -106,7 +108,7 @@ def _parse(reader: Any, path: Path) -> list[_Row]:
     where_header = f"{path}:{reader.line_num}"
     path_at = _column(columns, PATH_COLUMNS, where_header)
     label_at = _column(columns, LABEL_COLUMNS, where_header)
-    group_at = columns.index(GROUP_COLUMN) if GROUP_COLUMN in columns else None
+    group_at = group_column(columns)
     split_at = columns.index(SPLIT_COLUMN) if SPLIT_COLUMN in columns else None
     rows: list[_Row] = []
     for record in reader:
@@ -130,6 +132,11 @@ def _parse(reader: Any, path: Path) -> list[_Row]:
     return rows
 
 
+def group_column(columns: list[str]) -> int | None:
+    """Position of the patient column (``patient_id``, else ``group``), if any."""
+    return next((columns.index(c) for c in GROUP_COLUMNS if c in columns), None)
+
+
 def _column(columns: list[str], accepted: tuple[str, ...], where: str) -> int:
     """Position of the first of ``accepted`` in the header."""
     for name in accepted:
@@ -140,7 +147,7 @@ def _column(columns: list[str], accepted: tuple[str, ...], where: str) -> int:
         f"missing column '{accepted[0]}'{others}",
         where=where,
         hint=f"found columns: {', '.join(columns)}; required: path, label; "
-        "optional: patient_id, split",
+        "optional: patient_id (or group), split",
     )
 
 

@@ -333,7 +333,7 @@ def read_manifest(path: Path, *, root: Path | None = None) -> list[Sample]:
             )
         seen[image] = number
         split = _split_name(cells.get("split", ""), where)
-        group = cells.get("patient_id") or None
+        group = cells.get("patient_id") or cells.get("group") or None
         samples.append(Sample(image=image, mask=mask, split=split, group=group))
     if not samples:
         raise DataError("the manifest lists no samples", where=path)
