@@ -92,8 +92,9 @@ def resample_indices(
     Example:
         >>> [len(i) for i in resample_indices(4, 2, 0)]
         [4, 4]
-        >>> sorted(resample_indices(4, 1, 0, groups=np.array([0, 0, 0, 1]))[0].tolist())[:3]
-        [0, 0, 0]
+        >>> draws = resample_indices(4, 3, 0, groups=np.array([0, 0, 0, 1]))
+        >>> [sorted(i.tolist()) for i in draws]  # group 0 comes with its three images
+        [[3, 3], [0, 1, 2, 3], [0, 0, 1, 1, 2, 2]]
     """
     rng = np.random.default_rng(seed)
     if groups is None:
