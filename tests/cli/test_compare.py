@@ -38,6 +38,18 @@ def test_compare_prints_progress_leaderboard_and_study_line(
     assert any("95 % CI" in line and "rank" in line for line in lines)
     board = pd.read_csv(folder / "leaderboard.csv")
     assert sorted(board["model.params.width"].tolist()) == [4, 8]
+    # the second cell against the best on the same test images: its difference is the
+    # difference of the metrics files' values, McNemar beside (four classes: no DeLong)
+    assert board["vs_best"].iloc[0] == 0 and bool(board["not_worse"].iloc[0])
+    assert board["vs_best"].iloc[1] == pytest.approx(
+        board["f1_macro"].iloc[1] - board["f1_macro"].iloc[0], abs=1e-9
+    )
+    assert board["vs_best_ci_low"].iloc[1] <= board["vs_best"].iloc[1]
+    assert board["vs_best_ci_high"].iloc[1] >= board["vs_best"].iloc[1]
+    assert 0 < board["vs_best_p_holm"].iloc[1] <= 1 and 0 < board["mcnemar_p"].iloc[1] <= 1
+    assert "delong_p" not in board
+    assert "≈ best" in result.out and "Holm-corrected for the 1 comparisons" in result.out
+    assert "Δ vs best" in (folder / "leaderboard.md").read_text()
     state = json.loads((folder / "study.json").read_text())
     assert state["overrides"] == ["trainer.max_epochs=1"]
 

@@ -133,6 +133,10 @@ def print_leaderboard(console: Console, result: Any) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if board.paired is not None:
+        from mediscope.reports.leaderboard import paired_note
+
+        console.print(paired_note(board), soft_wrap=True)
     for kind in ("md", "csv", "png"):
         if kind in result.files:
             console.print(f"leaderboard: {result.files[kind]}", soft_wrap=True)

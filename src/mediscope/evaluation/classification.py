@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mediscope.engine.checkpoints import read_checkpoint
+from mediscope.evaluation.per_sample import write_samples
 from mediscope.files import write_json_atomic
 from mediscope.metrics.bootstrap import (
     bootstrap_unit,
@@ -66,6 +67,16 @@ def evaluate_classification(inputs: EvaluationInputs, *, out_dir: Path) -> dict[
         )
     )
     write_classification_outputs(out_dir, split, labels, probs, samples.ids(), classes)
+    write_samples(
+        out_dir,
+        split,
+        "classification",
+        samples.ids(),
+        [s.group for s in samples.samples],
+        classes,
+        labels=np.asarray(labels, dtype=np.int64),
+        probs=np.asarray(probs, dtype=np.float64),
+    )
     _write_gradcam(
         out_dir,
         split,

@@ -18,6 +18,7 @@ import numpy as np
 
 from mediscope.data.datasets import DetectionDataset
 from mediscope.engine.checkpoints import read_checkpoint
+from mediscope.evaluation.per_sample import detection_arrays, write_samples
 from mediscope.files import write_json_atomic
 from mediscope.inference.detection import DetectionPredictor, counting_threshold
 from mediscope.inference.pictures import draw_detections
@@ -117,6 +118,15 @@ def evaluate_detection(inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, 
         report, plots / f"{split}_pr_curves.png", title=f"{split}: precision-recall, IoU 0.5"
     )
     write_detection_predictions(out_dir / f"{split}_predictions", records, task.classes)
+    write_samples(
+        out_dir,
+        split,
+        "detection",
+        samples.ids(),
+        [s.group for s in samples.samples],
+        task.classes,
+        **detection_arrays(predictions, targets),
+    )
     write_json_atomic(out_dir / f"{split}_metrics.json", metrics)
     return metrics
 

@@ -17,6 +17,7 @@ import pandas as pd
 from mediscope.config.schema import Config
 from mediscope.data.datasets import SegmentationDataset
 from mediscope.engine.checkpoints import read_checkpoint
+from mediscope.evaluation.per_sample import write_samples
 from mediscope.files import write_json_atomic, write_text_atomic
 from mediscope.inference.pictures import class_colors
 from mediscope.inference.segmentation import SegmentationPredictor
@@ -77,6 +78,15 @@ def evaluate_segmentation(inputs: EvaluationInputs, *, out_dir: Path) -> dict[st
 
     write_text_atomic(
         out_dir / f"{split}_per_sample.csv", evaluation.per_sample.to_csv(index=False)
+    )
+    write_samples(
+        out_dir,
+        split,
+        "segmentation",
+        samples.ids(),
+        [s.group for s in samples.samples],
+        task.classes,
+        confusions=evaluation.confusions,
     )
     _write_galleries(out_dir, split, predictor, dataset, evaluation, task.classes, report.gallery)
     write_json_atomic(out_dir / f"{split}_metrics.json", evaluation.metrics)

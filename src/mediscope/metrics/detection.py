@@ -30,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -458,29 +458,16 @@ def evaluate_detections(
     )
 
 
-def detection_intervals(
+def map_statistic(
     predictions: Sequence[Mapping[str, Any]],
     targets: Sequence[Mapping[str, Any]],
     classes: Sequence[str],
     *,
-    resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
     max_detections: int = 100,
-    groups: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Bootstrap intervals of ``map``, ``map_50``, ``map_75``, ``ap/<c>`` and ``ap50/<c>``.
-
-    Images are resampled with replacement (whole groups of images when ``groups``, the
-    code of each image's patient from :func:`mediscope.metrics.bootstrap.group_codes`,
-    is given); each image is matched once and the resamples only re-accumulate (COCO's
-    IoU thresholds, area "all", ``max_detections``).
-
-    Returns:
-        Metric name to :class:`mediscope.metrics.bootstrap.Interval`.
-    """
-    from mediscope.metrics.bootstrap import bootstrap
-
+) -> Callable[[np.ndarray], dict[str, float]]:
+    """``map``, ``map_50``, ``map_75``, ``ap/<c>`` and ``ap50/<c>`` of the images at any
+    indices (repeats allowed): each image is matched once, here, and a call only
+    re-accumulates (COCO's IoU thresholds, area "all", ``max_detections``)."""
     classes = list(classes)
     n_classes = len(classes)
     thresholds = np.minimum(COCO_IOU_THRESHOLDS, 1 - 1e-10)
@@ -511,8 +498,35 @@ def detection_intervals(
             out[f"ap50/{name}"] = float(ap[at_50, k])
         return out
 
+    return statistic
+
+
+def detection_intervals(
+    predictions: Sequence[Mapping[str, Any]],
+    targets: Sequence[Mapping[str, Any]],
+    classes: Sequence[str],
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_detections: int = 100,
+    groups: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Bootstrap intervals of ``map``, ``map_50``, ``map_75``, ``ap/<c>`` and ``ap50/<c>``.
+
+    Images are resampled with replacement (whole groups of images when ``groups``, the
+    code of each image's patient from :func:`mediscope.metrics.bootstrap.group_codes`,
+    is given); each image is matched once and the resamples only re-accumulate
+    (:func:`map_statistic`).
+
+    Returns:
+        Metric name to :class:`mediscope.metrics.bootstrap.Interval`.
+    """
+    from mediscope.metrics.bootstrap import bootstrap
+
+    statistic = map_statistic(predictions, targets, classes, max_detections=max_detections)
     return bootstrap(
-        len(per_image),
+        len(predictions),
         statistic,
         resamples=resamples,
         confidence=confidence,

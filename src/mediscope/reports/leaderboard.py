@@ -6,6 +6,14 @@ with repeated runs (seeds, folds) every metric is the mean ± sample standard de
 over the repeats. Files: ``leaderboard.csv`` (numbers), ``leaderboard_runs.csv`` (one
 row per run), ``leaderboard.md`` (the table as it prints) and ``leaderboard.png``
 (the main metric per cell with its interval or sd as error bars).
+
+With single runs evaluated on the same images, each cell is also compared with the
+best one in pairs (:func:`mediscope.evaluation.paired.compare_to_best`): the table
+gains the difference to the best with its interval (``vs_best``, ``vs_best_ci_low``,
+``vs_best_ci_high``), the p-values (``vs_best_p`` of the deciding test, ``vs_best_p_holm``
+Holm-corrected; ``mcnemar_p``, ``delong_p`` in classification) and ``not_worse``: the
+cells not significantly worse than the best, marked "≈ best" in the Markdown and
+terminal tables and as filled points (the others hollow) in the plot.
 """
 
 from __future__ import annotations
@@ -100,6 +108,7 @@ class Leaderboard:
     repeat_kind: str | None
     confidence: float | None
     title: str = "study"
+    paired: dict[str, Any] | None = None  # how the cells were compared with the best
 
     @property
     def repeated(self) -> bool:
@@ -265,6 +274,9 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
         headers.append(f"{metric} (mean ± sd)")
     else:
         headers += [metric, interval_label(board)]
+    paired = board.paired is not None
+    if paired:
+        headers += ["Δ vs best [CI]", "p (Holm)", "≈ best"]
     headers += [*board.secondary, "params", "train s", "best epoch"]
     rows = []
     for _, row in board.table.iterrows():
@@ -274,7 +286,7 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
             cells.append(status)
             if not board.repeated:
                 cells.append("")
-            cells += [""] * (len(board.secondary) + 3)
+            cells += [""] * (len(board.secondary) + 3 + (3 if paired else 0))
             rows.append(cells)
             continue
         if board.repeated:
@@ -287,6 +299,8 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
                 fmt_value(row[metric]),
                 fmt_interval(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]),
             ]
+        if paired:
+            cells += _paired_cells(row, board)
         for name in board.secondary:
             if board.repeated:
                 cells.append(fmt_mean_sd(row[name], row[f"{name}_sd"]))
@@ -300,6 +314,66 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
         ]
         rows.append(cells)
     return headers, rows
+
+
+def _paired_cells(row: Any, board: Leaderboard) -> list[str]:
+    """``Δ vs best [CI]``, ``p (Holm)`` and ``≈ best`` of a row."""
+    assert board.paired is not None
+    if row["cell"] == board.paired["best"]:
+        return ["best", "", "best"]
+    value = row.get("vs_best")
+    if fmt_value(value) == "n/a":
+        return ["n/a", "n/a", ""]
+    interval = fmt_interval(row["vs_best_ci_low"], row["vs_best_ci_high"])
+    not_worse = flag(row.get("not_worse"))
+    mark = "yes" if not_worse is True else "no" if not_worse is False else ""
+    return [f"{float(value):+.4f} {interval}", fmt_p(row["vs_best_p_holm"]), mark]
+
+
+def flag(value: Any) -> bool | None:
+    """A yes/no cell of the table (``not_worse``) as a bool; None when empty or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return bool(value)
+
+
+def fmt_p(value: Any) -> str:
+    """A p-value: ``0.0123``, ``< 0.0001`` or ``n/a``."""
+    if fmt_value(value) == "n/a":
+        return "n/a"
+    return "< 0.0001" if float(value) < 1e-4 else f"{float(value):.4f}"
+
+
+#: How the deciding test of each comparison is named.
+TEST_NAMES = {
+    "bootstrap": "paired bootstrap",
+    "mcnemar": "exact McNemar test",
+    "delong": "DeLong's test",
+}
+
+
+def paired_note(board: Leaderboard) -> str:
+    """What the paired columns mean, in one paragraph (empty without them)."""
+    if board.paired is None:
+        return ""
+    info = board.paired
+    unit = f"{info['groups']} patients" if info["unit"] == "patient" else f"{info['images']} images"
+    return (
+        f"Δ vs best: the cell's {board.metric} minus the best cell's on the "
+        f"{info['images']} images all cells share, with its "
+        f"{interval_label(board)} (paired bootstrap, {info['resamples']} resamples of the "
+        f"{unit}); p (Holm): the two-sided p-value of the "
+        f"{TEST_NAMES.get(info['test'], info['test'])}, Holm-corrected for the "
+        f"{_compared(board)} comparisons; ≈ best: yes when not significantly worse at "
+        f"level {info['alpha']:.2g}, no when significantly worse. The other tests' p-values "
+        "are in leaderboard.csv."
+    )
+
+
+def _compared(board: Leaderboard) -> int:
+    if "vs_best_p" not in board.table:
+        return 0
+    return int(board.table["vs_best_p"].notna().sum())
 
 
 def markdown(board: Leaderboard) -> str:
@@ -329,6 +403,10 @@ def markdown(board: Leaderboard) -> str:
             f"{interval_label(board)}: bootstrap interval over the evaluated images (n/a: "
             "the metrics file has none)."
         )
+    if board.paired is not None:
+        lines.append("")
+        lines.append(paired_note(board))
+        lines.append("")
     lines.append("train s: training time in seconds (mean per run); best epoch: of best.ckpt.")
     return "\n".join(lines) + "\n"
 
@@ -398,6 +476,7 @@ def plot_leaderboard(board: Leaderboard, out: Path) -> Path | None:
     y = np.arange(n)[::-1]  # rank 1 at the top
     for i, (_, row) in enumerate(table.iterrows()):
         group = value_label(str(row[first])) if first else "all"
+        worse = board.paired is not None and flag(row.get("not_worse")) is False
         ax.errorbar(
             values[i],
             y[i],
@@ -405,6 +484,7 @@ def plot_leaderboard(board: Leaderboard, out: Path) -> Path | None:
             fmt="o",
             color=colors[group],
             ecolor=colors[group],
+            mfc="white" if worse else colors[group],
             elinewidth=2,
             capsize=4,
             ms=7,
@@ -420,6 +500,9 @@ def plot_leaderboard(board: Leaderboard, out: Path) -> Path | None:
         text = f"{values[i]:.4f}"
         if board.repeated and not np.isnan(table[f"{metric}_sd"].iloc[i]):
             text += f" ± {table[f'{metric}_sd'].iloc[i]:.4f}"
+        if board.paired is not None:
+            mark = flag(table["not_worse"].iloc[i])
+            text += "  ≈ best" if mark is True else "  worse" if mark is False else ""
         ax.text(1.02, y[i], text, transform=column, va="center", fontsize=9)
     ax.set_yticks(y, [f"{i + 1}. {label}" for i, label in enumerate(labels)])
     ax.set_ylim(-0.7, n - 0.3)
@@ -448,7 +531,13 @@ def plot_leaderboard(board: Leaderboard, out: Path) -> Path | None:
             fontsize=9,
             title_fontsize=9,
         )
-    ax.set_title(f"{board.title}: {metric} per cell", fontsize=11, loc="left")
+    title = f"{board.title}: {metric} per cell"
+    if board.paired is not None:
+        title += (
+            "\nfilled: not significantly worse than the best (paired, Holm, level "
+            f"{board.paired['alpha']:.2g}); hollow: significantly worse"
+        )
+    ax.set_title(title, fontsize=11 if board.paired is None else 9, loc="left")
     return save_figure(fig, out)
 
 
@@ -460,5 +549,6 @@ __all__ = [
     "display_table",
     "known_metrics",
     "markdown",
+    "paired_note",
     "write_leaderboard",
 ]
