@@ -53,6 +53,16 @@ def test_labels_groups_and_splits(tmp_path: Path) -> None:
     assert np.array_equal(read_image(found.samples[3].image), pixels["sub/d.png"])
 
 
+def test_a_group_column_names_the_patient(tmp_path: Path) -> None:
+    write_images(tmp_path / "images", ["a.png", "b.png", "c.png"])
+    manifest = write_csv(
+        tmp_path / "manifest.csv",
+        "path,label,group\nimages/a.png,x,slide-1\nimages/b.png,y,slide-1\nimages/c.png,x,\n",
+    )
+    found = FORMATS.get("csv")(manifest, classes=None, task="classification")
+    assert [s.group for s in found.samples] == ["slide-1", "slide-1", None]
+
+
 def test_paths_relative_to_root_and_absolute_kept(tmp_path: Path) -> None:
     write_images(tmp_path / "data", ["x/1.png", "x/2.png"])
     elsewhere = write_images(tmp_path / "other", ["3.png"])
@@ -125,7 +135,7 @@ def test_missing_column_lists_found_and_required(tmp_path: Path) -> None:
         read_csv(manifest, task="classification")
     assert str(info.value) == (
         f"{manifest}:1: missing column 'path' (or image, filename, id); "
-        "found columns: file, class; required: path, label; optional: patient_id, split"
+        "found columns: file, class; required: path, label; optional: patient_id (or group), split"
     )
     manifest = write_csv(tmp_path / "m2.csv", "path,Label\na.png,x\n")
     with pytest.raises(DataError, match=r"m2.csv:1: missing column 'label' \(or target_feature\)"):

@@ -135,6 +135,11 @@ def test_manifest_with_relative_paths(tmp_path: Path) -> None:
     assert first.mask == str(data / "IMD002/IMD002_lesion.bmp")
     assert (first.split, first.group) == ("train", "p1")
     assert (second.split, second.group) == ("val", None)
+    # a group column names the patient as patient_id does
+    text = manifest.read_text().replace("patient_id", "group")
+    manifest.write_text(text)
+    grouped = read_masks(manifest, classes=CLASSES, task="segmentation", root=None)
+    assert [s.group for s in grouped.samples] == ["p1", None]
     # Relative to data.root when it is given.
     elsewhere = tmp_path / "lists" / "m.csv"
     elsewhere.parent.mkdir()
