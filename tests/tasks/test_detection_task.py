@@ -68,6 +68,14 @@ def test_test_split_is_evaluated(fitted: Any) -> None:
     assert 0.0 <= metrics["map_50"] <= 1.0
     val = json.loads((result.run_dir / "val_metrics.json").read_text())
     assert metrics["count_threshold"] == val["score_threshold_f1"]  # chosen on val, not test
+    # all boxes and the ground truth kept for paired comparisons give the same mAP
+    from mediscope.evaluation.per_sample import read_samples, samples_file
+
+    samples = read_samples(samples_file(result.run_dir, "test"))
+    assert samples is not None and len(samples.ids) == 4
+    again = samples.statistic(samples.ids)(np.arange(4))
+    assert again["map_50"] == pytest.approx(metrics["map_50"], abs=1e-6)
+    assert metrics["bootstrap_unit"] == "image" and metrics["bootstrap_groups"] == 4
 
 
 def test_predict_slices_a_large_smear(fitted: Any, tiny_smears: Path, tmp_path: Path) -> None:

@@ -72,6 +72,14 @@ def test_evaluation_writes_per_sample_scores_and_galleries(
     report = (result.run_dir / "report.html").read_text()
     assert "<h2>Test</h2>" in report and "<th>Dice</th>" in report and "<th>IoU</th>" in report
     assert "best Dice" in report and "worst Dice" in report
+    # the per-image confusion matrices kept for paired comparisons give the same Dice
+    from mediscope.evaluation.per_sample import read_samples, samples_file
+
+    samples = read_samples(samples_file(result.run_dir, "test"))
+    assert samples is not None and samples.ids == table["id"].tolist()
+    again = samples.statistic(samples.ids)(np.arange(4))["dice_mean"]
+    assert again == pytest.approx(metrics["dice_mean"])
+    assert metrics["bootstrap_unit"] == "image" and metrics["bootstrap_groups"] == 4
 
 
 def test_sliding_window_and_flip_inference_evaluate_too(tiny_lesions: Path, tmp_path: Path) -> None:
