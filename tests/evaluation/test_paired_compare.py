@@ -153,6 +153,11 @@ def test_only_shared_images_and_missing_files(tmp_path: Path) -> None:
     )
 
 
+def test_a_metric_the_samples_cannot_recompute_is_not_compared(tmp_path: Path) -> None:
+    runs = _runs(tmp_path)
+    assert compare_to_best(runs, "best", "test", "count_mae", lower_is_better=True) is None
+
+
 def test_leaderboard_marks_the_cells(tmp_path: Path) -> None:
     runs = _runs(tmp_path)
     accuracy = {"best": 54 / N, "worse": 34 / N, "twin": 53 / N}

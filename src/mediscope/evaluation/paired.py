@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mediscope.evaluation.per_sample import Samples, read_samples, samples_file
+from mediscope.evaluation.per_sample import Samples, Statistic, read_samples, samples_file
 from mediscope.metrics.bootstrap import bootstrap_unit, group_codes
 from mediscope.metrics.paired import (
     DeLong,
@@ -115,7 +115,9 @@ def compare_to_best(
     groups = group_codes([reference.groups[i] for i in reference.positions(ids)])
     unit, count = bootstrap_unit(groups, len(ids))
     test = deciding_test(metric, reference.task, len(reference.classes))
-    base = reference.statistic(ids)
+    base = _remembered(reference.statistic(ids))
+    if metric not in base(np.arange(len(ids))):
+        return None  # a metric the per-image results cannot recompute (counts, ...)
     cells: dict[str, Comparison] = {}
     for name, other in samples.items():
         if name == best:
@@ -153,6 +155,20 @@ def compare_to_best(
         significant = math.isfinite(comparison.p_holm) and comparison.p_holm < alpha
         comparison.not_worse = not (worse and significant)
     return Comparisons(best, metric, len(ids), unit, count, alpha, cells)
+
+
+def _remembered(statistic: Statistic) -> Statistic:
+    """``statistic`` computed once per distinct resample (every comparison draws the
+    same resamples of the best cell)."""
+    seen: dict[bytes, Mapping[str, float]] = {}
+
+    def remembered(indices: np.ndarray) -> Mapping[str, float]:
+        key = np.asarray(indices, dtype=np.int64).tobytes()
+        if key not in seen:
+            seen[key] = statistic(indices)
+        return seen[key]
+
+    return remembered
 
 
 def _p(test: McNemar | DeLong | None) -> float:
