@@ -502,7 +502,10 @@ def plot_leaderboard(board: Leaderboard, out: Path) -> Path | None:
             text += f" ± {table[f'{metric}_sd'].iloc[i]:.4f}"
         if board.paired is not None:
             mark = flag(table["not_worse"].iloc[i])
-            text += "  ≈ best" if mark is True else "  worse" if mark is False else ""
+            if table["cell"].iloc[i] == board.paired["best"]:
+                text += "  best"
+            else:
+                text += "  ≈ best" if mark is True else "  worse" if mark is False else ""
         ax.text(1.02, y[i], text, transform=column, va="center", fontsize=9)
     ax.set_yticks(y, [f"{i + 1}. {label}" for i, label in enumerate(labels)])
     ax.set_ylim(-0.7, n - 0.3)
