@@ -98,10 +98,10 @@ def test_object_f1_equals_panoptic_recognition_quality() -> None:
     for _ in range(6):
         true = np.zeros((64, 64), int)
         pred = np.zeros((64, 64), int)
-        for k, threshold in ((1, 0.62), (2, 0.66)):
+        for k, threshold in ((1, 0.58), (2, 0.6)):
             field_ = ndimage.gaussian_filter(rng.random((64, 64)), 1.5)
             true[(field_ > threshold) & (true == 0)] = k
-            moved = np.roll(field_ + 0.03 * rng.standard_normal((64, 64)), 1, axis=1)
+            moved = field_ + 0.01 * rng.standard_normal((64, 64))
             pred[(moved > threshold) & (pred == 0)] = k
         counts = object_counts(pred, true, num_classes=3)
 
