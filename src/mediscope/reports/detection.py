@@ -71,6 +71,10 @@ def plot_pr_curves(report: DetectionReport, path: str | Path, *, title: str | No
     return save_figure(fig, Path(path))
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
 
@@ -146,12 +150,15 @@ def plot_error_breakdown(
     labels = [f"{k} (of objects)" if k == "missed" else k for k in kinds]
     ax.set_yticks(y, labels)
     ax.set_xlim(0, top * 1.3)
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= min(top * 1.3, 1.0) + 1e-9]
+    ax.set_xticks(ticks, [f"{t:.0%}" for t in ticks])
     ax.set_xlabel("share of the kept detections (missed: of the true objects)")
     ax.grid(axis="x", alpha=0.3)
     if title is None:
         title = (
-            f"errors at score ≥ {errors.score_threshold:.2f}: {totals['detections']} "
-            f"detections, {totals['correct']} correct, {totals['objects']} objects"
+            f"errors at score ≥ {errors.score_threshold:.2f}: "
+            f"{_plural(totals['detections'], 'detection')} ({totals['correct']} correct), "
+            f"{_plural(totals['objects'], 'object')}"
         )
     ax.set_title(title, fontsize=10)
     return save_figure(fig, Path(path))
