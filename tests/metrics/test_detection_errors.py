@@ -107,7 +107,7 @@ def _random_scene(rng: np.random.Generator, n_classes: int) -> tuple[dict, dict]
     gt = np.hstack([xy, xy + wh])
     gt_labels = rng.integers(0, n_classes, size=n)
     boxes, labels = [], []
-    for box, label in zip(gt, gt_labels):
+    for box, label in zip(gt, gt_labels, strict=True):
         for _ in range(int(rng.integers(0, 3))):  # 0, 1 or 2 detections per object
             jitter = rng.normal(0, rng.choice([1.0, 6.0]), size=4)
             boxes.append(box + jitter)
@@ -137,9 +137,9 @@ def test_error_kinds_against_tidecv() -> None:
     for image_id, (found, truth) in enumerate(scenes):
         gt.add_image(image_id, str(image_id))
         preds.add_image(image_id, str(image_id))
-        for box, label in zip(truth["boxes"], truth["labels"]):
+        for box, label in zip(truth["boxes"], truth["labels"], strict=True):
             gt.add_ground_truth(image_id, int(label), [*box[:2], *(box[2:] - box[:2])])
-        for box, score, label in zip(found["boxes"], found["scores"], found["labels"]):
+        for box, score, label in zip(found["boxes"], found["scores"], found["labels"], strict=True):
             if score >= threshold:
                 preds.add_detection(
                     image_id, int(label), float(score), [*box[:2], *(box[2:] - box[:2])]

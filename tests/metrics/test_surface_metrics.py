@@ -88,7 +88,10 @@ def test_classes_images_and_split_means() -> None:
     pred[1, 3:9, 3:9] = 1  # exact: 0, 0
     target[0, 0, 0] = 2  # class 2 missed in image 0: the diagonal
     per_image = np.stack(
-        [class_surface_scores(p, t, num_classes=3, tolerance=1) for p, t in zip(pred, target)]
+        [
+            class_surface_scores(p, t, num_classes=3, tolerance=1)
+            for p, t in zip(pred, target, strict=True)
+        ]
     )
     assert per_image.shape == (2, 2, 3)
     assert np.isnan(per_image[1, 1]).all()

@@ -84,9 +84,7 @@ def test_evaluation_writes_per_sample_scores_and_galleries(
     assert "HD95, ASSD and the NSD tolerance are in pixels" in report
 
 
-def test_object_metrics_when_asked_and_distances_in_um(
-    tiny_lesions: Path, tmp_path: Path
-) -> None:
+def test_object_metrics_when_asked_and_distances_in_um(tiny_lesions: Path, tmp_path: Path) -> None:
     raw = tiny_segmentation_config(tiny_lesions, tmp_path)
     raw["report"] = {"object_metrics": True, "pixel_spacing": 0.5, "surface_tolerance": 1.0}
     config = config_from_dict(raw)
