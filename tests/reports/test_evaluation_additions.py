@@ -1,0 +1,66 @@
+"""The boundary, object and count metrics in the terminal summary and report.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from mediscope.cli.output import metrics_grid
+from mediscope.reports.html import _settings, plot_intervals
+from mediscope.tasks import TASKS
+
+
+def _text(metrics: dict[str, float], task: str) -> str:
+    console = Console(width=300, record=True)
+    console.print(metrics_grid(metrics, TASKS.get(task).summary))
+    return console.export_text()
+
+
+def test_terminal_headlines() -> None:
+    segmentation = {
+        "dice_mean": 0.8,
+        "iou_mean": 0.7,
+        "pixel_accuracy": 0.95,
+        "hd95_mean": 3.25,
+        "ci_low/hd95_mean": 2.5,
+        "ci_high/hd95_mean": 4.0,
+        "nsd_mean": 0.9,
+    }
+    text = _text(segmentation, "segmentation")
+    assert "hd95_mean 3.2500 [2.500, 4.000]" in text and "nsd_mean 0.9000" in text
+    assert "object_f1" not in text  # not reported for this data: not shown as n/a
+    text = _text({**segmentation, "object_f1": 0.75}, "segmentation")
+    assert "object_f1 0.7500" in text
+    detection = {"map": 0.5, "map_50": 0.7, "map_75": 0.4, "mar_100": 0.6, "count_mae": 1.25}
+    assert "count_mae 1.2500" in _text(detection, "detection")
+
+
+def test_distances_and_count_errors_stay_out_of_the_0_to_1_interval_plot(tmp_path: Path) -> None:
+    unbounded = {
+        "hd95_mean": 12.0,
+        "ci_low/hd95_mean": 10.0,
+        "ci_high/hd95_mean": 14.0,
+        "count_mae": 2.0,
+        "ci_low/count_mae": 1.0,
+        "ci_high/count_mae": 3.0,
+        "object_count_mae/cell": 2.0,
+        "ci_low/object_count_mae/cell": 1.0,
+        "ci_high/object_count_mae/cell": 3.0,
+    }
+    assert plot_intervals(unbounded, "segmentation", tmp_path / "a.png", title="t") is None
+    bounded = {**unbounded, "nsd_mean": 0.8, "ci_low/nsd_mean": 0.7, "ci_high/nsd_mean": 0.9}
+    assert plot_intervals(bounded, "segmentation", tmp_path / "b.png", title="t") is not None
+
+
+def test_settings_say_the_units() -> None:
+    assert _settings({"nsd_tolerance": 2.0}, ["nsd_tolerance"]) == (
+        "nsd_tolerance 2.000 (HD95, ASSD and the NSD tolerance are in pixels)"
+    )
+    text = _settings(
+        {"nsd_tolerance": 1.0, "pixel_spacing_um": 0.25}, ["nsd_tolerance", "pixel_spacing_um"]
+    )
+    assert text is not None and text.endswith("are in µm)")
+    text = _settings({"count_threshold": 0.3}, ["count_threshold"])
+    assert text is not None and "counts, errors and galleries use count_threshold" in text
+    assert _settings({}, []) is None
