@@ -64,3 +64,14 @@ def test_settings_say_the_units() -> None:
     text = _settings({"count_threshold": 0.3}, ["count_threshold"])
     assert text is not None and "counts, errors and galleries use count_threshold" in text
     assert _settings({}, []) is None
+
+
+def test_leaderboards_rank_distances_and_count_errors_lowest_first() -> None:
+    from mediscope.reports.leaderboard import known_metrics, lower_is_better
+
+    for metric in ("hd95_mean", "hd95/cell", "assd_mean", "count_mae", "object_count_mae"):
+        assert lower_is_better(metric), metric
+    for metric in ("nsd_mean", "nsd/cell", "object_f1", "dice_mean", "map_50"):
+        assert not lower_is_better(metric), metric
+    assert {"hd95_mean", "nsd/cell", "object_f1"} <= known_metrics("segmentation", ["bg", "cell"])
+    assert {"count_mae", "count_mre"} <= known_metrics("detection", ["cell"])

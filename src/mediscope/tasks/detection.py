@@ -193,6 +193,8 @@ SPEC = TaskSpec(
             "mar_small",
             "mar_medium",
             "mar_large",
+            "count_mae",
+            "count_mre",
         ),
         ranked_per_class=("ap", "ap50", "ap75", "ar", "recall"),
         files=(
