@@ -174,3 +174,21 @@ def test_confusion_matrix_partitions_objects_and_detections() -> None:
     for key in ("count_mae", "count_mre", "error_background", "error_missed", "count_mae/a"):
         assert intervals[key].low <= metrics[key] <= intervals[key].high
         assert intervals[key].low < intervals[key].high
+
+
+def test_count_errors_against_scikit_learn() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(5)
+    true = rng.integers(1, 30, size=(50, 2))  # every image has objects of both classes
+    predicted = np.maximum(true + rng.integers(-4, 5, size=(50, 2)), 0)
+    errors = count_errors(predicted, true, CLASSES)
+    for i, name in enumerate(CLASSES):
+        assert errors[f"count_mae/{name}"] == pytest.approx(
+            metrics.mean_absolute_error(true[:, i], predicted[:, i])
+        )
+        assert errors[f"count_mre/{name}"] == pytest.approx(
+            metrics.mean_absolute_percentage_error(true[:, i], predicted[:, i])
+        )
+    assert errors["count_mae"] == pytest.approx(
+        metrics.mean_absolute_error(true.sum(axis=1), predicted.sum(axis=1))
+    )
