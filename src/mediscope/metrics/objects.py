@@ -57,14 +57,14 @@ def match_components(pred: np.ndarray, true: np.ndarray) -> tuple[int, int, int]
     true_labels, n_true = components(true)
     if n_pred == 0 or n_true == 0:
         return 0, n_pred, n_true
-    pairs = true_labels.astype(np.int64) * (n_pred + 1) + pred_labels
-    inter = np.bincount(pairs.ravel(), minlength=(n_true + 1) * (n_pred + 1))
-    inter = inter.reshape(n_true + 1, n_pred + 1)
-    area_true = inter.sum(axis=1)[1:]
-    area_pred = inter.sum(axis=0)[1:]
-    overlap = inter[1:, 1:]
-    union = area_true[:, None] + area_pred[None, :] - overlap
-    iou = overlap / np.maximum(union, 1)
+    # only the overlapping pairs: thousands of nuclei make a dense table too large
+    both = (true_labels > 0) & (pred_labels > 0)
+    codes = true_labels[both].astype(np.int64) * (n_pred + 1) + pred_labels[both]
+    pairs, overlap = np.unique(codes, return_counts=True)
+    area_true = np.bincount(true_labels.ravel(), minlength=n_true + 1)
+    area_pred = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)
+    union = area_true[pairs // (n_pred + 1)] + area_pred[pairs % (n_pred + 1)] - overlap
+    iou = overlap / union
     return int(np.count_nonzero(iou > OBJECT_IOU)), n_pred, n_true
 
 
