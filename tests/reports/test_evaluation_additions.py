@@ -75,3 +75,20 @@ def test_leaderboards_rank_distances_and_count_errors_lowest_first() -> None:
         assert not lower_is_better(metric), metric
     assert {"hd95_mean", "nsd/cell", "object_f1"} <= known_metrics("segmentation", ["bg", "cell"])
     assert {"count_mae", "count_mre"} <= known_metrics("detection", ["cell"])
+
+
+def test_report_keys_of_the_new_metrics_are_checked(tmp_path: Path) -> None:
+    import pytest
+
+    from helpers import tiny_segmentation_config
+    from mediscope.errors import ConfigError
+    from mediscope.tasks.validate import config_from_dict
+
+    raw = tiny_segmentation_config(tmp_path / "data", tmp_path / "runs")
+    config = config_from_dict(raw)
+    assert (config.report.object_metrics, config.report.pixel_spacing) == ("auto", None)
+    assert config.report.surface_tolerance == 2.0
+    bad = {"object_metrics": "maybe", "pixel_spacing": -1, "surface_tolerance": 0}
+    for key, value in bad.items():
+        with pytest.raises(ConfigError, match=f"report.{key}"):
+            config_from_dict({**raw, "report": {key: value}})
