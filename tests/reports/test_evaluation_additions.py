@@ -47,6 +47,9 @@ def test_distances_and_count_errors_stay_out_of_the_0_to_1_interval_plot(tmp_pat
         "object_count_mae/cell": 2.0,
         "ci_low/object_count_mae/cell": 1.0,
         "ci_high/object_count_mae/cell": 3.0,
+        "error_missed": 0.2,
+        "ci_low/error_missed": 0.1,
+        "ci_high/error_missed": 0.3,
     }
     assert plot_intervals(unbounded, "segmentation", tmp_path / "a.png", title="t") is None
     bounded = {**unbounded, "nsd_mean": 0.8, "ci_low/nsd_mean": 0.7, "ci_high/nsd_mean": 0.9}

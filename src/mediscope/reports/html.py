@@ -41,8 +41,17 @@ SETTINGS = (
     "pixel_spacing_um",
 )
 
-#: Metrics not on the 0..1 scale (distances, count errors): left out of the interval plot.
-UNBOUNDED = ("hd95", "assd", "count_mae", "count_mre", "count_bias", "object_count_")
+#: Left out of the interval plot: metrics not on its 0..1 scale (distances, count errors)
+#: and the detection error shares, which have a plot of their own.
+NOT_IN_INTERVAL_PLOT = (
+    "hd95",
+    "assd",
+    "count_mae",
+    "count_mre",
+    "count_bias",
+    "object_count_",
+    "error_",
+)
 
 #: Plots shown at full width; the others sit side by side.
 WIDE_PLOTS = ("confusion_matrix.png", "gradcam.png", "best.png", "worst.png")
@@ -261,7 +270,7 @@ def plot_intervals(
     _, classes = per_class_table(metrics)
     keys += [f"{per_class_metric}/{c}" for c in classes if f"{per_class_metric}/{c}" in metrics]
     for key in keys:
-        if key.startswith(UNBOUNDED):
+        if key.startswith(NOT_IN_INTERVAL_PLOT):
             continue
         interval = interval_of(metrics, key)
         value = metrics.get(key)
