@@ -59,6 +59,19 @@ def test_fit_logs_validation_loss_and_map(fitted: Any) -> None:
         assert low <= metrics[key] <= high, key
     counts = pd.read_csv(result.run_dir / "val_predictions" / "counts.csv")
     assert list(counts.columns) == ["path", "G-cocci", "G+cocci", "G-bacilli", "G+bacilli", "total"]
+    # count errors and error kinds at the counting threshold, with intervals
+    for key in ("count_mae", "count_mre", "count_mae/G-cocci", "error_background", "error_missed"):
+        assert key in metrics and f"ci_low/{key}" in metrics, key
+    # the predicted counts of counts.csv against the true objects: the count MAE by hand
+    true_total = sum(metrics[f"gt/{c}"] for c in ("G-cocci", "G+cocci", "G-bacilli", "G+bacilli"))
+    assert counts["total"].sum() - true_total <= metrics["count_mae"] * len(counts) + 1e-9
+    confusion = pd.read_csv(result.run_dir / "val_detection_confusion.csv", index_col=0)
+    assert list(confusion.columns)[-1] == "missed" and confusion.index[-1] == "background"
+    assert confusion.iloc[:-1].to_numpy().sum() == true_total  # every object once
+    assert confusion.iloc[:, :-1].to_numpy().sum() == counts["total"].sum()  # every detection
+    for name in ("val_detection_confusion.png", "val_errors.png"):
+        assert (result.run_dir / "plots" / name).stat().st_size > 0
+    assert "count MAE" in report and "error_background" in report
 
 
 def test_test_split_is_evaluated(fitted: Any) -> None:

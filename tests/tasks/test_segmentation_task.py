@@ -80,6 +80,31 @@ def test_evaluation_writes_per_sample_scores_and_galleries(
     again = samples.statistic(samples.ids)(np.arange(4))["dice_mean"]
     assert again == pytest.approx(metrics["dice_mean"])
     assert metrics["bootstrap_unit"] == "image" and metrics["bootstrap_groups"] == 4
+    # boundary metrics, per image and over the split with their intervals
+    assert {"hd95", "assd", "nsd", "hd95/lesion", "objects_true"} <= set(table.columns)
+    for key in ("hd95_mean", "assd_mean", "nsd_mean", "hd95/lesion", "nsd/lesion"):
+        assert metrics[f"ci_low/{key}"] <= metrics[key] <= metrics[f"ci_high/{key}"], key
+    assert 0 <= metrics["nsd_mean"] <= 1 and metrics["hd95_mean"] >= 0
+    assert metrics["nsd_tolerance"] == 2.0 and "pixel_spacing_um" not in metrics
+    # one lesion per image: not instance-like, so no object metrics under "auto"
+    assert "object_f1" not in metrics
+    assert "<th>HD95</th>" in report and "<th>NSD</th>" in report
+    assert "HD95, ASSD and the NSD tolerance are in pixels" in report
+
+
+def test_object_metrics_when_asked_and_distances_in_um(tiny_lesions: Path, tmp_path: Path) -> None:
+    raw = tiny_segmentation_config(tiny_lesions, tmp_path)
+    raw["report"] = {"object_metrics": True, "pixel_spacing": 0.5, "surface_tolerance": 1.0}
+    config = config_from_dict(raw)
+    result = api.fit(config)
+    metrics = json.loads((result.run_dir / "val_metrics.json").read_text())
+    for key in ("object_precision", "object_recall", "object_f1", "object_count_mae"):
+        assert key in metrics and f"ci_low/{key}" in metrics, key
+    assert "object_f1/lesion" in metrics and metrics["pixel_spacing_um"] == 0.5
+    table = pd.read_csv(result.run_dir / "val_per_sample.csv")
+    assert (table["objects_true"] >= 1).all()
+    report = (result.run_dir / "report.html").read_text()
+    assert "object F1" in report and "are in µm" in report
 
 
 def test_sliding_window_and_flip_inference_evaluate_too(tiny_lesions: Path, tmp_path: Path) -> None:

@@ -46,7 +46,9 @@ def metrics_grid(metrics: dict[str, float], summary: Summary | None = None) -> T
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("metrics", "  ".join(_with_interval(metrics, k) for k in summary.terminal))
+    # keys a metrics file lacks (an optional metric, an older run) are left out
+    shown = [k for k in summary.terminal if k in metrics] or list(summary.terminal)
+    grid.add_row("metrics", "  ".join(_with_interval(metrics, k) for k in shown))
     if "confidence" in metrics:
         from mediscope.metrics.bootstrap import resampled_what
 

@@ -589,6 +589,24 @@ class ReportConfig(Section):
         8, ge=0, description="segmentation, detection: images in each best and worst gallery"
     )
     html: bool = Field(True, description="write report.html after fit, validate and test")
+    surface_tolerance: float = Field(
+        2.0,
+        gt=0,
+        description="segmentation: tolerance of the normalised surface Dice (nsd), in "
+        "pixels, or in µm when report.pixel_spacing is set",
+    )
+    pixel_spacing: float | None = Field(
+        None,
+        gt=0,
+        description="segmentation: pixel size in µm; HD95, ASSD and the NSD tolerance are "
+        "then in µm (null: in pixels)",
+    )
+    object_metrics: Literal["auto"] | bool = Field(
+        "auto",
+        description="segmentation: per-object precision, recall, F1 and count errors "
+        "(connected components matched at IoU > 0.5); auto: when the ground truth of some "
+        "class has at least 2 objects per image on average (nuclei, bacteria)",
+    )
 
 
 class RunConfig(Section):

@@ -3,8 +3,11 @@
 Images are predicted as ``mediscope predict`` does (sliced into tiles when larger
 than the window) and scored against their boxes in original pixels with COCO's
 mAP. Writes ``<split>_metrics.json`` (``map``, ``map_50``, ``map_75``, per-class AP,
-recall and object counts, with bootstrap intervals over images),
-``plots/<split>_pr_curves.png``, the predictions and counts of the split in
+recall and object counts, and at the counting threshold the count errors and the shares
+of each kind of error, all with bootstrap intervals over images),
+``plots/<split>_pr_curves.png``, the detection confusion matrix
+(``<split>_detection_confusion.csv``, ``plots/<split>_detection_confusion.png``), the
+error breakdown (``plots/<split>_errors.png``), the predictions and counts of the split in
 ``<split>_predictions/``, and galleries of the images with the best and the worst F1 at
 the counting threshold (``plots/<split>_best.png``, ``plots/<split>_worst.png``; ground
 truth in white, predictions in class colours).
@@ -19,14 +22,22 @@ import numpy as np
 from mediscope.data.datasets import DetectionDataset
 from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.evaluation.per_sample import detection_arrays, write_samples
-from mediscope.files import write_json_atomic
+from mediscope.files import write_json_atomic, write_text_atomic
 from mediscope.inference.detection import DetectionPredictor, counting_threshold
 from mediscope.inference.pictures import draw_detections
 from mediscope.metrics.bootstrap import bootstrap_unit, group_codes, interval_keys
 from mediscope.metrics.counting import best_f1_threshold
 from mediscope.metrics.detection import detection_intervals, evaluate_detections, image_f1
+from mediscope.metrics.detection_errors import (
+    analyse_detections,
+    confusion_csv,
+    error_intervals,
+    error_report,
+)
 from mediscope.reports.detection import (
     DetectionGalleryItem,
+    plot_detection_confusion,
+    plot_error_breakdown,
     plot_pr_curves,
     write_detection_gallery,
 )
@@ -106,6 +117,17 @@ def evaluate_detection(inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, 
         max_detections=EVAL_MAX_DETECTIONS,
         groups=groups,
     )
+    errors = analyse_detections(predictions, targets, task.classes, score_threshold=keep)
+    metrics.update(error_report(errors))
+    intervals.update(
+        error_intervals(
+            errors,
+            resamples=config.report.bootstrap,
+            confidence=config.report.confidence,
+            seed=config.seed,
+            groups=groups,
+        )
+    )
     metrics.update(
         interval_keys(
             intervals,
@@ -114,6 +136,9 @@ def evaluate_detection(inputs: EvaluationInputs, *, out_dir: Path) -> dict[str, 
             unit=bootstrap_unit(groups, len(records)),
         )
     )
+    write_text_atomic(out_dir / f"{split}_detection_confusion.csv", confusion_csv(errors))
+    plot_detection_confusion(errors, plots / f"{split}_detection_confusion.png")
+    plot_error_breakdown(errors, plots / f"{split}_errors.png")
     plot_pr_curves(
         report, plots / f"{split}_pr_curves.png", title=f"{split}: precision-recall, IoU 0.5"
     )

@@ -67,3 +67,58 @@ def best_f1_threshold(
     f1 = np.where(last, f1, -1.0)
     best = int(np.argmax(f1))
     return float(ranked[best]), float(f1[best])
+
+
+def count_errors(
+    predicted: np.ndarray, true: np.ndarray, classes: Sequence[str]
+) -> dict[str, float]:
+    """Count errors per image, per class and for all classes together.
+
+    With ``e = predicted - true`` the error of an image's count:
+
+    * ``count_mae``: mean over images of ``|e|`` (objects per image);
+    * ``count_mre``: mean over the images with at least one true object of
+      ``|e| / true`` (a share: 0.1 is 10 % off); images without objects have no
+      relative error and are left out;
+    * ``count_bias``: mean of ``e`` (positive: the model over-counts).
+
+    The overall values count every object whatever its class (the total on a slide);
+    ``count_mae/<c>`` and ``count_mre/<c>`` those of class ``c`` alone.
+
+    Args:
+        predicted: ``(N, C)`` predicted objects per image and class.
+        true: ``(N, C)`` true objects.
+        classes: The C class names.
+
+    Returns:
+        The flat metrics; NaN without images (or, for ``count_mre``, without objects).
+
+    Example:
+        >>> errors = count_errors(np.array([[3, 0], [1, 1]]), np.array([[2, 0], [2, 0]]),
+        ...                       ["rod", "coccus"])
+        >>> errors["count_mae"], errors["count_mre"], errors["count_mae/coccus"]
+        (0.5, 0.25, 0.5)
+    """
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(-1, len(classes))
+    true = np.asarray(true, dtype=np.float64).reshape(-1, len(classes))
+    if predicted.shape != true.shape:
+        raise ValueError(f"predicted counts {predicted.shape} and true {true.shape} differ")
+
+    def mae(p: np.ndarray, t: np.ndarray) -> float:
+        return float(np.abs(p - t).mean()) if p.size else float("nan")
+
+    def mre(p: np.ndarray, t: np.ndarray) -> float:
+        some = t > 0
+        return float((np.abs(p - t)[some] / t[some]).mean()) if some.any() else float("nan")
+
+    total_p, total_t = predicted.sum(axis=1), true.sum(axis=1)
+    out = {
+        "count_mae": mae(total_p, total_t),
+        "count_mre": mre(total_p, total_t),
+        "count_bias": float((total_p - total_t).mean()) if len(total_p) else float("nan"),
+    }
+    for i, name in enumerate(classes):
+        out[f"count_mae/{name}"] = mae(predicted[:, i], true[:, i])
+    for i, name in enumerate(classes):
+        out[f"count_mre/{name}"] = mre(predicted[:, i], true[:, i])
+    return out

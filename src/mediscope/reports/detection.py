@@ -1,4 +1,5 @@
-"""Detection reports: precision-recall curves and galleries of the best and worst images.
+"""Detection reports: precision-recall curves, the detection confusion matrix, the error
+breakdown, and galleries of the best and worst images.
 
 The prediction files and their readers are in :mod:`mediscope.runtime.detection_files`,
 boxes are drawn by :func:`mediscope.inference.pictures.draw_detections`.
@@ -14,6 +15,7 @@ import numpy as np
 
 from mediscope.inference.pictures import class_colors
 from mediscope.metrics.detection import DetectionReport
+from mediscope.metrics.detection_errors import DETECTION_ERRORS, KINDS, DetectionErrors
 from mediscope.reports.plotting import plt, save_figure
 
 # -- pictures ---------------------------------------------------------------------------
@@ -69,8 +71,97 @@ def plot_pr_curves(report: DetectionReport, path: str | Path, *, title: str | No
     return save_figure(fig, Path(path))
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def plot_detection_confusion(
+    errors: DetectionErrors, path: str | Path, *, title: str | None = None
+) -> Path:
+    """The detection confusion matrix at the counting threshold, as a heatmap of counts.
+
+    Rows are the true classes and ``background`` (detections of no object), columns the
+    predicted classes and ``missed`` (objects not found); the colour is the share of the
+    row, so a row's colours read as "where did this class's objects go".
+    """
+    counts = errors.confusion
+    names = errors.classes
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    n = len(counts)
+    size = max(4.2, 0.75 * n + 2.6)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size), layout="constrained")
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), [*names, "missed"], rotation=45, ha="right")
+    ax.set_yticks(range(n), [*names, "background"])
+    ax.set_xlabel("predicted class (missed: no detection)")
+    ax.set_ylabel("true class (background: no object)")
+    for i in range(n):
+        for j in range(n):
+            if i == n - 1 and j == n - 1:
+                ax.text(j, i, "–", ha="center", va="center", color="0.5")
+                continue
+            colour = "white" if shares[i, j] > 0.6 else "black"
+            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", color=colour)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the row")
+    if title is None:
+        title = f"detection confusion at score ≥ {errors.score_threshold:.2f}, IoU 0.5"
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, Path(path))
+
+
+#: Bar colours of the error kinds.
+_ERROR_COLOURS = {
+    "localisation": "#dd8452",
+    "classification": "#c44e52",
+    "duplicate": "#8172b3",
+    "background": "#937860",
+    "both": "#da8bc3",
+    "missed": "#4c72b0",
+}
+
+
+def plot_error_breakdown(
+    errors: DetectionErrors, path: str | Path, *, title: str | None = None
+) -> Path:
+    """Bars of the error kinds (TIDE's) at the counting threshold, with their counts.
+
+    The five detection errors are shares of the kept detections, ``missed`` a share of
+    the true objects; each bar is labelled with its count.
+    """
+    totals = dict(zip(KINDS, errors.kinds.sum(axis=0).tolist(), strict=True))
+    kinds = [*DETECTION_ERRORS, "missed"]
+    shares = [
+        totals[k] / totals["objects" if k == "missed" else "detections"]
+        if totals["objects" if k == "missed" else "detections"]
+        else 0.0
+        for k in kinds
+    ]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
+    y = np.arange(len(kinds))[::-1]
+    ax.barh(y, shares, color=[_ERROR_COLOURS[k] for k in kinds])
+    top = max(max(shares), 0.05)
+    for yi, kind, share in zip(y, kinds, shares, strict=True):
+        ax.text(share + 0.01 * top, yi, f"{totals[kind]} ({share:.1%})", va="center", fontsize=9)
+    labels = [f"{k} (of objects)" if k == "missed" else k for k in kinds]
+    ax.set_yticks(y, labels)
+    ax.set_xlim(0, top * 1.3)
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= min(top * 1.3, 1.0) + 1e-9]
+    ax.set_xticks(ticks, [f"{t:.0%}" for t in ticks])
+    ax.set_xlabel("share of the kept detections (missed: of the true objects)")
+    ax.grid(axis="x", alpha=0.3)
+    if title is None:
+        title = (
+            f"errors at score ≥ {errors.score_threshold:.2f}: "
+            f"{_plural(totals['detections'], 'detection')} ({totals['correct']} correct), "
+            f"{_plural(totals['objects'], 'object')}"
+        )
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, Path(path))
 
 
 # -- prediction files -------------------------------------------------------------------

@@ -38,7 +38,25 @@ from mediscope.yamlsafe import read_yaml_file
 REPORT = "report.html"
 
 #: Keys of a metrics file that describe the evaluation, shown apart from the metrics.
-SETTINGS = ("score_threshold_f1", "f1_at_threshold", "count_threshold")
+SETTINGS = (
+    "score_threshold_f1",
+    "f1_at_threshold",
+    "count_threshold",
+    "nsd_tolerance",
+    "pixel_spacing_um",
+)
+
+#: Left out of the interval plot: metrics not on its 0..1 scale (distances, count errors)
+#: and the detection error shares, which have a plot of their own.
+NOT_IN_INTERVAL_PLOT = (
+    "hd95",
+    "assd",
+    "count_mae",
+    "count_mre",
+    "count_bias",
+    "object_count_",
+    "error_",
+)
 
 #: Plots shown at full width; the others sit side by side.
 WIDE_PLOTS = ("confusion_matrix.png", "gradcam.png", "best.png", "worst.png")
@@ -55,6 +73,14 @@ COLUMN_NAMES = {
     "iou": "IoU",
     "dice": "Dice",
     "f1": "F1",
+    "hd95": "HD95",
+    "assd": "ASSD",
+    "nsd": "NSD",
+    "count_mae": "count MAE",
+    "count_mre": "count rel. error",
+    "object_f1": "object F1",
+    "object_count_mae": "object count MAE",
+    "object_count_mre": "object count rel. error",
 }
 
 
@@ -254,6 +280,8 @@ def plot_intervals(
     _, classes = per_class_table(metrics)
     keys += [f"{per_class_metric}/{c}" for c in classes if f"{per_class_metric}/{c}" in metrics]
     for key in keys:
+        if key.startswith(NOT_IN_INTERVAL_PLOT):
+            continue
         interval = interval_of(metrics, key)
         value = metrics.get(key)
         if interval is None or value is None or math.isnan(interval.low) or math.isnan(value):
@@ -350,13 +378,30 @@ def _metrics_section(
         facts="; ".join(f for f in facts if f),
         cards=[(k, _with_ci(metrics, k)) for k in keys if k in main],
         rest=[(k, _with_ci(metrics, k)) for k in keys if k not in main],
-        settings=", ".join(f"{k} {_fmt(metrics[k])}" for k in settings) if settings else None,
+        settings=_settings(metrics, settings),
         class_columns=[COLUMN_NAMES.get(p, p) for p in prefixes],
         class_rows=class_rows,
         small=[f for f in small if f is not None],
         wide=[f for name, f in wide if name not in pair and f is not None],
         galleries=[f for name, f in wide if name in pair and f is not None],
     )
+
+
+def _settings(metrics: Mapping[str, float], keys: Sequence[str]) -> str | None:
+    """The evaluation's settings in one sentence, with what they mean."""
+    if not keys:
+        return None
+    text = ", ".join(f"{k} {_fmt(metrics[k])}" for k in keys)
+    notes = []
+    if "count_threshold" in keys:
+        notes.append(
+            "counts, errors and galleries use count_threshold: the score with the best F1 "
+            "at IoU 0.5 on validation"
+        )
+    if "nsd_tolerance" in keys:
+        unit = "µm" if "pixel_spacing_um" in keys else "pixels"
+        notes.append(f"HD95, ASSD and the NSD tolerance are in {unit}")
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 def _split_sizes(run_dir: Path) -> dict[str, int]:

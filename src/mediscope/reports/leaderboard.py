@@ -32,13 +32,24 @@ from mediscope.files import write_text_atomic
 from mediscope.tasks import TASKS
 from mediscope.yamlsafe import load_yaml
 
-#: Metrics where lower is better besides losses and errors.
-_LOWER_IS_BETTER = {"ece"}
+#: Metrics where lower is better besides losses and errors (per-class ones by their kind).
+_LOWER_IS_BETTER = {
+    "ece",
+    "hd95_mean",
+    "assd_mean",
+    "hd95",
+    "assd",
+    "count_mae",
+    "count_mre",
+    "object_count_mae",
+    "object_count_mre",
+}
 
 
 def lower_is_better(metric: str) -> bool:
-    """Losses, errors and calibration error go down; every other metric goes up."""
-    return metric in _LOWER_IS_BETTER or metric_mode(metric) == "min"
+    """Losses, errors, distances and calibration error go down; other metrics go up."""
+    kind = metric.split("/", 1)[0]
+    return kind in _LOWER_IS_BETTER or metric_mode(metric) == "min"
 
 
 def known_metrics(task: str, classes: list[str]) -> set[str]:

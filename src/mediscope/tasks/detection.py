@@ -181,7 +181,7 @@ SPEC = TaskSpec(
     evaluator="mediscope.evaluation.detection:evaluate_detection",
     predictor="mediscope.inference.predict_files:predict_boxes",
     summary=Summary(
-        terminal=("map", "map_50", "map_75", "mar_100"),
+        terminal=("map", "map_50", "map_75", "mar_100", "count_mae", "count_mre"),
         per_class=(("AP@.5", "ap50/"), ("recall@.5", "recall/"), ("objects", "gt/")),
         ranked=("map_50", "map", "map_75", "mar_100"),
         ranked_more=(
@@ -193,6 +193,8 @@ SPEC = TaskSpec(
             "mar_small",
             "mar_medium",
             "mar_large",
+            "count_mae",
+            "count_mre",
         ),
         ranked_per_class=("ap", "ap50", "ap75", "ar", "recall"),
         files=(
@@ -203,12 +205,23 @@ SPEC = TaskSpec(
                 "galleries)",
             ),
             ("boxes", "val_predictions/ (predictions.csv / .json, labels/, counts.csv)"),
+            ("errors", "val_detection_confusion.csv, plots/val_errors.png"),
         ),
         folds=("map", "map_50", "map_75"),
         report=("map", "map_50", "map_75"),
         interval_metric="ap50",
         plots=(
             ("pr_curves.png", "Precision-recall curves per class at IoU 0.5."),
+            (
+                "detection_confusion.png",
+                "Detection confusion matrix at the counting threshold (IoU 0.5): true class "
+                "or background (a detection of nothing) against predicted class or missed.",
+            ),
+            (
+                "errors.png",
+                "What the wrong detections are (TIDE's kinds) and the objects missed, at the "
+                "counting threshold.",
+            ),
             ("best.png", "The images with the best F1 at the counting threshold."),
             ("worst.png", "The images with the worst F1 at the counting threshold."),
         ),

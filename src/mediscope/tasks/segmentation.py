@@ -110,10 +110,11 @@ SPEC = TaskSpec(
     evaluator="mediscope.evaluation.segmentation:evaluate_segmentation",
     predictor="mediscope.inference.predict_files:predict_masks",
     summary=Summary(
-        terminal=("dice_mean", "iou_mean", "pixel_accuracy"),
+        terminal=("dice_mean", "iou_mean", "pixel_accuracy", "hd95_mean", "nsd_mean", "object_f1"),
         per_class=(("dice", "dice/"), ("iou", "iou/")),
         ranked=("dice_mean", "iou_mean", "pixel_accuracy"),
-        ranked_per_class=("dice", "iou"),
+        ranked_more=("nsd_mean", "hd95_mean", "assd_mean", "object_f1", "object_count_mae"),
+        ranked_per_class=("dice", "iou", "nsd", "hd95"),
         files=(
             (
                 "metrics",
