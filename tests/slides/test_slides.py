@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -207,3 +208,25 @@ def test_an_interrupted_run_resumes_where_it_stopped(
     assert resumed.resumed == sum(seen) == 48
     fresh = predict_slide(predictor, slide_path, tmp_path / "fresh", settings)
     assert resumed.summary["classes"] == fresh.summary["classes"]
+
+
+@pytest.mark.slow  # trains a classifier (about 20 s alone)
+def test_predict_detects_a_slide_by_its_format(
+    slide_path: Path, patch_run: Path, tmp_path: Path, cli: Any
+) -> None:
+    result = cli("predict", patch_run, "--input", slide_path, "--output", tmp_path / "out")
+    assert result.code == 0, result.err
+    folder = tmp_path / "out" / "synthetic"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["level"] == 2 and summary["mpp"] == pytest.approx(MPP)
+    assert "synthetic.tif:" in result.out and "tumour" in result.out
+    for name in ("tissue_map.png", "areas.csv", "patches.geojson", "patches.csv"):
+        assert (folder / name).is_file()
+    image = tmp_path / "plain.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(image)
+    mixed = cli(
+        "predict", patch_run, "--input", slide_path, "--input", image, "--output", tmp_path / "o2"
+    )
+    assert mixed.code == 2 and "slides and images in one prediction" in mixed.err

@@ -45,6 +45,9 @@ from mediscope.slides.tissue import TissueMask, tissue_mask, write_png
 
 #: Segmentation blocks: side in pixels at the model's resolution (a multiple of 64).
 BLOCK = 1024
+#: Detection: boxes within this many pixels of an inner tile edge are left to the
+#: neighbouring tile.
+EDGE = 1.0
 #: Folder (inside the output folder) of the work a rerun resumes.
 PARTIAL = ".partial"
 
@@ -60,6 +63,8 @@ class SlideSettings:
             predicted. Detection and segmentation: tiles and blocks with any tissue are.
         mask_side: Longer side of the low-resolution view the tissue mask is made on.
         picture_side: Longer side of the pictures (tissue map, overlays).
+        block: Segmentation: side of the blocks predicted and written at a time (a
+            multiple of 64).
         progress: Draw a progress bar.
         resume: Pick up the finished work of an interrupted run (False: start again).
     """
@@ -69,6 +74,7 @@ class SlideSettings:
     min_tissue: float = 0.5
     mask_side: int = 2048
     picture_side: int = 1024
+    block: int = BLOCK
     progress: bool = True
     resume: bool = True
 
@@ -145,7 +151,11 @@ def predict_slide(
             "tissue_mm2": mask.area_mm2(),
             "tissue_fraction": round(mask.fraction, 6),
         }
-        key = {**base, "image_size": predictor.info.image_size, "settings": settings.min_tissue}
+        key = {
+            **base,
+            "image_size": predictor.info.image_size,
+            "settings": [settings.min_tissue, settings.block],
+        }
         job = _Job(
             predictor, slide, resolution, mask, view, folder, State(state_dir, key), settings
         )
@@ -327,11 +337,14 @@ def _segment(job: _Job) -> tuple[int, int, dict[str, Any]]:
         batch_size=predictor.batch_size,
     )
     margin = max(window) // 4
+    block = int(job.settings.block)
+    if block < 64 or block % 64:
+        raise ConfigError(f"the block side must be a multiple of 64, got {block}", where="block")
     width, height = res.size
-    rows, cols = math.ceil(height / BLOCK), math.ceil(width / BLOCK)
-    tops, lefts = np.arange(rows) * BLOCK, np.arange(cols) * BLOCK
+    rows, cols = math.ceil(height / block), math.ceil(width / block)
+    tops, lefts = np.arange(rows) * block, np.arange(cols) * block
     fractions = job.mask.region_fractions(
-        res, tops, np.minimum(tops + BLOCK, height), lefts, np.minimum(lefts + BLOCK, width)
+        res, tops, np.minimum(tops + block, height), lefts, np.minimum(lefts + block, width)
     )
     todo = fractions > 0
     arrays = _saved(
@@ -347,8 +360,8 @@ def _segment(job: _Job) -> tuple[int, int, dict[str, Any]]:
 
     def step(group: np.ndarray) -> None:
         for r, c in group:
-            x0, y0 = int(c) * BLOCK, int(r) * BLOCK
-            x1, y1 = min(x0 + BLOCK, width), min(y0 + BLOCK, height)
+            x0, y0 = int(c) * block, int(r) * block
+            x1, y1 = min(x0 + block, width), min(y0 + block, height)
             rx0, ry0 = max(0, x0 - margin), max(0, y0 - margin)
             rx1, ry1 = min(width, x1 + margin), min(height, y1 + margin)
             region = slide.read(res, rx0, ry0, rx1 - rx0, ry1 - ry0)
@@ -369,9 +382,9 @@ def _segment(job: _Job) -> tuple[int, int, dict[str, Any]]:
         job.predictor = predictor
     files = job.files
     files["mask"] = write_pyramid(
-        job.folder / "mask.tif", blocks, todo & done, (height, width), res.mpp
+        job.folder / "mask.tif", blocks, todo & done, (height, width), res.mpp, block
     )
-    picture_cells = _overview_cells(blocks, todo & done, job, (height, width))
+    picture_cells = _overview_cells(blocks, todo & done, job, (height, width), block)
     skip_first = classes[0].lower() in ("background", "bg", "_background_")
     if skip_first:
         picture_cells = np.where(picture_cells == 0, -1, picture_cells)
@@ -385,7 +398,7 @@ def _segment(job: _Job) -> tuple[int, int, dict[str, Any]]:
         job.folder / "areas.csv", ["class", "pixels", "area_mm2", "percent"], table
     )
     summary = {
-        "block": BLOCK,
+        "block": block,
         "blocks": int((todo & done).sum()),
         "classes": {
             row[0]: {"pixels": row[1], "area_mm2": row[2] or None, "percent": row[3]}
@@ -408,9 +421,9 @@ def _block(blocks: Path, r: int, c: int, shape: tuple[int, int], present: bool) 
     return np.asarray(labels, dtype=np.uint8)
 
 
-def _block_shape(r: int, c: int, size: tuple[int, int]) -> tuple[int, int]:
+def _block_shape(r: int, c: int, size: tuple[int, int], block: int) -> tuple[int, int]:
     height, width = size
-    return min(BLOCK, height - r * BLOCK), min(BLOCK, width - c * BLOCK)
+    return min(block, height - r * block), min(block, width - c * block)
 
 
 def write_pyramid(
@@ -419,8 +432,10 @@ def write_pyramid(
     present: np.ndarray,
     size: tuple[int, int],
     mpp: float | None,
+    block: int = BLOCK,
 ) -> Path:
-    """Writes the blocks (``r_c.png`` under ``blocks``; zeros where not ``present``) as a
+    """Writes the ``block``-sized blocks (``r_c.png`` under ``blocks``; zeros where not
+    ``present``) as a
     tiled pyramidal TIFF: level 0 and halvings, one block (or its halving) per tile, so
     one block is in memory at a time."""
     import tifffile
@@ -428,14 +443,14 @@ def write_pyramid(
     height, width = size
     rows, cols = present.shape
     levels = 1
-    while BLOCK >> levels >= 64 and max(height, width) >> levels >= 512:
+    while block >> levels >= 64 and max(height, width) >> levels >= 512:
         levels += 1
 
     def tiles(step: int) -> Any:
-        tile = BLOCK // step
+        tile = block // step
         for r in range(rows):
             for c in range(cols):
-                shape = _block_shape(r, c, size)
+                shape = _block_shape(r, c, size, block)
                 labels = _block(blocks, r, c, shape, bool(present[r, c]))[::step, ::step]
                 padded = np.zeros((tile, tile), dtype=np.uint8)
                 padded[: labels.shape[0], : labels.shape[1]] = labels
@@ -453,7 +468,7 @@ def write_pyramid(
                     tiles(step),
                     shape=(math.ceil(height / step), math.ceil(width / step)),
                     dtype=np.uint8,
-                    tile=(BLOCK // step, BLOCK // step),
+                    tile=(block // step, block // step),
                     photometric="minisblack",
                     compression="zlib",
                     subifds=levels - 1 if level == 0 else None,
@@ -465,7 +480,7 @@ def write_pyramid(
 
 
 def _overview_cells(
-    blocks: Path, present: np.ndarray, job: _Job, size: tuple[int, int]
+    blocks: Path, present: np.ndarray, job: _Job, size: tuple[int, int], block: int
 ) -> np.ndarray:
     """The class of each pixel of the tissue mask's view (-1 outside predicted blocks)."""
     import cv2
@@ -474,11 +489,11 @@ def _overview_cells(
     cells = np.full((view_h, view_w), -1, dtype=np.int16)
     factor = job.resolution.downsample / job.mask.resolution.downsample
     for r, c in np.argwhere(present):
-        shape = _block_shape(int(r), int(c), size)
+        shape = _block_shape(int(r), int(c), size, block)
         labels = _block(blocks, int(r), int(c), shape, True)
-        x0, y0 = round(c * BLOCK * factor), round(r * BLOCK * factor)
-        x1 = min(view_w, round((c * BLOCK + shape[1]) * factor))
-        y1 = min(view_h, round((r * BLOCK + shape[0]) * factor))
+        x0, y0 = round(c * block * factor), round(r * block * factor)
+        x1 = min(view_w, round((c * block + shape[1]) * factor))
+        y1 = min(view_h, round((r * block + shape[0]) * factor))
         if x1 > x0 and y1 > y0:
             small = cv2.resize(labels, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
             cells[y0:y1, x0:x1] = small
@@ -517,10 +532,20 @@ def _detect(job: _Job) -> tuple[int, int, dict[str, Any]]:
         results = predictor.predict_batch(regions)
         for (r, c), result in zip(group, results, strict=True):
             assert isinstance(result, DetectionResult)
+            boxes = result.boxes.astype(np.float32).reshape(-1, 4)
+            # a box touching an inner tile edge is an object cut by it: the neighbour
+            # tile, overlapping this one, sees it whole (when it is smaller than the overlap)
+            keep = np.ones(len(boxes), dtype=bool)
+            if settings.overlap > 0:
+                x, y = int(lefts[c]), int(tops[r])
+                keep &= ~((boxes[:, 0] <= EDGE) & (x > 0))
+                keep &= ~((boxes[:, 1] <= EDGE) & (y > 0))
+                keep &= ~((boxes[:, 2] >= tile_w - EDGE) & (x + tile_w < width))
+                keep &= ~((boxes[:, 3] >= tile_h - EDGE) & (y + tile_h < height))
             offset = np.array([lefts[c], tops[r]] * 2, dtype=np.float32)
-            found["boxes"].append(result.boxes.astype(np.float32).reshape(-1, 4) + offset)
-            found["scores"].append(result.scores.astype(np.float32))
-            found["labels"].append(result.class_indices.astype(np.int64))
+            found["boxes"].append(boxes[keep] + offset)
+            found["scores"].append(result.scores.astype(np.float32)[keep])
+            found["labels"].append(result.class_indices.astype(np.int64)[keep])
         for name, items in found.items():
             job.state.arrays[name] = np.concatenate(items)
             found[name] = [job.state.arrays[name]]

@@ -25,6 +25,8 @@ CLASSES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, 
     "lymphocytes": ((205, 180, 225), (45, 40, 140), (190, 160, 215)),
 }
 GLASS = (242, 242, 238)
+#: The colour of planted objects (``dots``): near black.
+DOT = (15, 15, 15)
 TILE = 256
 PERIOD = 256  # texture period in level-0 pixels
 
@@ -115,7 +117,12 @@ def level_sizes(width: int, height: int, min_side: int = 512) -> list[tuple[int,
 
 
 def _tiles(
-    width: int, height: int, downsample: int, regions: Sequence[Region], textures: list[np.ndarray]
+    width: int,
+    height: int,
+    downsample: int,
+    regions: Sequence[Region],
+    textures: list[np.ndarray],
+    dots: Sequence[tuple[float, float, float]] = (),
 ) -> Iterator[np.ndarray]:
     """The tiles of one level, rows first."""
     level_w, level_h = (
@@ -138,6 +145,11 @@ def _tiles(
                 inside = labels == index
                 if inside.any():
                     tile[inside] = texture[rows, cols][inside]
+            for dx, dy, radius in dots:
+                cx, cy, r = dx / downsample - left, dy / downsample - top, radius / downsample
+                if -r <= cx <= TILE + r and -r <= cy <= TILE + r:
+                    inside = (xs[None, :] - left - cx) ** 2 + (ys[:, None] - top - cy) ** 2
+                    tile[inside <= r * r] = DOT
             yield tile
 
 
@@ -150,6 +162,7 @@ def write_slide(
     regions: Sequence[Region] = DEFAULT_REGIONS,
     compression: str | None = "jpeg",
     seed: int = 0,
+    dots: Sequence[tuple[float, float, float]] = (),
 ) -> list[tuple[int, int]]:
     """Writes a synthetic pyramidal TIFF slide, tile by tile.
 
@@ -160,6 +173,7 @@ def write_slide(
         regions: The planted regions.
         compression: TIFF compression (``jpeg``, ``zlib`` or None).
         seed: Texture seed.
+        dots: Near-black discs ``(x, y, radius)`` in level-0 pixels (objects to detect).
 
     Returns:
         The ``(width, height)`` of each level.
@@ -185,7 +199,7 @@ def write_slide(
                 _texture(colours, period, seed + i) for i, colours in enumerate(CLASSES.values())
             ]
             tif.write(
-                _tiles(width, height, downsample, regions, textures),
+                _tiles(width, height, downsample, regions, textures, dots),
                 shape=(level_h, level_w, 3),
                 resolution=(per_cm / downsample, per_cm / downsample),
                 subifds=len(sizes) - 1 if level == 0 else None,
