@@ -230,3 +230,25 @@ def test_predict_detects_a_slide_by_its_format(
         "predict", patch_run, "--input", slide_path, "--input", image, "--output", tmp_path / "o2"
     )
     assert mixed.code == 2 and "slides and images in one prediction" in mixed.err
+
+
+def test_patches_read_in_strips_are_the_patches_read_one_by_one(slide_path: Path) -> None:
+    from mediscope.slides.predict import read_cells
+
+    cells = np.array([[10, 3], [10, 4], [10, 5], [10, 9], [11, 0], [12, 7], [12, 8]])
+    with Slide(slide_path) as slide:
+        res = slide.resolution(mpp=MPP)
+        strips = read_cells(slide, res, cells, (PATCH, PATCH))
+        for (r, c), patch in zip(cells, strips, strict=True):
+            alone = slide.read(res, int(c) * PATCH, int(r) * PATCH, PATCH, PATCH)
+            assert (patch == alone).all()
+
+
+def test_the_docstring_examples_run() -> None:
+    import doctest
+
+    from mediscope.slides import reader, tissue
+
+    for module in (reader, tissue):
+        failed, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert failed == 0, module.__name__

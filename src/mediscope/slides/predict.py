@@ -242,6 +242,30 @@ def _saved(job: _Job, fresh: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 # --- classification -----------------------------------------------------------------------
 
 
+def read_cells(
+    slide: Slide, res: Resolution, cells: np.ndarray, size: tuple[int, int]
+) -> list[np.ndarray]:
+    """The patches of grid ``cells`` (row, col; ``size`` = patch height, width), reading
+    each run of neighbouring cells of a row as one strip (one read instead of many)."""
+    patch_h, patch_w = size
+    patches: list[np.ndarray] = []
+    start = 0
+    while start < len(cells):
+        row, first = int(cells[start][0]), int(cells[start][1])
+        stop = start + 1
+        while (
+            stop < len(cells)
+            and int(cells[stop][0]) == row
+            and int(cells[stop][1]) == first + stop - start
+        ):
+            stop += 1
+        count = stop - start
+        strip = slide.read(res, first * patch_w, row * patch_h, count * patch_w, patch_h)
+        patches.extend(strip[:, k * patch_w : (k + 1) * patch_w] for k in range(count))
+        start = stop
+    return patches
+
+
 def _classify(job: _Job) -> tuple[int, int, dict[str, Any]]:
     predictor, res, slide = job.predictor, job.resolution, job.slide
     classes = predictor.classes
@@ -259,7 +283,7 @@ def _classify(job: _Job) -> tuple[int, int, dict[str, Any]]:
     probs, done = arrays["probabilities"], arrays["done"]
 
     def step(group: np.ndarray) -> None:
-        patches = [slide.read(res, c * patch_w, r * patch_h, patch_w, patch_h) for r, c in group]
+        patches = read_cells(slide, res, group, (patch_h, patch_w))
         results = predictor.predict_batch(patches)
         for (r, c), result in zip(group, results, strict=True):
             assert isinstance(result, ClassificationResult)

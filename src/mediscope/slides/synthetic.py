@@ -131,8 +131,29 @@ def _tiles(
     )
     period = textures[0].shape[0]
     glass = np.array(GLASS, dtype=np.uint8)
+    plain = np.empty((TILE, TILE, 3), dtype=np.uint8)
+    plain[:] = glass
+    boxes = [
+        (
+            (r.cx - r.rx) * width / downsample,
+            (r.cy - r.ry) * height / downsample,
+            (r.cx + r.rx) * width / downsample,
+            (r.cy + r.ry) * height / downsample,
+        )
+        for r in regions
+    ]
+    boxes += [
+        ((x - r) / downsample, (y - r) / downsample, (x + r) / downsample, (y + r) / downsample)
+        for x, y, r in dots
+    ]
     for top in range(0, level_h, TILE):
         for left in range(0, level_w, TILE):
+            if not any(
+                x0 <= left + TILE and x1 >= left and y0 <= top + TILE and y1 >= top
+                for x0, y0, x1, y1 in boxes
+            ):
+                yield plain  # glass only
+                continue
             ys = np.arange(top, top + TILE)
             xs = np.arange(left, left + TILE)
             labels = label_at(
