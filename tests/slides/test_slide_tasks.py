@@ -190,3 +190,24 @@ def test_data_tile_cuts_slides_into_tissue_patches(
     labelled = sum(len(list(p.iterdir())) for p in (tmp_path / "labelled").iterdir())
     assert len(plain) >= labelled > 0
     assert f"-> {len(plain)} patches" in result.out
+
+
+def test_a_bad_slide_or_resolution_is_one_line_and_writes_nothing(
+    dotted_slide: Any, tmp_path: Path, cli: Any
+) -> None:
+    path, _ = dotted_slide
+    predictor = Predictor(Segmenter(), _info("segmentation", ["background", "tumour"], 64))
+    from mediscope.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="finest level has 0.5"):
+        predict_slide(predictor, path, tmp_path / "out", SlideSettings(mpp=0.1))
+    with pytest.raises(DataError, match="no such slide"):
+        predict_slide(predictor, tmp_path / "missing.svs", tmp_path / "out")
+    broken = tmp_path / "broken.svs"
+    broken.write_bytes(b"not a slide")
+    with pytest.raises(DataError, match="not a readable slide"):
+        predict_slide(predictor, broken, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    result = cli("data", "tile", broken, tmp_path / "patches", "--mpp", "0.5")
+    assert result.code == 2 and "not a readable slide" in result.err
+    assert not (tmp_path / "patches").exists()

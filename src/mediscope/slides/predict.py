@@ -130,12 +130,14 @@ def predict_slide(
         inference = predictor.info.inference
         settings = SlideSettings(mpp=inference.mpp, level=inference.level)
     folder = Path(output)
-    folder.mkdir(parents=True, exist_ok=True)
     state_dir = folder / PARTIAL
-    if not settings.resume and state_dir.exists():
-        shutil.rmtree(state_dir)
     with Slide(slide_path) as slide:
         resolution = slide.resolution(settings.mpp, settings.level)
+        if predictor.task not in ("classification", "segmentation", "detection"):
+            raise ConfigError(f"no slide prediction for the task {predictor.task!r}")
+        folder.mkdir(parents=True, exist_ok=True)  # nothing is written before here
+        if not settings.resume and state_dir.exists():
+            shutil.rmtree(state_dir)
         mask, view = tissue_mask(slide, max_side=settings.mask_side)
         files = {"tissue_mask": mask.save(folder / "tissue_mask.png")}
         base = {
@@ -160,8 +162,6 @@ def predict_slide(
             predictor, slide, resolution, mask, view, folder, State(state_dir, key), settings
         )
         runner = {"classification": _classify, "segmentation": _segment, "detection": _detect}
-        if predictor.task not in runner:
-            raise ConfigError(f"no slide prediction for the task {predictor.task!r}")
         started = time.monotonic()
         total, resumed, summary = runner[predictor.task](job)
         files.update(job.files)
