@@ -8,7 +8,7 @@ nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class TissueMask:
     mask: np.ndarray
     resolution: Resolution
     threshold: float
+    _integral: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def fraction(self) -> float:
@@ -73,8 +74,11 @@ class TissueMask:
         ``tops..bottoms`` and column spans ``lefts..rights``, pixels of ``resolution``)."""
         factor = resolution.downsample / self.resolution.downsample
         height, width = self.mask.shape
-        integral = np.zeros((height + 1, width + 1), dtype=np.int64)
-        integral[1:, 1:] = self.mask.astype(np.int64).cumsum(0).cumsum(1)
+        if self._integral is None:
+            import cv2
+
+            self._integral = np.asarray(cv2.integral(self.mask.astype(np.uint8)), np.int64)
+        integral = self._integral
 
         def span(start: np.ndarray, stop: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
             a = np.clip(np.floor(np.asarray(start) * factor).astype(np.int64), 0, limit)
