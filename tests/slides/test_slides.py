@@ -252,3 +252,22 @@ def test_the_docstring_examples_run() -> None:
     for module in (reader, tissue):
         failed, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert failed == 0, module.__name__
+
+
+@pytest.mark.slow  # trains a classifier and exports it
+def test_an_exported_onnx_model_maps_a_slide_as_its_run_does(
+    slide_path: Path, patch_run: Path, tmp_path: Path, cli: Any
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from mediscope.export.api import export_run
+
+    exported = export_run(patch_run, output=tmp_path / "model.onnx", dynamic_batch=True)
+    assert exported.info.inference.mpp == MPP
+    result = cli("predict", exported.model, "--input", slide_path, "--output", tmp_path / "onnx")
+    assert result.code == 0, result.err
+    result = cli("predict", patch_run, "--input", slide_path, "--output", tmp_path / "eager")
+    assert result.code == 0, result.err
+    onnx = json.loads((tmp_path / "onnx" / "synthetic" / "summary.json").read_text())
+    eager = json.loads((tmp_path / "eager" / "synthetic" / "summary.json").read_text())
+    assert onnx["mpp"] == eager["mpp"] == pytest.approx(MPP)  # the mpp travels in the file
+    assert onnx["classes"] == eager["classes"]
