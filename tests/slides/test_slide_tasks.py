@@ -157,6 +157,11 @@ def test_detection_counts_each_object_once_across_tile_edges(
     assert float(counts[0]["per_mm2"]) == pytest.approx(len(dots) / tissue, rel=1e-3)
     geo = json.loads((tmp_path / "out" / "detections.geojson").read_text())
     assert len(geo["features"]) == len(dots)
+    for _ in range(2):  # reruns keep the boxes of the finished tiles
+        again = predict_slide(
+            predictor, path, tmp_path / "out", SlideSettings(level=2, progress=False)
+        )
+        assert again.resumed == again.total and again.summary["objects"] == len(dots)
 
 
 def test_data_tile_cuts_slides_into_tissue_patches(

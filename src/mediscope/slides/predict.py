@@ -550,6 +550,8 @@ def _detect(job: _Job) -> tuple[int, int, dict[str, Any]]:
     }
     if not done.any():
         found = {name: [items[0][:0]] for name, items in found.items()}
+    for name, items in found.items():  # saved with "done" from the start
+        job.state.arrays[name] = items[0]
 
     def step(group: np.ndarray) -> None:
         regions = [slide.read(res, int(lefts[c]), int(tops[r]), tile_w, tile_h) for r, c in group]
