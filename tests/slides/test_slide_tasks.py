@@ -30,9 +30,11 @@ class Segmenter:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.sizes: list[int] = []
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         self.calls += 1
+        self.sizes.append(len(batch))
         dark = batch[:, 1] < 0.45
         return {"probabilities": np.stack([~dark, dark], axis=1).astype(np.float32)}
 
@@ -120,6 +122,7 @@ def test_segmentation_is_written_block_by_block_to_a_pyramidal_mask(
         assert (levels[1].asarray() == level0[::2, ::2]).all()
     # blocks without tissue are not predicted: zero there, the rule elsewhere
     assert 0 < done.total < 16
+    assert max(backend.sizes) == 8  # a block's windows go through the model in batches
     assert (level0 == expected).mean() > 0.999
     assert (level0[expected == 0] == 0).all()
     rows = {r["class"]: r for r in csv.DictReader((tmp_path / "out" / "areas.csv").open())}

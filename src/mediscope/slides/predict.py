@@ -207,12 +207,14 @@ def _run(
     todo: np.ndarray,
     done: np.ndarray,
     step: Any,
+    batch: int | None = None,
 ) -> tuple[int, int]:
-    """Calls ``step(group)`` on batches of the ``todo`` cells not ``done`` (rows first),
-    with a progress bar; saves the state now and then, and on the way out."""
+    """Calls ``step(group)`` on batches of the ``todo`` cells not ``done`` (rows first;
+    ``batch`` cells, default the model's batch size), with a progress bar; saves the
+    state now and then, and on the way out."""
     total, resumed = int(todo.sum()), int((todo & done).sum())
     cells = np.argwhere(todo & ~done)
-    batch = job.predictor.batch_size
+    batch = batch or job.predictor.batch_size
     bar = Bar(label, total, resumed, show=job.settings.progress)
     try:
         for start in range(0, len(cells), batch):
@@ -395,15 +397,8 @@ def _segment(job: _Job) -> tuple[int, int, dict[str, Any]]:
             write_png(blocks / f"{r}_{c}.png", labels)
             counts[r, c] = np.bincount(labels.reshape(-1), minlength=len(classes))[: len(classes)]
 
-    # one block per step: a block is already many windows
-    saved_batch = predictor.batch_size
-    job.predictor = windowed
-    windowed.batch_size = 1
-    try:
-        total, resumed = _run(job, "blocks", todo, done, step)
-    finally:
-        windowed.batch_size = saved_batch
-        job.predictor = predictor
+    # one block per step: a block is already many windows (batched by the model's size)
+    total, resumed = _run(job, "blocks", todo, done, step, batch=1)
     files = job.files
     files["mask"] = write_pyramid(
         job.folder / "mask.tif", blocks, todo & done, (height, width), res.mpp, block
