@@ -424,7 +424,9 @@ class InferenceConfig(Section):
         "scale are chosen from the slide's metadata); none: the level in inference.level",
     )
     level: int | None = Field(
-        None, ge=0, description="whole slides without inference.mpp: the pyramid level read "
+        None,
+        ge=0,
+        description="whole slides without inference.mpp: the pyramid level read "
         "(none: 0, full resolution)",
     )
 
