@@ -355,7 +355,8 @@ def tile(
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
 ) -> None:
-    """Cut large detection images into overlapping tiles with their boxes (YOLO layout).
+    """Cut large detection images into overlapping tiles with their boxes (YOLO layout),
+    or whole slides into tissue patches.
 
     The last tile of a row or column is aligned to the image edge; image sides shorter
     than --size are kept whole. Boxes are clipped to each tile and kept where at least
