@@ -271,3 +271,16 @@ def test_an_exported_onnx_model_maps_a_slide_as_its_run_does(
     eager = json.loads((tmp_path / "eager" / "synthetic" / "summary.json").read_text())
     assert onnx["mpp"] == eager["mpp"] == pytest.approx(MPP)  # the mpp travels in the file
     assert onnx["classes"] == eager["classes"]
+
+
+def test_a_slide_without_a_resolution_is_read_by_level(tmp_path: Path) -> None:
+    path = tmp_path / "no-mpp.tif"
+    write_slide(path, 2048, 2048, mpp=None)
+    with Slide(path) as slide:
+        assert slide.mpp is None and slide.level_count == 2
+        with pytest.raises(ConfigError, match="gives no microns per pixel; set inference.mpp=null"):
+            slide.resolution(mpp=0.5)
+        res = slide.resolution(level=1)
+        assert res.mpp is None and res.size == (1024, 1024)
+        mask, _ = tissue_mask(slide, max_side=256)
+        assert mask.area_mm2() is None and 0.3 < mask.fraction < 0.45

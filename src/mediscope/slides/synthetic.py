@@ -179,7 +179,7 @@ def write_slide(
     width: int,
     height: int,
     *,
-    mpp: float = 0.5,
+    mpp: float | None = 0.5,
     regions: Sequence[Region] = DEFAULT_REGIONS,
     compression: str | None = "jpeg",
     seed: int = 0,
@@ -190,7 +190,7 @@ def write_slide(
     Args:
         path: The ``.tif`` to write.
         width, height: Level-0 size in pixels.
-        mpp: Microns per level-0 pixel (stored in the resolution tags).
+        mpp: Microns per level-0 pixel (stored in the resolution tags; None: none).
         regions: The planted regions.
         compression: TIFF compression (``jpeg``, ``zlib`` or None).
         seed: Texture seed.
@@ -202,12 +202,10 @@ def write_slide(
     import tifffile
 
     sizes = level_sizes(width, height)
-    per_cm = 1e4 / mpp
     options: dict[str, Any] = {
         "tile": (TILE, TILE),
         "photometric": "rgb",
         "compression": compression,
-        "resolutionunit": "CENTIMETER",
         "dtype": np.uint8,
     }
     if compression == "jpeg":
@@ -219,10 +217,12 @@ def write_slide(
             textures = [
                 _texture(colours, period, seed + i) for i, colours in enumerate(CLASSES.values())
             ]
+            if mpp is not None:
+                per_cm = 1e4 / (mpp * downsample)
+                options.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
             tif.write(
                 _tiles(width, height, downsample, regions, textures, dots),
                 shape=(level_h, level_w, 3),
-                resolution=(per_cm / downsample, per_cm / downsample),
                 subifds=len(sizes) - 1 if level == 0 else None,
                 subfiletype=1 if level else 0,
                 **options,
