@@ -54,6 +54,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/detection_training.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/serve_load.py
+	$(PY) benchmarks/wsi.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache site

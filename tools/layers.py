@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # The package root only maps public names to modules, imported lazily.
     ("", "errors", "files", "yamlsafe", "registry", "params"),
     ("config",),
-    ("data", "models", "losses", "metrics", "optim", "runtime"),
+    ("data", "models", "losses", "metrics", "optim", "runtime", "slides"),
     ("tasks",),
     ("engine",),
     ("inference",),

@@ -298,13 +298,41 @@ def import_oxford_pets(
 
 @app.command("tile")
 def tile(
-    src: Path = typer.Argument(..., help="The detection dataset to tile.", metavar="SRC"),
+    src: Path = typer.Argument(
+        ...,
+        help="The detection dataset to tile, or a whole slide (.svs, .ndpi, pyramidal .tif), "
+        "or a folder of slides (with --mpp or --level).",
+        metavar="SRC",
+    ),
     dst: Path = typer.Argument(
-        ..., help="Output folder, YOLO layout (must not exist or be empty).", metavar="DST"
+        ...,
+        help="Output folder (must not exist or be empty): YOLO layout; for slides, a folder "
+        "per slide, or per class with --annotations.",
+        metavar="DST",
     ),
     size: int = typer.Option(640, "--size", min=1, help="Tile side in pixels."),
-    overlap: float = typer.Option(
-        0.2, "--overlap", min=0.0, max=0.99, help="Share of a tile its neighbours overlap."
+    overlap: float | None = typer.Option(
+        None,
+        "--overlap",
+        min=0.0,
+        max=0.99,
+        help="Share of a tile its neighbours overlap (default 0.2; slides: 0).",
+    ),
+    mpp: float | None = typer.Option(
+        None, "--mpp", min=0.0, help="Slides: microns per pixel of the patches, e.g. 0.5."
+    ),
+    level: int | None = typer.Option(
+        None, "--level", min=0, help="Slides without --mpp: the pyramid level read (default 0)."
+    ),
+    min_tissue: float = typer.Option(
+        0.5, "--min-tissue", min=0.0, max=1.0, help="Slides: share of a patch that is tissue."
+    ),
+    annotations: Path | None = typer.Option(
+        None,
+        "--annotations",
+        help="Slides: a GeoJSON of classified regions (QuPath export, level-0 pixels); "
+        "patches go to the folder of the class covering them.",
+        metavar="GEOJSON",
     ),
     source_format: str = typer.Option(
         "yolo", "--format", help="Format of SRC: yolo, coco or voc.", metavar="FMT"
@@ -327,12 +355,35 @@ def tile(
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
 ) -> None:
-    """Cut large detection images into overlapping tiles with their boxes (YOLO layout).
+    """Cut large detection images into overlapping tiles with their boxes (YOLO layout),
+    or whole slides into tissue patches.
 
     The last tile of a row or column is aligned to the image edge; image sides shorter
     than --size are kept whole. Boxes are clipped to each tile and kept where at least
     --min-visibility of their area is inside. Splits and sub-folders are kept.
+
+    Whole slides are cut into tissue-only patches at --mpp (a patch set like NCT-CRC-HE
+    from one's own slides), labelled by the regions of --annotations when given.
     """
+    from mediscope.cli.slides import slide_sources, tile_slides_command
+
+    slides = slide_sources(src, wanted=mpp is not None or level is not None or bool(annotations))
+    if slides:
+        tile_slides_command(
+            slides,
+            dst,
+            size=size,
+            overlap=overlap or 0.0,
+            mpp=mpp,
+            level=level,
+            min_tissue=min_tissue,
+            annotations=annotations,
+            overwrite=overwrite,
+        )
+        return
+    for option, given in (("--mpp", mpp), ("--level", level), ("--annotations", annotations)):
+        if given is not None:
+            raise click.BadParameter(f"{option} is for slides; {src} holds none", param_hint=option)
     from mediscope.data.prepare.tiles import tile_dataset
 
     if on_bad_label not in ("error", "skip"):
@@ -341,7 +392,7 @@ def tile(
         src,
         dst,
         size=size,
-        overlap=overlap,
+        overlap=0.2 if overlap is None else overlap,
         format=source_format,
         min_visibility=min_visibility,
         keep_empty=keep_empty,

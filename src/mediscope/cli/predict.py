@@ -22,7 +22,8 @@ def predict_command(
     inputs: list[Path] = typer.Option(
         ...,
         "--input",
-        help="Folder, CSV (path column), NPZ or image file (repeatable).",
+        help="Folder, CSV (path column), NPZ, image file or whole slide (.svs, .ndpi, "
+        "pyramidal .tif; repeatable).",
         metavar="PATH",
     ),
     output: Path = typer.Option(..., "--output", help="The CSV to write, or a folder."),
@@ -40,9 +41,16 @@ def predict_command(
     segment images (a folder of class-index masks, overlays and predictions.csv; sliding
     window and flips by --set inference.window=512 --set inference.tta=true), or detect
     objects (a folder: predictions.csv / .json, YOLO labels/, counts.csv per image and
-    class, overlays/; large images in overlapping tiles by --set inference.window=640)."""
+    class, overlays/; large images in overlapping tiles by --set inference.window=640).
+    Whole slides (.svs, .ndpi, pyramidal .tif) are streamed over their tissue at
+    inference.mpp into a folder per slide: tissue map, class areas, GeoJSON."""
+    from mediscope.cli.slides import predict_slides, slide_inputs
     from mediscope.runtime.outputs import is_exported
 
+    slides = slide_inputs(inputs)
+    if slides:  # whole slides: streamed, a folder of maps and tables per slide
+        predict_slides(source, slides, output, checkpoint=checkpoint, overrides=overrides or [])
+        return
     if is_exported(source):  # the runtime: no training stack, no config
         from mediscope.runtime.outputs import predict_exported
 

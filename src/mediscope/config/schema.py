@@ -416,6 +416,19 @@ class InferenceConfig(Section):
     merge: Literal["nms", "wbf"] = Field(
         "nms", description="detection: how boxes of overlapping windows are merged"
     )
+    # -- whole slides -------------------------------------------------------------------
+    mpp: float | None = Field(
+        None,
+        gt=0,
+        description="whole slides: microns per pixel the model sees (the pyramid level and "
+        "scale are chosen from the slide's metadata); none: the level in inference.level",
+    )
+    level: int | None = Field(
+        None,
+        ge=0,
+        description="whole slides without inference.mpp: the pyramid level read "
+        "(none: 0, full resolution)",
+    )
 
     @field_validator("window", mode="before")
     @classmethod

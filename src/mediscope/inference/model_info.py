@@ -59,6 +59,8 @@ def model_info(
             score_threshold=float(threshold),
             iou_threshold=float(settings.iou_threshold),
             max_detections=int(settings.max_detections),
+            mpp=None if settings.mpp is None else float(settings.mpp),
+            level=None if settings.level is None else int(settings.level),
         ),
         outputs=outputs,
         mediscope_version=mediscope.__version__,

@@ -56,6 +56,9 @@ class InferenceSettings:
     score_threshold: float = 0.05
     iou_threshold: float = 0.5
     max_detections: int = 300
+    #: Whole slides: microns per pixel the model sees, or else the pyramid level read.
+    mpp: float | None = None
+    level: int | None = None
 
 
 @dataclass
