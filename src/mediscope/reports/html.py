@@ -33,7 +33,14 @@ from mediscope.yamlsafe import read_yaml_file
 REPORT = "report.html"
 
 #: Keys of a metrics file that describe the evaluation, shown apart from the metrics.
-SETTINGS = ("score_threshold_f1", "f1_at_threshold", "count_threshold")
+SETTINGS = (
+    "score_threshold_f1",
+    "f1_at_threshold",
+    "count_threshold",
+    "temperature",
+    "op_target_sensitivity",
+    "op_target_specificity",
+)
 
 #: Plots shown at full width; the others sit side by side.
 WIDE_PLOTS = ("confusion_matrix.png", "gradcam.png", "best.png", "worst.png")
@@ -50,6 +57,12 @@ COLUMN_NAMES = {
     "iou": "IoU",
     "dice": "Dice",
     "f1": "F1",
+    "op_threshold": "threshold (val)",
+    "op_sensitivity": "sensitivity at threshold",
+    "op_specificity": "specificity at threshold",
+    "youden_threshold": "Youden threshold (val)",
+    "youden_sensitivity": "sensitivity at Youden",
+    "youden_specificity": "specificity at Youden",
 }
 
 
@@ -239,7 +252,7 @@ def plot_intervals(
 ) -> Path | None:
     """Overall metrics and the per-class main metric with their intervals (a forest plot)."""
     rows: list[tuple[str, float, float, float]] = []
-    keys = [k for k in overall_keys(metrics, task) if k != "ece"]
+    keys = [k for k in overall_keys(metrics, task) if k not in ("ece", "ece_uncalibrated")]
     per_class_metric = _summary(task).interval_metric
     _, classes = per_class_table(metrics)
     keys += [f"{per_class_metric}/{c}" for c in classes if f"{per_class_metric}/{c}" in metrics]

@@ -25,7 +25,7 @@ from mediscope.tasks import TASKS
 from mediscope.yamlsafe import load_yaml
 
 #: Metrics where lower is better besides losses and errors.
-_LOWER_IS_BETTER = {"ece"}
+_LOWER_IS_BETTER = {"ece", "ece_uncalibrated"}
 
 
 def lower_is_better(metric: str) -> bool:
