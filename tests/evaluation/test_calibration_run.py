@@ -139,3 +139,15 @@ def test_export_carries_the_temperature(calibrated: Any, tmp_path: Path) -> None
     image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     a, b = loaded.predict(image), eager.predict(image)
     assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)  # type: ignore[union-attr]
+
+
+def test_test_without_calibration_file_fits_on_validation(calibrated: Any) -> None:
+    config, run = calibrated
+    stored = read_calibration(run)
+    assert stored is not None
+    (run / CALIBRATION_FILE).unlink()
+    api.test(config, run / "checkpoints" / "best.ckpt")
+    again = read_calibration(run)
+    assert again is not None
+    assert again.temperature == pytest.approx(stored.temperature, rel=1e-6)
+    assert again.thresholds == pytest.approx(stored.thresholds)
