@@ -47,6 +47,20 @@ def tiny_npz(dst: Path, classes: list[str]) -> dict[str, str]:
     return {"data.path": str(dst / "train.npz"), "data.test_path": str(dst / "test_tiny.npz")}
 
 
+def tiny_multilabel_npz(dst: Path, classes: list[str]) -> dict[str, str]:
+    """ChestMNIST's layout: train_/val_/test_images (N, H, W) and (N, L) 0/1 labels."""
+    rng = np.random.default_rng(0)
+    dst.mkdir(parents=True)
+    arrays = {}
+    for split, n in (("train", 24), ("val", 12), ("test", 8)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 2, size=(n, len(classes)), dtype=np.uint8)
+        labels[0] = 1  # every label present in each split
+        arrays[f"{split}_labels"] = labels
+    np.savez(dst / "chest.npz", **arrays)  # type: ignore[arg-type]
+    return {"data.path": str(dst / "chest.npz")}
+
+
 def tiny_masks(dst: Path, raw: dict) -> dict[str, str]:
     """Masks data of the config's own kind: an MMSeg folder, or a manifest CSV."""
     from PIL import Image
@@ -86,6 +100,8 @@ def test_shipped_config_trains_one_epoch(
     classes = raw["data"].get("classes") or []
     if data_format == "csv":
         data = tiny_csv(tiny_crops, tmp_path / "data", classes)
+    elif data_format == "npz" and raw["task"] == "multilabel":
+        data = tiny_multilabel_npz(tmp_path / "data", classes)
     elif data_format == "npz":
         data = tiny_npz(tmp_path / "data", classes)
     elif data_format == "masks":
@@ -112,6 +128,11 @@ def test_shipped_config_trains_one_epoch(
         metrics, _ = api.test(config, result.best_checkpoint)
         assert metrics["n_samples"] == 4
         assert (result.run_dir / "test_per_sample.csv").is_file()
+    if config.task == "multilabel":
+        assert result.best_checkpoint is not None
+        metrics, _ = api.test(config, result.best_checkpoint)
+        assert metrics["n_samples"] == 8 and "auroc_macro" in metrics
+        assert f"threshold/{config.data.classes[0]}" in metrics
     if config.task == "detection":
         assert result.best_checkpoint is not None
         metrics, _ = api.test(config, result.best_checkpoint)

@@ -201,12 +201,15 @@ def _print_catalog(console: Console) -> None:
     from mediscope.data.download import human_size
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("name", "size", "licence", "description"):
+    for column in ("name", "size", "licence", "task", "description"):
         table.add_column(column)
     for entry in datasets():
         source = " (needs a Kaggle account)" if entry.kaggle else ""
-        table.add_row(entry.name, human_size(entry.size), entry.licence, entry.title + source)
-    Console(width=132, highlight=False).print(table)
+        task = "not supported" if entry.unsupported else entry.task or "see layout"
+        why = f" [not supported: {entry.unsupported}]" if entry.unsupported else ""
+        row = (entry.name, human_size(entry.size), entry.licence, task, entry.title + source + why)
+        table.add_row(*row)
+    Console(width=160, highlight=False).print(table)
     console.print("size ?: the source publishes no file size")
 
 

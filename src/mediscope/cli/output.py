@@ -28,11 +28,41 @@ def _with_interval(metrics: dict[str, float], key: str) -> str:
     return text
 
 
+#: Per-class rows printed with their intervals (the operating points).
+WITH_INTERVALS = (
+    "op_sensitivity/",
+    "op_specificity/",
+    "youden_sensitivity/",
+    "youden_specificity/",
+)
+
+
 def _per_class(metrics: dict[str, float], prefix: str) -> str:
     items = [(k[len(prefix) :], v) for k, v in metrics.items() if k.startswith(prefix)]
     if prefix == "gt/":  # object counts
         return "  ".join(f"{name} {int(v)}" for name, v in items)
+    if prefix in WITH_INTERVALS:
+        return "  ".join(_with_interval(metrics, prefix + name) for name, _ in items)
     return "  ".join(f"{name} {_fmt(v)}" for name, v in items)
+
+
+def _calibration_line(metrics: dict[str, float]) -> str:
+    """Temperature and ECE before / after, when the evaluation was calibrated."""
+    if "temperature" not in metrics:
+        return ""
+    parts = [f"temperature {_fmt(metrics['temperature'])} (fitted on val)"]
+    parts += [_with_interval(metrics, k) for k in ("ece_uncalibrated", "ece") if k in metrics]
+    return "  ".join(parts)
+
+
+def _operating_point_line(metrics: dict[str, float]) -> str:
+    for kind in ("sensitivity", "specificity"):
+        key = f"op_target_{kind}"
+        if key in metrics:
+            return f"thresholds chosen on val for {kind} >= {metrics[key]:g}, and Youden's J"
+    if any(k.startswith("youden_threshold/") for k in metrics):
+        return "thresholds chosen on val by Youden's J"
+    return ""
 
 
 def metrics_grid(metrics: dict[str, float], summary: Summary | None = None) -> Table:
@@ -57,6 +87,12 @@ def metrics_grid(metrics: dict[str, float], summary: Summary | None = None) -> T
             f"in brackets: {metrics['confidence']:.0%} bootstrap interval, "
             f"{resampled_what(metrics)}",
         )
+    calibration = _calibration_line(metrics)
+    if calibration:
+        grid.add_row("calibration", calibration)
+    operating = _operating_point_line(metrics)
+    if operating:
+        grid.add_row("operating point", operating)
     for label, prefix in summary.per_class:
         line = _per_class(metrics, prefix)
         if line:

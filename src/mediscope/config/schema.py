@@ -585,6 +585,31 @@ class LoggingConfig(Section):
         return value
 
 
+class OperatingPointConfig(Section):
+    """A target for the thresholds chosen on validation: one of the two."""
+
+    sensitivity: float | None = Field(
+        None, gt=0, le=1, description="the sensitivity the threshold must reach on validation"
+    )
+    specificity: float | None = Field(
+        None, gt=0, le=1, description="the specificity the threshold must reach on validation"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OperatingPointConfig:
+        if (self.sensitivity is None) == (self.specificity is None):
+            raise ValueError(
+                "give exactly one of sensitivity and specificity, e.g. {sensitivity: 0.95}"
+            )
+        return self
+
+    def target(self) -> dict[str, float]:
+        """``{"sensitivity": x}`` or ``{"specificity": x}``."""
+        if self.sensitivity is not None:
+            return {"sensitivity": float(self.sensitivity)}
+        return {"specificity": float(self.specificity or 0.0)}
+
+
 class ReportConfig(Section):
     """What evaluations measure beyond the metrics and what ``report.html`` shows."""
 
@@ -619,6 +644,18 @@ class ReportConfig(Section):
         description="segmentation: per-object precision, recall, F1 and count errors "
         "(connected components matched at IoU > 0.5); auto: when the ground truth of some "
         "class has at least 2 objects per image on average (nuclei, bacteria)",
+    )
+    calibrate: Literal["none", "temperature"] = Field(
+        "none",
+        description="classification: temperature scaling fitted on the validation split "
+        "(stored in the run's calibration.json, used by test, predict and export; ECE and "
+        "reliability before and after in the report)",
+    )
+    operating_point: OperatingPointConfig | Literal["youden"] | None = Field(
+        None,
+        description="classification: per-class thresholds chosen on validation, e.g. "
+        "{sensitivity: 0.95} or {specificity: 0.9} (plus Youden's J), or youden alone; "
+        "sensitivity and specificity at them are reported with intervals",
     )
 
 

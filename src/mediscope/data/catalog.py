@@ -74,6 +74,10 @@ class DatasetEntry:
         prepare: ``"module:function"`` that turns the unpacked files into ``layout``; it is
             called as ``function(folder, log=log)`` on the temporary folder before that is
             renamed into place, so a failed preparation leaves no dataset behind.
+        task: The config's ``task`` that trains on it (``multilabel`` for ChestMNIST);
+            empty when the layout says it.
+        unsupported: Why ``fit`` cannot train on it (the 3-D MedMNIST volumes), shown by
+            ``--list``; empty when it can.
     """
 
     name: str
@@ -88,6 +92,8 @@ class DatasetEntry:
     kaggle: str | None = None
     samples: int | None = None
     prepare: str | None = None
+    task: str = ""
+    unsupported: str = ""
 
     @property
     def size(self) -> int | None:
@@ -358,7 +364,8 @@ def _medmnist_entry(base: str, licence: str, samples: int, side: int, md5: str) 
         licence=licence,
         homepage="https://medmnist.com",
         target=f"{name}.npz",
-        layout=f"{name}.npz: train/val/test_images and _labels arrays",
+        layout=f"{name}.npz: train/val/test_images and _labels arrays"
+        + (" (N, 14) 0/1, one column per finding" if base in _MULTILABEL else ""),
         resources=(
             Resource(
                 url=f"{_MEDMNIST_RECORD}/files/{name}.npz?download=1",
@@ -368,8 +375,13 @@ def _medmnist_entry(base: str, licence: str, samples: int, side: int, md5: str) 
         ),
         kind="file",
         samples=samples,
+        task="multilabel" if base in _MULTILABEL else "classification",
+        unsupported="3-D volumes: fit trains on 2-D images only" if volume else "",
     )
 
+
+#: MedMNIST sets with several labels per image (``task: multilabel``).
+_MULTILABEL = ("chestmnist",)
 
 for _base, _licence, _samples, _md5s in _MEDMNIST:
     for _side, _md5 in _md5s.items():

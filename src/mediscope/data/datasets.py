@@ -93,6 +93,23 @@ class ClassificationDataset(ImageDataset):
         return out["image"], torch.tensor(label, dtype=torch.long)  # type: ignore[return-value]
 
 
+class MultiLabelDataset(ImageDataset):
+    """Yields ``(image CxHxW float tensor, 0/1 float tensor of the L labels)``."""
+
+    def __init__(self, samples: Sequence[Sample], *, num_labels: int, **kwargs: Any) -> None:
+        super().__init__(samples, **kwargs)
+        self.num_labels = num_labels
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = self.locate(key)
+        sample = self.samples[index]
+        image = read_image(sample.image, channels=self.channels, window=self.window)
+        out = self.apply(epoch, index, image=image)
+        target = torch.zeros(self.num_labels, dtype=torch.float32)
+        target[list(sample.label_set or ())] = 1.0
+        return out["image"], target  # type: ignore[return-value]
+
+
 class SegmentationDataset(ImageDataset):
     """Yields ``(image CxHxW float tensor, mask HxW int64 tensor)``.
 

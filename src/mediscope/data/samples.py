@@ -16,6 +16,8 @@ class Sample:
     Attributes:
         image: Path of the image file.
         label: Class index (classification).
+        label_set: Indices of the labels an image carries (multi-label classification;
+            empty: none of them).
         mask: Path of the mask file (segmentation).
         boxes: ``(N, 4)`` float boxes, xyxy in pixels (detection).
         box_labels: ``(N,)`` class indices of the boxes (detection).
@@ -30,6 +32,7 @@ class Sample:
     box_labels: np.ndarray | None = field(default=None, compare=False)
     group: str | None = None
     split: str | None = None
+    label_set: tuple[int, ...] | None = None
 
 
 @dataclass

@@ -207,14 +207,20 @@ def holdout_split(
 
 
 def box_counts(samples: SampleSet) -> np.ndarray | None:
-    """Objects per class of each image, ``(N, C)`` int64, for detection samples; else None.
+    """Objects per class of each image, ``(N, C)`` int64, for detection samples (labels
+    per image, 0 or 1, for multi-label samples); else None.
 
     A set is a detection set when any sample has ``boxes``; samples without are images
     without objects.
     """
+    num_classes = len(samples.classes)
+    if any(s.label_set is not None for s in samples.samples):  # multi-label: 0/1 per label
+        hot = np.zeros((len(samples), num_classes), dtype=np.int64)
+        for i, sample in enumerate(samples.samples):
+            hot[i, list(sample.label_set or ())] = 1
+        return hot
     if not any(s.boxes is not None for s in samples.samples):
         return None
-    num_classes = len(samples.classes)
     counts = np.zeros((len(samples), num_classes), dtype=np.int64)
     for i, sample in enumerate(samples.samples):
         if sample.box_labels is not None and len(sample.box_labels):

@@ -54,11 +54,15 @@ class DatasetFactory(Protocol):
 
 
 def labels_per_sample(samples: SampleSet) -> np.ndarray:
-    """Samples per class index (objects per class for samples with boxes)."""
+    """Samples per class index (objects per class for samples with boxes, images per
+    label for multi-label samples)."""
     if any(s.box_labels is not None for s in samples.samples):
         found = [s.box_labels for s in samples.samples if s.box_labels is not None]
         boxes = np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
         return np.bincount(boxes, minlength=len(samples.classes))
+    if any(s.label_set is not None for s in samples.samples):  # multi-label: images per label
+        sets = [i for s in samples.samples for i in (s.label_set or ())]
+        return np.bincount(np.asarray(sets, np.int64), minlength=len(samples.classes))
     labels = samples.labels()
     return np.bincount(labels[labels >= 0], minlength=len(samples.classes))
 

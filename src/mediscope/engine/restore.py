@@ -22,11 +22,13 @@ from mediscope.tasks.spec import EvaluationInputs
 
 @torch.inference_mode()
 def predict_probs(task: BaseTask, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and class probabilities over a loader, in loader order."""
+    """Labels and class probabilities over a loader, in loader order (the task's
+    ``metric_inputs``: softmax for classification, sigmoid for multi-label)."""
     task.eval()
     labels, probs = [], []
     for images, targets in loader:
-        probs.append(task.model(images.to(task.device)).softmax(dim=1).float().cpu().numpy())
+        logits = task.model(images.to(task.device))
+        probs.append(task.metric_inputs(logits).float().cpu().numpy())
         labels.append(targets.cpu().numpy())
     return np.concatenate(labels), np.concatenate(probs)
 

@@ -3,7 +3,10 @@
 Writes ``<split>_metrics.json`` (the metrics with their bootstrap intervals), the
 confusion matrix (CSV, PNG), ROC, precision-recall and reliability plots,
 ``<split>_results.npz`` (labels, probabilities, paths) and Grad-CAM heatmaps of a
-sample of images (``plots/<split>_gradcam.png``).
+sample of images (``plots/<split>_gradcam.png``). With ``report.calibrate`` or
+``report.operating_point`` the probabilities are calibrated and thresholds chosen on the
+validation split (:mod:`mediscope.evaluation.calibration`); the reliability diagrams
+before and after go to ``plots/<split>_calibration.png``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import torch
 
 from mediscope.engine.checkpoints import read_checkpoint
+from mediscope.evaluation.calibration import calibration_for, calibration_metrics
 from mediscope.evaluation.per_sample import write_samples
 from mediscope.files import write_json_atomic
 from mediscope.metrics.bootstrap import (
@@ -24,8 +28,9 @@ from mediscope.metrics.bootstrap import (
     interval_keys,
 )
 from mediscope.metrics.classification import classification_report
+from mediscope.metrics.operating_points import one_hot
 from mediscope.models.cam import grad_cam
-from mediscope.reports.classification import write_classification_outputs
+from mediscope.reports.classification import plot_calibration, write_classification_outputs
 from mediscope.reports.gradcam import CamItem, choose_images, write_gradcam_grid
 from mediscope.tasks.spec import EvaluationInputs
 
@@ -38,13 +43,26 @@ def evaluate_classification(inputs: EvaluationInputs, *, out_dir: Path) -> dict[
     Returns:
         The flat metrics written to ``<split>_metrics.json``.
     """
-    from mediscope.engine.restore import predict_probs
+    from mediscope.engine.restore import evaluation_inputs, predict_probs
 
     config, checkpoint, split = inputs.config, inputs.checkpoint, inputs.split
     task, samples, dataset = inputs.task, inputs.samples, inputs.dataset
     loader = inputs.datamodule.loader(dataset, train=False)
-    labels, probs = predict_probs(task, loader)
+    labels, raw = predict_probs(task, loader)
     classes = task.classes
+    targets = one_hot(labels, len(classes))
+
+    def validation() -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        val = evaluation_inputs(config, checkpoint, split="val")
+        val_labels, val_probs = predict_probs(
+            val.task, val.datamodule.loader(val.dataset, train=False)
+        )
+        return one_hot(val_labels, len(classes)), val_probs, val_labels
+
+    calibration = calibration_for(
+        config, out_dir, split, targets, raw, classes, labels=labels, validation=validation
+    )
+    probs = calibration.apply(raw) if calibration is not None else raw
     metrics = classification_report(labels, probs, classes)
     metrics["epoch"] = float(read_checkpoint(checkpoint).get("epoch", -1))
     report = config.report
@@ -66,6 +84,12 @@ def evaluate_classification(inputs: EvaluationInputs, *, out_dir: Path) -> dict[
             unit=bootstrap_unit(groups, len(labels)),
         )
     )
+    if calibration is not None:
+        metrics.update(
+            calibration_metrics(
+                config, calibration, targets, raw, classes, labels=labels, groups=groups
+            )
+        )
     write_classification_outputs(out_dir, split, labels, probs, samples.ids(), classes)
     write_samples(
         out_dir,
@@ -77,6 +101,14 @@ def evaluate_classification(inputs: EvaluationInputs, *, out_dir: Path) -> dict[
         labels=np.asarray(labels, dtype=np.int64),
         probs=np.asarray(probs, dtype=np.float64),
     )
+    if calibration is not None and config.report.calibrate != "none":
+        plot_calibration(
+            labels,
+            raw,
+            probs,
+            out_dir / "plots" / f"{split}_calibration.png",
+            title=f"{split}: temperature T = {calibration.temperature:.3f} (fitted on val)",
+        )
     _write_gradcam(
         out_dir,
         split,

@@ -28,6 +28,8 @@ INTENDED_USE = {
     "segmentation": "labels every pixel of an image with one of the classes below, with a "
     "probability per class",
     "detection": "finds and counts objects of the classes below, as boxes with scores",
+    "multilabel": "says which of the labels below each image carries (any number), with a "
+    "probability per label",
 }
 
 
@@ -35,6 +37,7 @@ REFERENCE = {
     "classification": "image labels",
     "segmentation": "masks",
     "detection": "boxes",
+    "multilabel": "image labels (several per image)",
 }
 
 

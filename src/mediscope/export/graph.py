@@ -31,6 +31,7 @@ from mediscope.tasks import BaseTask
 #: Output names of the graph, by task.
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "classification": ("probabilities",),
+    "multilabel": ("probabilities",),
     "segmentation": ("probabilities",),
     "detection": ("boxes", "scores"),
 }
@@ -62,6 +63,18 @@ class ClassificationGraph(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.model(image)
         return logits.softmax(dim=1)
+
+
+class MultiLabelGraph(nn.Module):
+    """``sigmoid(model(image))``: independent label probabilities ``(N, L)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model(image)
+        return logits.sigmoid()
 
 
 def _arange(end: torch.Tensor) -> torch.Tensor:
@@ -257,6 +270,8 @@ def inference_graph(task: BaseTask) -> nn.Module:
     graph: nn.Module
     if name == "classification":
         graph = ClassificationGraph(model)
+    elif name == "multilabel":
+        graph = MultiLabelGraph(model)
     elif name == "segmentation":
         graph = SegmentationGraph(model)
     else:

@@ -190,6 +190,8 @@ def measure(
     int8_out = _outputs(session(int8_file.read_bytes()), data.images)
     if info.task == "classification":
         result = _classification(info, float_out, int8_out, data)
+    elif info.task == "multilabel":
+        result = _multilabel(info, float_out, int8_out, data)
     elif info.task == "segmentation":
         result = _segmentation(info, float_out, int8_out, data)
     elif info.task == "detection":
@@ -220,6 +222,24 @@ def _classification(
         "float32": float((probs_a.argmax(1) == labels).mean()),
         "int8": float((probs_b.argmax(1) == labels).mean()),
         "agreement": float((probs_a.argmax(1) == probs_b.argmax(1)).mean()),
+        "max_abs_probability_difference": float(np.abs(probs_a - probs_b).max()),
+    }
+
+
+def _multilabel(
+    info: ModelInfo, a: list[list[np.ndarray]], b: list[list[np.ndarray]], data: ValidationData
+) -> dict[str, Any]:
+    """Share of image-label decisions right, at the thresholds chosen on validation."""
+    probs_a = np.concatenate([o[0] for o in a])
+    probs_b = np.concatenate([o[0] for o in b])
+    cut = np.array([info.thresholds.get(c, 0.5) for c in info.classes])
+    truth = np.stack([np.asarray(t) for t in data.targets]).astype(bool)
+    called_a, called_b = probs_a >= cut, probs_b >= cut
+    return {
+        "metric": "label accuracy",
+        "float32": float((called_a == truth).mean()),
+        "int8": float((called_b == truth).mean()),
+        "agreement": float((called_a == called_b).mean()),
         "max_abs_probability_difference": float(np.abs(probs_a - probs_b).max()),
     }
 

@@ -24,7 +24,9 @@ def model_info(
 
     ``inference.score_threshold: auto`` becomes the run's F1-optimal threshold
     (:func:`mediscope.inference.detection.counting_threshold`); a detector's window is
-    ``inference.window``, else ``data.crop_size`` (as ``mediscope predict`` tiles).
+    ``inference.window``, else ``data.crop_size`` (as ``mediscope predict`` tiles). The
+    temperature and thresholds fitted on validation come from the run's
+    ``calibration.json`` (:func:`stored_calibration`).
 
     Args:
         config: The run's config.
@@ -41,6 +43,7 @@ def model_info(
         window = settings.window or config.data.crop_size
     threshold = counting_threshold(config, checkpoint) if config.task == "detection" else 0.05
     outputs = ["boxes", "scores"] if config.task == "detection" else ["probabilities"]
+    temperature, thresholds = stored_calibration(config, checkpoint)
     return ModelInfo(
         task=config.task,
         classes=list(classes),
@@ -62,11 +65,39 @@ def model_info(
             mpp=None if settings.mpp is None else float(settings.mpp),
             level=None if settings.level is None else int(settings.level),
         ),
+        temperature=temperature,
+        thresholds=thresholds,
         outputs=outputs,
         mediscope_version=mediscope.__version__,
         config=dump_config(config),
         checkpoint=checkpoint.name,
     )
+
+
+def stored_calibration(config: Config, checkpoint: Path) -> tuple[float, dict[str, float]]:
+    """The temperature and per-class thresholds the run fixed on validation.
+
+    The temperature applies with ``report.calibrate: temperature``. The thresholds are
+    those of ``report.operating_point`` (its target, else Youden's J); a multi-label
+    model without one takes each label's F1-optimal threshold. All come from the run
+    folder's ``calibration.json`` (written by the validation evaluation); without it,
+    no calibration (1.0) and no thresholds.
+    """
+    from mediscope.engine.run_dir import run_dir_of
+    from mediscope.metrics.calibration import read_calibration
+
+    multilabel = config.task == "multilabel"
+    if not multilabel and config.report.calibrate == "none" and not config.report.operating_point:
+        return 1.0, {}
+    stored = read_calibration(run_dir_of(checkpoint))
+    if stored is None:
+        return 1.0, {}
+    temperature = stored.temperature if config.report.calibrate == "temperature" else 1.0
+    for prefix in ("op_threshold/", "youden_threshold/", "threshold/"):
+        chosen = {k[len(prefix) :]: v for k, v in stored.thresholds.items() if k.startswith(prefix)}
+        if chosen:
+            return float(temperature), chosen
+    return float(temperature), {}
 
 
 def eager_predictor(
@@ -80,7 +111,8 @@ def eager_predictor(
     task, stats = task_from_checkpoint(config, checkpoint)
     info = model_info(config, list(task.classes), checkpoint, stats=stats)
     backend = TorchBackend(task.model, task=config.task, device=device)
-    cam = _cam_function(task.model, device) if config.task == "classification" else None
+    classifier = config.task in ("classification", "multilabel")
+    cam = _cam_function(task.model, device) if classifier else None
     return Predictor(backend, info, batch_size=batch_size, cam=cam)
 
 

@@ -83,3 +83,18 @@ def predict_boxes(config: Config, checkpoint: Path, refs: list[str], output: Pat
             hint="give --output a folder",
         )
     return write_detection(eager_predictor(config, checkpoint), refs, output).to_dataframe()
+
+
+def predict_multilabel(
+    config: Config, checkpoint: Path, refs: list[str], output: Path
+) -> pd.DataFrame:
+    """Predicts the labels of every image of ``refs``; writes the table as CSV.
+
+    ``label`` holds the labels present (at or above each label's threshold chosen on
+    validation), joined by ``;``, then one probability column per label.
+
+    Returns:
+        The table; its ``attrs["path"]`` is the CSV written.
+    """
+    predictor = eager_predictor(config, checkpoint)
+    return write_classification(predictor, refs, output).to_dataframe()

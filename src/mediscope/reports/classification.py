@@ -4,6 +4,7 @@ diagram, results.npz."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -100,10 +101,30 @@ def plot_pr(
 
 def plot_reliability(labels: np.ndarray, probs: np.ndarray, out: Path, *, title: str) -> Path:
     """Reliability diagram of the top-1 probability, with the ECE and a histogram."""
-    bins = reliability(labels, probs)
     fig, (ax, hist) = plt.subplots(
         2, 1, figsize=(5.5, 6), height_ratios=[3, 1], sharex=True, layout="constrained"
     )
+    _reliability_panel(ax, hist, labels, probs, title=title)
+    return save_figure(fig, out)
+
+
+def plot_calibration(
+    labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, out: Path, *, title: str
+) -> Path:
+    """Reliability diagrams before and after calibration, side by side, with their ECE."""
+    fig, axes = plt.subplots(
+        2, 2, figsize=(10, 6), height_ratios=[3, 1], sharex=True, layout="constrained"
+    )
+    _reliability_panel(axes[0, 0], axes[1, 0], labels, raw, title="before calibration")
+    _reliability_panel(axes[0, 1], axes[1, 1], labels, calibrated, title="after calibration")
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, out)
+
+
+def _reliability_panel(
+    ax: Any, hist: Any, labels: np.ndarray, probs: np.ndarray, *, title: str
+) -> None:
+    bins = reliability(labels, probs)
     centres = (bins.edges[:-1] + bins.edges[1:]) / 2
     width = bins.edges[1] - bins.edges[0]
     used = bins.counts > 0
@@ -142,7 +163,6 @@ def plot_reliability(labels: np.ndarray, probs: np.ndarray, out: Path, *, title:
     hist.set_xlabel("top-1 probability (confidence)")
     hist.set_ylabel("images")
     hist.set_xlim(0, 1)
-    return save_figure(fig, out)
 
 
 def save_results(

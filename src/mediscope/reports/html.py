@@ -44,6 +44,9 @@ SETTINGS = (
     "count_threshold",
     "nsd_tolerance",
     "pixel_spacing_um",
+    "temperature",
+    "op_target_sensitivity",
+    "op_target_specificity",
 )
 
 #: Left out of the interval plot: metrics not on its 0..1 scale (distances, count errors)
@@ -81,6 +84,12 @@ COLUMN_NAMES = {
     "object_f1": "object F1",
     "object_count_mae": "object count MAE",
     "object_count_mre": "object count rel. error",
+    "op_threshold": "threshold (val)",
+    "op_sensitivity": "sensitivity at threshold",
+    "op_specificity": "specificity at threshold",
+    "youden_threshold": "Youden threshold (val)",
+    "youden_sensitivity": "sensitivity at Youden",
+    "youden_specificity": "specificity at Youden",
 }
 
 
@@ -275,7 +284,7 @@ def plot_intervals(
 ) -> Path | None:
     """Overall metrics and the per-class main metric with their intervals (a forest plot)."""
     rows: list[tuple[str, float, float, float]] = []
-    keys = [k for k in overall_keys(metrics, task) if k != "ece"]
+    keys = [k for k in overall_keys(metrics, task) if k not in ("ece", "ece_uncalibrated")]
     per_class_metric = _summary(task).interval_metric
     _, classes = per_class_table(metrics)
     keys += [f"{per_class_metric}/{c}" for c in classes if f"{per_class_metric}/{c}" in metrics]

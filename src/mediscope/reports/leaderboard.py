@@ -43,6 +43,7 @@ _LOWER_IS_BETTER = {
     "count_mre",
     "object_count_mae",
     "object_count_mre",
+    "ece_uncalibrated",
 }
 
 

@@ -21,6 +21,7 @@ Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
 #: The outputs of each task's graph, in order.
 OUTPUTS = {
     "classification": ["probabilities"],
+    "multilabel": ["probabilities"],
     "segmentation": ["probabilities"],
     "detection": ["boxes", "scores"],
 }
@@ -187,8 +188,9 @@ class TorchScriptBackend:
 class TorchBackend:
     """The eager PyTorch model of a run (a restored task's network).
 
-    Classification and segmentation return softmax probabilities, as the exported graph
-    does. A detector detects with its own decoding and NMS (:meth:`detect`), which is
+    Classification and segmentation return softmax probabilities, multi-label
+    classification sigmoid ones, as the exported graph does. A detector detects with
+    its own decoding and NMS (:meth:`detect`), which is
     the reference the exported dense graph plus NumPy NMS is tested against.
 
     Args:
@@ -218,6 +220,8 @@ class TorchBackend:
             )
         with torch.inference_mode():
             logits = self.model(self._tensor(batch))
+        if self.task == "multilabel":
+            return {"probabilities": logits.float().sigmoid().cpu().numpy()}
         return {"probabilities": logits.float().softmax(dim=1).cpu().numpy()}
 
     def detect(

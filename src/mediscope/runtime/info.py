@@ -12,7 +12,10 @@ returns for the same input):
   sliding window: windows at full resolution, so H and W vary) and normalised with
   ``mean`` / ``std`` (0..1 scale, as albumentations' ``Normalize`` with
   ``max_pixel_value=255``);
-* classification: ``probabilities`` ``(N, K)`` (softmax);
+* classification: ``probabilities`` ``(N, K)`` (softmax); the predictor rescales them
+  by ``temperature`` (temperature scaling fitted on validation, 1 = none);
+* multi-label classification: ``probabilities`` ``(N, L)`` (sigmoid per label); a label
+  is present at or above its entry in ``thresholds`` (0.5 without one);
 * segmentation: ``probabilities`` ``(N, K, H, W)`` (softmax over classes);
 * detection (dense detectors): ``boxes`` ``(N, A, 4)`` xyxy in input pixels, clipped
   to the input, and ``scores`` ``(N, A, C)`` per anchor and class; score threshold,
@@ -32,11 +35,11 @@ METADATA_KEY = "mediscope"
 #: The TorchScript extra file holding :meth:`ModelInfo.to_json`.
 EXTRA_FILE = "mediscope.json"
 #: Version of the metadata layout; a newer one is refused with a clear message.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Candidates kept per image before NMS (as the eager detectors do).
 PRE_NMS_TOP = 1000
 
-TASKS = ("classification", "segmentation", "detection")
+TASKS = ("classification", "segmentation", "detection", "multilabel")
 
 
 @dataclass
@@ -80,6 +83,11 @@ class ModelInfo:
     std: list[float]
     dicom_window: tuple[float, float] | None = None
     inference: InferenceSettings = field(default_factory=InferenceSettings)
+    #: Temperature scaling of the probabilities, fitted on validation (1: none).
+    temperature: float = 1.0
+    #: Per-class decision thresholds chosen on validation (multi-label: a label is
+    #: present at or above its threshold).
+    thresholds: dict[str, float] = field(default_factory=dict)
     #: Detection graphs: whether the file holds dense outputs (boxes, scores).
     outputs: list[str] = field(default_factory=list)
     mediscope_version: str = ""
@@ -127,6 +135,10 @@ class ModelInfo:
         if info.task not in TASKS:
             raise ConfigError(f"unknown task {info.task!r}", where=where)
         info.image_size = (int(info.image_size[0]), int(info.image_size[1]))
+        info.temperature = float(info.temperature)
+        if not info.temperature > 0:
+            raise ConfigError(f"temperature must be positive, got {info.temperature}", where=where)
+        info.thresholds = {str(k): float(v) for k, v in dict(info.thresholds).items()}
         if info.dicom_window is not None:
             info.dicom_window = (float(info.dicom_window[0]), float(info.dicom_window[1]))
         return info

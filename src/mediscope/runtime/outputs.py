@@ -84,9 +84,10 @@ def unique_stems(refs: Sequence[str]) -> list[str]:
 
 
 def classification_row(ref: str, result: ClassificationResult) -> dict[str, Any]:
-    """A ``predictions.csv`` row of a classifier: ``path``, ``label`` and a probability
-    (6 decimals) per class."""
-    row: dict[str, Any] = {"path": ref, "label": result.label}
+    """A ``predictions.csv`` row of a classifier: ``path``, ``label`` (multi-label: the
+    present labels joined by ``;``) and a probability (6 decimals) per class."""
+    label = result.label if result.labels is None else ";".join(result.labels)
+    row: dict[str, Any] = {"path": ref, "label": label}
     row.update({c: round(p, 6) for c, p in result.probabilities.items()})
     return row
 
@@ -112,7 +113,7 @@ def detection_row(ref: str, labels: np.ndarray, classes: Sequence[str]) -> dict[
 def table_columns(task: str, classes: Sequence[str]) -> list[str]:
     """The columns of a task's table: classification and segmentation
     ``predictions.csv``, detection ``counts.csv``."""
-    if task == "classification":
+    if task in ("classification", "multilabel"):
         return ["path", "label", *classes]
     if task == "segmentation":
         return ["path", "mask", *classes]

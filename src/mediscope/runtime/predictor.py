@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mediscope.errors import ConfigError
+from mediscope.metrics.calibration import apply_temperature, apply_temperature_sigmoid
 from mediscope.runtime.backends import Backend
 from mediscope.runtime.info import PRE_NMS_TOP, ModelInfo
 from mediscope.runtime.inputs import chunks, folder_images, is_single, to_image
@@ -191,9 +192,9 @@ class Predictor:
         probabilities: bool,
         cam: bool,
     ) -> list[Result]:
-        if cam and self.task != "classification":
+        if cam and self.task not in ("classification", "multilabel"):
             raise ConfigError("Grad-CAM is for classifiers", where="cam", hint="drop cam=True")
-        if self.task == "classification":
+        if self.task in ("classification", "multilabel"):
             return list(self._classify(loaded, batch_size, cam))
         if self.task == "segmentation":
             return [self._segment(image, path, batch_size, probabilities) for image, path in loaded]
@@ -217,7 +218,12 @@ class Predictor:
         results = []
         for group in chunks(loaded, batch_size):
             batch = np.stack([self._prepare(image, self.info.image_size) for image, _ in group])
-            probs = self.backend.run(batch)["probabilities"]
+            outputs = self.backend.run(batch)["probabilities"]
+            multilabel = self.task == "multilabel"
+            if multilabel:
+                probs = apply_temperature_sigmoid(outputs, self.info.temperature)
+            else:
+                probs = apply_temperature(outputs, self.info.temperature)
             indices = probs.argmax(axis=1)
             heatmaps = self._cam(batch, indices.tolist()) if cam and self._cam else None
             for i, (image, path) in enumerate(group):
@@ -232,9 +238,15 @@ class Predictor:
                         probabilities={c: float(p) for c, p in zip(classes, probs[i], strict=True)},
                         path=path,
                         cam=heatmap,
+                        labels=self._present(probs[i]) if multilabel else None,
                     )
                 )
         return results
+
+    def _present(self, probs: np.ndarray) -> list[str]:
+        """Labels at or above their threshold (0.5 without one)."""
+        cut = self.info.thresholds
+        return [c for c, p in zip(self.classes, probs, strict=True) if p >= cut.get(c, 0.5)]
 
     def segment_probabilities(self, image: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """``(K, H, W)`` float32 class probabilities of an ``H x W x C`` uint8 image."""

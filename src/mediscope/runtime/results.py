@@ -144,6 +144,9 @@ class ClassificationResult:
         probabilities: Class name -> probability, for every class in the model's order.
         path: The image's path, when it was read from a file.
         cam: Optional Grad-CAM heatmap ``(H, W)``, float in 0..1, of the predicted class.
+        labels: Multi-label models: the labels present (probability at or above the
+            label's threshold), in the model's order; None for single-label models
+            (``label`` is then the most probable label).
 
     Example:
         >>> result = ClassificationResult("gram_positive", 0,
@@ -159,6 +162,7 @@ class ClassificationResult:
     probabilities: dict[str, float]
     path: str | None = None
     cam: np.ndarray | None = None
+    labels: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.index = int(self.index)
@@ -203,14 +207,17 @@ class ClassificationResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields: task, path, label, index, probabilities, and the heatmap's
         shape (``cam_shape``, None without one; the heatmap's values are left out)."""
-        return {
-            "task": "classification",
+        out: dict[str, Any] = {
+            "task": "classification" if self.labels is None else "multilabel",
             "path": self.path,
             "label": self.label,
             "index": self.index,
             "probabilities": dict(self.probabilities),
             "cam_shape": None if self.cam is None else list(self.cam.shape),
         }
+        if self.labels is not None:
+            out["labels"] = list(self.labels)
+        return out
 
     def to_json(self, indent: int | None = None) -> str:
         """:meth:`to_dict` as a JSON string."""

@@ -39,6 +39,9 @@ NOT_METRICS = frozenset(
         "confidence",
         "score_threshold_f1",
         "count_threshold",
+        "temperature",
+        "op_target_sensitivity",
+        "op_target_specificity",
     }
 )
 CI_LOW, CI_HIGH = "ci_low/", "ci_high/"

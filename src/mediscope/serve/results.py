@@ -71,6 +71,7 @@ FILES = {
 #: Which files each task has (``cam.png``: classification with Grad-CAM only).
 TASK_FILES = {
     "classification": ("image.png", "overlay.png", "cam.png", "result.csv", "result.json"),
+    "multilabel": ("image.png", "overlay.png", "cam.png", "result.csv", "result.json"),
     "segmentation": ("image.png", "overlay.png", "mask.png", "result.csv", "result.json"),
     "detection": ("image.png", "overlay.png", "result.csv", "result.json", "labels.txt"),
 }

@@ -7,7 +7,7 @@ is a new spec registered here, or by its own package: ``TASKS.register(name, spe
 Example:
     >>> from mediscope.tasks import TASKS
     >>> TASKS.names()
-    ['classification', 'segmentation', 'detection']
+    ['classification', 'segmentation', 'detection', 'multilabel']
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mediscope.data.datamodule import MediscopeDataModule
 from mediscope.errors import ConfigError
 from mediscope.models import input_normalization
 from mediscope.registry import Registry
-from mediscope.tasks import classification, detection, segmentation
+from mediscope.tasks import classification, detection, multilabel, segmentation
 from mediscope.tasks.base import BaseTask
 from mediscope.tasks.classification import ClassificationTask
 from mediscope.tasks.detection import DetectionTask
@@ -27,7 +27,7 @@ from mediscope.tasks.segmentation import SegmentationTask
 from mediscope.tasks.spec import Summary, TaskSpec
 
 TASKS: Registry[TaskSpec] = Registry("task")
-for _spec in (classification.SPEC, segmentation.SPEC, detection.SPEC):
+for _spec in (classification.SPEC, segmentation.SPEC, detection.SPEC, multilabel.SPEC):
     TASKS.register(_spec.name, _spec, description=_spec.description)
 
 

@@ -96,10 +96,29 @@ SPEC = TaskSpec(
     predictor="mediscope.inference.predict_files:predict_labels",
     summary=Summary(
         terminal=("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "auroc_macro"),
-        per_class=(("f1", "f1/"), ("sensitivity", "recall/"), ("specificity", "specificity/")),
+        per_class=(
+            ("f1", "f1/"),
+            ("sensitivity", "recall/"),
+            ("specificity", "specificity/"),
+            ("threshold", "op_threshold/"),
+            ("sens. at threshold", "op_sensitivity/"),
+            ("spec. at threshold", "op_specificity/"),
+            ("Youden threshold", "youden_threshold/"),
+            ("sens. at Youden", "youden_sensitivity/"),
+            ("spec. at Youden", "youden_specificity/"),
+        ),
         ranked=("f1_macro", "accuracy", "balanced_accuracy", "f1_weighted", "auroc_macro"),
-        ranked_more=("ece",),
-        ranked_per_class=("precision", "recall", "specificity", "f1"),
+        ranked_more=("ece", "ece_uncalibrated"),
+        ranked_per_class=(
+            "precision",
+            "recall",
+            "specificity",
+            "f1",
+            "op_sensitivity",
+            "op_specificity",
+            "youden_sensitivity",
+            "youden_specificity",
+        ),
         files=(
             ("metrics", "metrics.csv (per epoch), val_metrics.json, tensorboard/"),
             (
@@ -119,6 +138,11 @@ SPEC = TaskSpec(
                 "reliability.png",
                 "Reliability diagram: accuracy against the top-1 probability; the expected "
                 "calibration error (ECE) is the gap weighted by the share of images.",
+            ),
+            (
+                "calibration.png",
+                "Temperature scaling (report.calibrate): reliability before and after, the "
+                "temperature fitted on the validation split.",
             ),
             (
                 "gradcam.png",

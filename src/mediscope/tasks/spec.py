@@ -132,6 +132,8 @@ class TaskSpec:
         predictor: The file predictor (see :class:`FilePredictor`) or its import path.
         summary: The metrics and files worth showing.
         description: One line for ``mediscope list``.
+        models_of: The task whose registered models this task builds (multi-label
+            classification builds classifiers); empty: its own.
     """
 
     name: str
@@ -144,6 +146,7 @@ class TaskSpec:
     summary: Summary
     monitor_mode: Literal["min", "max"] = "max"
     description: str = ""
+    models_of: str = ""
 
     def build(
         self,

@@ -188,13 +188,14 @@ def _check_names(config: Config, source: ConfigSource) -> None:
                 where=_where(source, keys),
                 hint=unknown_name_hint(name, registry.names()),
             )
+    family = TASKS.get(config.task).models_of if config.task in TASKS else config.task
     try:
-        resolve_model(config.model.name, task=config.task)
+        resolve_model(config.model.name, task=family or config.task)
     except MediscopeError as exc:
         raise ConfigError(
             exc.message,
             where=_where(source, ("model", "name")),
-            hint=exc.hint or model_names_hint(config.model.name, config.task),
+            hint=exc.hint or model_names_hint(config.model.name, family or config.task),
         ) from None
     try:
         check_optimization(config)  # keywords torch would refuse only once training runs

@@ -25,7 +25,7 @@ FORMATS.register(
     "npz",
     npz.read_npz,
     description="NumPy .npz: images/labels or train_/val_/test_ arrays, memory-mapped",
-    tasks=("classification",),
+    tasks=("classification", "multilabel"),
 )
 FORMATS.register(
     "dicom",

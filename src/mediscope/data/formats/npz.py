@@ -3,8 +3,9 @@
 Keys, MedMNIST style: ``train_images`` / ``train_labels``, ``val_images`` /
 ``val_labels``, ``test_images`` / ``test_labels`` (the samples carry that split), or plain
 ``images`` / ``labels``. Images are ``(N, H, W)`` grayscale or ``(N, H, W, C)``, labels
-``(N,)`` or ``(N, 1)`` integers. An optional ``classes`` or ``label_names`` array names
-the label indices.
+``(N,)`` or ``(N, 1)`` integers; for ``task: multilabel`` ``(N, L)`` 0/1 values (one
+column per label, as ChestMNIST's 14 findings). An optional ``classes`` or
+``label_names`` array names the label indices.
 
 A sample's image is a reference ``/abs/dir/train.npz::train_images::123``, read
 without loading the file by :func:`mediscope.data.npz_items.read_item`.
@@ -44,7 +45,7 @@ def read_npz(
             ``label_names`` array, else the sorted distinct labels as names ("0", "1",
             ...). Integer labels are taken as class names when every label is one of
             ``classes``, else as indices into it.
-        task: Must be ``classification``.
+        task: ``classification`` or ``multilabel``.
         root: Ignored (the images are inside the file).
         **options: Ignored; accepted so that every reader takes the same call.
 
@@ -56,13 +57,15 @@ def read_npz(
         DataError: when the file is missing or not an npz, the keys or shapes do not fit,
             or a label is not a known class.
     """
-    if task != "classification":
+    if task not in ("classification", "multilabel"):
         raise DataError(f"the npz format holds no {task} targets", where="data.format")
     path = Path(os.path.abspath(path))
     if not path.is_file():
         raise DataError("npz file not found", where=path, hint="check data.path")
     keys = _array_keys(path)
     parts = _image_label_keys(path, keys)
+    if task == "multilabel":
+        return _read_multilabel(path, keys, parts, classes)
     labels = {images: _read_labels(path, images, key) for _, images, key in parts}
     values = np.concatenate(list(labels.values()))
     file_names = _read_class_names(path, keys)
@@ -77,6 +80,51 @@ def read_npz(
     if not samples:
         raise DataError("the npz file holds no images", where=path)
     return SampleSet(classes=names, samples=samples, root=path.parent)
+
+
+def _read_multilabel(
+    path: Path,
+    keys: set[str],
+    parts: list[tuple[str | None, str, str]],
+    classes: list[str] | None,
+) -> SampleSet:
+    """Samples of ``(N, L)`` 0/1 label arrays (ChestMNIST): each image's present labels."""
+    samples: list[Sample] = []
+    width = None
+    for split, images, labels_key in parts:
+        labels = _load(path, labels_key)
+        count = len(member_array(path, images))
+        if labels.ndim != 2 or len(labels) != count:
+            raise DataError(
+                f"'{labels_key}' has shape {labels.shape}; multi-label data needs (N, L) 0/1 "
+                f"values for the {count} images",
+                where=path,
+                hint="single-label data (N,) is task: classification",
+            )
+        if labels.dtype.kind not in "biuf" or not np.isin(labels, (0, 1)).all():
+            raise DataError(f"'{labels_key}' must hold 0 and 1 only", where=path)
+        if width is not None and labels.shape[1] != width:
+            raise DataError(f"'{labels_key}' has {labels.shape[1]} labels, not {width}", where=path)
+        width = labels.shape[1]
+        samples.extend(
+            Sample(
+                image=reference(path, images, i),
+                label_set=tuple(int(j) for j in np.flatnonzero(row)),
+                split=split,
+            )
+            for i, row in enumerate(labels)
+        )
+    assert width is not None
+    names = classes or _read_class_names(path, keys) or [f"label_{j}" for j in range(width)]
+    if len(names) != width:
+        raise DataError(
+            f"{len(names)} label names for {width} label columns",
+            where=path,
+            hint="list one name per column in data.classes",
+        )
+    if not samples:
+        raise DataError("the npz file holds no images", where=path)
+    return SampleSet(classes=list(names), samples=samples, root=path.parent)
 
 
 def _array_keys(path: Path) -> set[str]:
@@ -142,7 +190,7 @@ def _read_labels(path: Path, images_key: str, labels_key: str) -> np.ndarray:
         raise DataError(
             f"'{labels_key}' has shape {labels.shape}; expected (N,) or (N, 1) class indices",
             where=path,
-            hint="multi-label targets are not supported",
+            hint="(N, L) 0/1 labels are multi-label data: use task: multilabel",
         )
     if len(labels) != len(images):
         raise DataError(
