@@ -34,7 +34,8 @@ def model_info(
     """
     from mediscope.inference.detection import counting_threshold
 
-    mean, std = stats or data_module(config).normalization_stats()
+    datamodule = data_module(config)  # sets data.max_pixels for the images read
+    mean, std = stats or datamodule.normalization_stats()
     settings = config.inference
     window = settings.window
     if config.task == "detection":
@@ -49,6 +50,7 @@ def model_info(
         mean=[float(v) for v in mean],
         std=[float(v) for v in std],
         dicom_window=config.data.dicom_window,
+        intensity=datamodule.intensity_window(),
         inference=InferenceSettings(
             window=None if window is None else (int(window[0]), int(window[1])),
             overlap=float(settings.overlap),

@@ -11,7 +11,7 @@ returns for the same input):
 * input ``image``: float32 ``(N, C, H, W)``, resized to ``image_size`` (segmentation by
   sliding window: windows at full resolution, so H and W vary) and normalised with
   ``mean`` / ``std`` (0..1 scale, as albumentations' ``Normalize`` with
-  ``max_pixel_value=255``);
+  ``max_pixel_value=255``), after stored values became 0..255 by ``intensity``;
 * classification: ``probabilities`` ``(N, K)`` (softmax);
 * segmentation: ``probabilities`` ``(N, K, H, W)`` (softmax over classes);
 * detection (dense detectors): ``boxes`` ``(N, A, 4)`` xyxy in input pixels, clipped
@@ -76,6 +76,10 @@ class ModelInfo:
     mean: list[float]
     std: list[float]
     dicom_window: tuple[float, float] | None = None
+    #: ``(min, max)``: the stored values shown as 0 and 255 before normalisation
+    #: (``data.intensity`` fixed, or percentile as computed on the training split);
+    #: None: images beyond 8 bits by their own range (``per_image``).
+    intensity: tuple[float, float] | None = None
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     #: Detection graphs: whether the file holds dense outputs (boxes, scores).
     outputs: list[str] = field(default_factory=list)
@@ -126,4 +130,6 @@ class ModelInfo:
         info.image_size = (int(info.image_size[0]), int(info.image_size[1]))
         if info.dicom_window is not None:
             info.dicom_window = (float(info.dicom_window[0]), float(info.dicom_window[1]))
+        if info.intensity is not None:
+            info.intensity = (float(info.intensity[0]), float(info.intensity[1]))
         return info
