@@ -323,6 +323,7 @@ def test_fit_and_check_refuse_a_huge_image_in_one_line(
     root = sixteen_bit_folder(tmp_path / "data")
     header_only_png(root / "train" / "dim" / "huge.png", 20000, 10000)
     raw = tiny_config(root, tmp_path / "runs", trainer={"max_epochs": 1})
+    raw["data"]["batch_size"] = 1  # every image is read in the first epoch
     config = write_config(raw)
     done = cli("fit", config)
     assert done.code == 2, done.err
