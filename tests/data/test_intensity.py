@@ -317,6 +317,7 @@ def test_predict_and_the_api_refuse_a_huge_image_in_one_line(
     assert "internal error" not in done.err.lower()
 
 
+@pytest.mark.slow
 def test_fit_and_check_refuse_a_huge_image_in_one_line(
     tmp_path: Path, write_config: Callable[..., Path], cli: Callable[..., Any]
 ) -> None:

@@ -375,17 +375,29 @@ def to_uint8(array: np.ndarray, intensity: tuple[float, float] | None = None) ->
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * 255
     if intensity is not None:
-        low, high = float(intensity[0]), float(intensity[1])
-        data = np.asarray(array, dtype=np.float64)
-        scaled = np.clip((data - low) / (high - low), 0.0, 1.0) * 255
-        windowed: np.ndarray = scaled.round().astype(np.uint8)
-        return windowed
+        return _scaled(array, float(intensity[0]), float(intensity[1]))
     if array.dtype == np.uint8:
         return array
-    data = np.asarray(array, dtype=np.float64)
-    lo, hi = float(data.min()), float(data.max())
-    scaled = (data - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(data)
-    result: np.ndarray = scaled.round().astype(np.uint8)
+    lo, hi = float(array.min()), float(array.max())
+    if not hi > lo:
+        return np.zeros(array.shape, dtype=np.uint8)
+    return _scaled(array, lo, hi)
+
+
+#: Values converted to float at a time by :func:`_scaled` (bounds the memory of large
+#: and memory-mapped images to the uint8 result).
+_BLOCK_VALUES = 1 << 22
+
+
+def _scaled(array: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``round(clip((v - low) / (high - low), 0, 1) * 255)`` as uint8, in row blocks."""
+    result = np.empty(array.shape, dtype=np.uint8)
+    row_values = max(1, int(np.prod(array.shape[1:], dtype=np.int64)))
+    rows = max(1, _BLOCK_VALUES // row_values)
+    for start in range(0, array.shape[0], rows):
+        block = np.asarray(array[start : start + rows], dtype=np.float64)
+        scaled = np.clip((block - low) / (high - low), 0.0, 1.0) * 255
+        result[start : start + rows] = scaled.round()
     return result
 
 
