@@ -224,6 +224,7 @@ def test_an_exported_model_carries_the_window(
     result = export_run(run_dir, format="torchscript", output=tmp_path / "model.pt")
     exported = mediscope.load(result.paths[0])
     assert exported.info.intensity == pytest.approx(window)
+    assert exported.info.format_version == 2  # older readers refuse it, not ignore the window
     path = sorted((root / "test" / "dim").glob("*.png"))[0]
     image, _ = exported.load_image(path)
     np.testing.assert_array_equal(image[:, :, 0], to_uint8(np.asarray(Image.open(path)), window))
@@ -333,3 +334,21 @@ def test_fit_and_check_refuse_a_huge_image_in_one_line(
     checked = cli("check", config, "--output", tmp_path / "check")
     assert "internal error" not in (checked.out + checked.err).lower()
     assert checked.code in (0, 1, 2)
+
+
+def test_check_reports_a_huge_image_and_reads_a_large_tiff(tmp_path: Path) -> None:
+    import tifffile
+
+    from mediscope.data.doctor.findings import Finding
+    from mediscope.data.doctor.pixels import inspect_image
+
+    huge = header_only_png(tmp_path / "huge.png", 20000, 10000)
+    found = inspect_image(str(huge), split="train")
+    assert isinstance(found, Finding)
+    assert "20000 x 10000" in found.message and "--set data.max_pixels=" in found.message
+    values = np.random.default_rng(1).integers(0, 4096, size=(40, 50), dtype=np.uint16)
+    tiff = tmp_path / "large.tif"
+    tifffile.imwrite(tiff, values)
+    Image.MAX_IMAGE_PIXELS = 500  # Pillow refuses beyond 1,000 pixels
+    info = inspect_image(str(tiff), split="train")
+    assert not isinstance(info, Finding), info

@@ -134,9 +134,7 @@ def read_values(path: str | Path, *, channels: int = 3) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         if tiff:
             return read_tiff(path)
-        size = _png_size(path)
-        pixels = size[0] * size[1] if size else _bomb_pixels(exc)
-        raise too_large(path, pixels, limit, size=size) from None
+        raise pixel_limit_error(exc, path) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         if tiff and _tifffile_available():
             return read_tiff(path)  # e.g. 16-bit RGB or tiled layouts PIL cannot decode
@@ -225,7 +223,9 @@ def too_large(
 def pixel_limit_error(exc: Image.DecompressionBombError, path: str | Path) -> DataError:
     """The error for an image beyond PIL's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``,
     a guard against decompression bombs)."""
-    return too_large(path, _bomb_pixels(exc), max_pixels())
+    size = _png_size(Path(path))
+    pixels = size[0] * size[1] if size else _bomb_pixels(exc)
+    return too_large(path, pixels, max_pixels(), size=size)
 
 
 def _bomb_pixels(exc: Exception) -> int | None:

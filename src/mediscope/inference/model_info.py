@@ -8,7 +8,7 @@ from typing import Any
 import mediscope
 from mediscope.config.loader import dump_config
 from mediscope.config.schema import Config
-from mediscope.runtime.info import InferenceSettings, ModelInfo
+from mediscope.runtime.info import INTENSITY_VERSION, InferenceSettings, ModelInfo
 from mediscope.runtime.predictor import Predictor
 from mediscope.tasks import data_module
 
@@ -36,6 +36,7 @@ def model_info(
 
     datamodule = data_module(config)  # sets data.max_pixels for the images read
     mean, std = stats or datamodule.normalization_stats()
+    intensity = datamodule.intensity_window()
     settings = config.inference
     window = settings.window
     if config.task == "detection":
@@ -50,7 +51,7 @@ def model_info(
         mean=[float(v) for v in mean],
         std=[float(v) for v in std],
         dicom_window=config.data.dicom_window,
-        intensity=datamodule.intensity_window(),
+        intensity=intensity,
         inference=InferenceSettings(
             window=None if window is None else (int(window[0]), int(window[1])),
             overlap=float(settings.overlap),
@@ -66,6 +67,7 @@ def model_info(
         mediscope_version=mediscope.__version__,
         config=dump_config(config),
         checkpoint=checkpoint.name,
+        format_version=1 if intensity is None else INTENSITY_VERSION,
     )
 
 

@@ -31,8 +31,12 @@ from mediscope.errors import ConfigError
 METADATA_KEY = "mediscope"
 #: The TorchScript extra file holding :meth:`ModelInfo.to_json`.
 EXTRA_FILE = "mediscope.json"
-#: Version of the metadata layout; a newer one is refused with a clear message.
-FORMAT_VERSION = 1
+#: The newest metadata layout read; a newer one is refused with a clear message.
+FORMAT_VERSION = 2
+#: The layout that added ``intensity``: a model with an intensity window says so (a
+#: reader of layout 1 would leave the window out); one without says 1, which such
+#: readers still read.
+INTENSITY_VERSION = 2
 #: Candidates kept per image before NMS (as the eager detectors do).
 PRE_NMS_TOP = 1000
 
@@ -90,7 +94,7 @@ class ModelInfo:
     checkpoint: str = ""
     #: Free-form facts of the export (format, opset, quantization, ...).
     export: dict[str, Any] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    format_version: int = 1
 
     def to_json(self) -> str:
         """The info as a JSON string."""
