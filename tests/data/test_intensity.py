@@ -268,6 +268,10 @@ def test_an_image_beyond_pillows_limit_is_refused_in_one_line(tmp_path: Path) ->
     assert "20000 x 10000" in text or "200,000,000" in text
     assert "--set data.max_pixels=200000000" in text and "huge.png" in text
     assert "\n" not in text
+    from mediscope.data.formats.boxes import image_size
+
+    with pytest.raises(DataError, match="20000 x 10000.*data.max_pixels"):
+        image_size(path)  # detection formats read the header only: the same line
 
 
 def test_max_pixels_refuses_or_reads_through_tifffile(tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ def image_header(path: str | Path) -> tuple[int, int, int]:
         raise DataError("image not found", where=path, hint="check the dataset path") from None
     except Image.DecompressionBombError as exc:
         if Path(path).suffix.lower() not in TIFF_SUFFIXES:
-            raise too_large(path, _bomb_pixels(exc), max_pixels()) from None
+            raise pixel_limit_error(exc, path) from None
         shape = _tiff_shape(path)
         return shape[1], shape[0], shape[2]
     except (UnidentifiedImageError, OSError) as exc:
