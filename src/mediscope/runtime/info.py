@@ -97,8 +97,12 @@ class ModelInfo:
     format_version: int = 1
 
     def to_json(self) -> str:
-        """The info as a JSON string."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """The info as a JSON string (without ``intensity`` when there is none, so that
+        readers of layout 1 read it)."""
+        data = asdict(self)
+        if data["intensity"] is None:
+            del data["intensity"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, *, where: str = "model metadata") -> ModelInfo:
