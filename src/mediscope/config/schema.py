@@ -117,6 +117,66 @@ class NormalizeStats(Section):
         return None
 
 
+#: The largest image decoded whole by default (``data.max_pixels``): Pillow's own refusal
+#: point (twice ``PIL.Image.MAX_IMAGE_PIXELS``), its guard against decompression bombs.
+DEFAULT_MAX_PIXELS = 178_956_970
+
+
+class IntensityConfig(Section):
+    """How stored image values (16-bit, float, 8-bit) become the network's 0..255 scale.
+
+    ``per_image`` scales an image beyond 8 bits by its own min and max (8-bit images stay
+    as they are); ``fixed`` maps ``min``..``max`` of every image to 0..255, as a CT window
+    does; ``percentile`` is ``fixed`` with ``min`` and ``max`` the ``low`` and ``high``
+    percentiles of the training split's values, computed once when training starts and
+    written into the run's config.yaml.
+    """
+
+    mode: Literal["per_image", "fixed", "percentile"] = Field(
+        "per_image",
+        description="per_image: each image beyond 8 bits by its own range, 8-bit images as "
+        "they are; fixed: the window min..max for every image; percentile: the window of "
+        "the training split's low..high percentiles, computed once and stored in the run",
+    )
+    min: float | None = Field(
+        None, description="fixed: the stored value shown as 0 (percentile: filled in by training)"
+    )
+    max: float | None = Field(
+        None,
+        description="fixed: the stored value shown as 255 (percentile: filled in by training)",
+    )
+    low: float = Field(0.5, ge=0, le=100, description="percentile: the lower percentile")
+    high: float = Field(99.5, ge=0, le=100, description="percentile: the upper percentile")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_only(cls, data: Any) -> Any:
+        return {"mode": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _window(self) -> IntensityConfig:
+        lo, hi = self.min, self.max
+        if self.mode == "per_image" and (lo is not None or hi is not None):
+            raise ValueError("min and max are for mode fixed (or percentile, filled in by fit)")
+        if self.mode == "fixed" and (lo is None or hi is None):
+            raise ValueError("mode fixed needs min and max, e.g. {mode: fixed, min: 0, max: 4095}")
+        if (lo is None) != (hi is None):
+            raise ValueError("give both min and max, or neither")
+        finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
+        if lo is not None and hi is not None and not (finite and lo < hi):
+            raise ValueError(f"min must be less than max, got min {lo} and max {hi}")
+        if self.mode == "percentile" and not self.low < self.high:
+            raise ValueError(f"low must be less than high, got {self.low} and {self.high}")
+        return self
+
+    def window(self) -> tuple[float, float] | None:
+        """``(min, max)`` of a fixed or computed window; None for ``per_image`` (and for
+        ``percentile`` before training computed it)."""
+        if self.mode == "per_image" or self.min is None or self.max is None:
+            return None
+        return float(self.min), float(self.max)
+
+
 class DataConfig(Section):
     """Where the data is and how it is loaded."""
 
@@ -149,6 +209,17 @@ class DataConfig(Section):
         None,
         description="DICOM intensity window (centre, width); default: the file's own. "
         "Formerly data.window, which still works with a deprecation warning",
+    )
+    intensity: IntensityConfig = Field(
+        default_factory=IntensityConfig,
+        description="how stored values (16-bit, float) map to 0..255: {mode: per_image}, "
+        "{mode: fixed, min, max} or {mode: percentile, low, high}",
+    )
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="the largest image (width x height) decoded whole; larger PNG, JPEG, ... "
+        "are refused, larger TIFFs read through tifffile. Raises Pillow's limit too",
     )
     sampler: Literal["random", "weighted"] = Field(
         "random", description="weighted: draw classes equally often"

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 from mediscope.config.loader import locate
 from mediscope.config.schema import Config
 from mediscope.data.datasets import ImageDataset
-from mediscope.data.images import read_image
+from mediscope.data.images import read_image, set_max_pixels
+from mediscope.data.intensity import percentile_window
 from mediscope.data.samplers import EpochSampler
 from mediscope.data.samples import SampleSet
 from mediscope.data.splits import load_split, make_split, save_split
@@ -144,8 +145,14 @@ def warn_missing_classes(samples: SampleSet, what: str, where: Path) -> list[str
     return missing
 
 
-def dataset_stats(samples: SampleSet, channels: int, seed: int) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (0..1) over up to STATS_SAMPLES training images."""
+def dataset_stats(
+    samples: SampleSet,
+    channels: int,
+    seed: int,
+    intensity: tuple[float, float] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (0..1) over up to STATS_SAMPLES training images, read
+    with the ``intensity`` window (``data.intensity``)."""
     rng = np.random.default_rng(seed)
     count = min(len(samples), STATS_SAMPLES)
     picks = rng.choice(len(samples), size=count, replace=False)
@@ -153,7 +160,8 @@ def dataset_stats(samples: SampleSet, channels: int, seed: int) -> tuple[list[fl
     squares = np.zeros(channels)
     pixels = 0
     for i in picks:
-        image = read_image(samples.samples[int(i)].image, channels=channels).astype(np.float64)
+        image = read_image(samples.samples[int(i)].image, channels=channels, intensity=intensity)
+        image = image.astype(np.float64)
         flat = image.reshape(-1, channels) / 255.0
         total += flat.sum(axis=0)
         squares += (flat**2).sum(axis=0)
@@ -196,6 +204,7 @@ class MediscopeDataModule(L.LightningDataModule):
         self.split_file = split_file
         self.reuse_split = reuse_split
         self._stats = stats
+        set_max_pixels(config.data.max_pixels)
         self._everything: SampleSet | None = None
         self._parts: dict[str, np.ndarray] = {}
         self.train_set: SampleSet | None = None
@@ -289,15 +298,44 @@ class MediscopeDataModule(L.LightningDataModule):
             warn_missing_classes(self._test_set, "the test data", where)
         return self._test_set
 
+    def intensity_window(self) -> tuple[float, float] | None:
+        """``(min, max)`` of ``data.intensity`` (None for ``per_image``).
+
+        ``percentile`` without ``min`` and ``max`` computes them on the training split
+        (:func:`~mediscope.data.intensity.percentile_window`) and writes them into the
+        config, which the run folder's config.yaml then records: computed once per run.
+        """
+        intensity = self.config.data.intensity
+        if intensity.mode == "percentile" and intensity.window() is None:
+            self.prepare_samples()
+            assert self.train_set is not None
+            lo, hi = percentile_window(
+                self.train_set.samples,
+                channels=self.config.data.channels,
+                low=intensity.low,
+                high=intensity.high,
+                seed=self.config.seed,
+            )
+            # Both at once: the section's validator needs min and max together.
+            self.config.data.intensity = intensity.model_copy(update={"min": lo, "max": hi})
+            log.info("data.intensity: percentile window %g .. %g", lo, hi)
+        return self.config.data.intensity.window()
+
     def normalization_stats(self) -> tuple[list[float], list[float]]:
-        """Mean and std the images are normalised with (0..1 scale)."""
+        """Mean and std the images are normalised with (0..1 scale).
+
+        Resolves ``data.intensity`` first (:meth:`intensity_window`): training asks for the
+        statistics before it writes the run's config.yaml, which so records the window.
+        """
+        self.intensity_window()
         if self._stats is None:
             cfg = self.config
             kind: Any = cfg.data.normalize
             if kind == "dataset":
                 self.prepare_samples()
                 assert self.train_set is not None
-                self._stats = dataset_stats(self.train_set, cfg.data.channels, cfg.seed)
+                window = self.intensity_window()
+                self._stats = dataset_stats(self.train_set, cfg.data.channels, cfg.seed, window)
             else:
                 if kind == "auto":
                     kind = self.auto_normalize
@@ -344,6 +382,7 @@ class MediscopeDataModule(L.LightningDataModule):
             seed=cfg.seed,
             augment_until=cfg.augment.until_epoch,
             window=cfg.data.dicom_window,
+            intensity=self.intensity_window(),
         )
         return self.task_data.dataset(cfg, samples, train=train, options=options)
 

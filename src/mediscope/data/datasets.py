@@ -33,6 +33,8 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         seed: Base of the per-sample augmentation seeds.
         augment_until: Epoch from which ``plain_transform`` is used; None: never.
         window: DICOM intensity window (centre, width) instead of the file's.
+        intensity: ``(min, max)`` of stored values shown as 0 and 255 (``data.intensity``
+            fixed or percentile); None: images beyond 8 bits by their own range.
     """
 
     def __init__(
@@ -45,15 +47,23 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         seed: int = 0,
         augment_until: int | None = None,
         window: tuple[float, float] | None = None,
+        intensity: tuple[float, float] | None = None,
     ) -> None:
         self.samples = list(samples)
         self.window = window
+        self.intensity = intensity
         self.transform = transform
         self.plain_transform = plain_transform or transform
         self.channels = channels
         self.seed = seed
         self.augment_until = augment_until
         self.epoch = 0
+
+    def read_sample_image(self, sample: Sample) -> np.ndarray:
+        """The sample's image as ``H x W x channels`` uint8, with the dataset's windows."""
+        return read_image(
+            sample.image, channels=self.channels, window=self.window, intensity=self.intensity
+        )
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -87,7 +97,7 @@ class ClassificationDataset(ImageDataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = self.locate(key)
         sample = self.samples[index]
-        image = read_image(sample.image, channels=self.channels, window=self.window)
+        image = self.read_sample_image(sample)
         out = self.apply(epoch, index, image=image)
         label = -1 if sample.label is None else sample.label
         return out["image"], torch.tensor(label, dtype=torch.long)  # type: ignore[return-value]
@@ -132,7 +142,7 @@ class SegmentationDataset(ImageDataset):
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The image (H x W x C uint8) and mask (H x W) of sample ``index``, unresized."""
         sample = self.samples[index]
-        image = read_image(sample.image, channels=self.channels, window=self.window)
+        image = self.read_sample_image(sample)
         mask: np.ndarray
         if sample.mask is None:
             mask = np.zeros(image.shape[:2], dtype=np.uint8)
@@ -192,7 +202,7 @@ class DetectionDataset(ImageDataset):
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The image (H x W x C uint8), its boxes (N, 4) and labels (N,), uncropped."""
         sample = self.samples[index]
-        image = read_image(sample.image, channels=self.channels, window=self.window)
+        image = self.read_sample_image(sample)
         boxes = np.zeros((0, 4), np.float32) if sample.boxes is None else sample.boxes
         labels = np.zeros(0, np.int64) if sample.box_labels is None else sample.box_labels
         return image, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mediscope.config.loader import locate
+from mediscope.data.images import pixel_limit_error
 from mediscope.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -109,6 +110,8 @@ def _load(path: Path) -> np.ndarray:
             return np.asarray(img if img.mode == "L" else img.convert("L"))
     except FileNotFoundError:
         raise DataError("mask file not found", where=path) from None
+    except Image.DecompressionBombError as exc:
+        raise pixel_limit_error(exc, path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(
             f"unreadable or truncated mask ({exc})", where=path, hint="re-export this mask"

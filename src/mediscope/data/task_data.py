@@ -32,6 +32,7 @@ class DatasetOptions:
     seed: int
     augment_until: int | None
     window: tuple[float, float] | None
+    intensity: tuple[float, float] | None = None
 
     def kwargs(self) -> dict[str, Any]:
         """The options as keywords of :class:`~mediscope.data.datasets.ImageDataset`."""
@@ -42,6 +43,7 @@ class DatasetOptions:
             "seed": self.seed,
             "augment_until": self.augment_until,
             "window": self.window,
+            "intensity": self.intensity,
         }
 
 

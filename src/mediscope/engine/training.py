@@ -72,6 +72,7 @@ RESUME_MAY_DIFFER: tuple[str, ...] = (
     "trainer.limit_test_batches",
     "data.num_workers",
     "data.test_path",
+    "data.max_pixels",
     "logging",
     "report",
     "inference",
@@ -102,8 +103,9 @@ def check_resume_config(config: Config, run_dir: Path) -> None:
             where=saved_file,
             hint="resume a run folder that mediscope wrote, or start a new run",
         ) from None
-    ours = _flat(config.model_dump(mode="json"))
     theirs = _flat(_resolved(saved))
+    _adopt_percentile_window(config, theirs)
+    ours = _flat(config.model_dump(mode="json"))
     differ = [
         f"{key} {_shown(theirs, key)} -> {_shown(ours, key)}"
         for key in [*ours, *(k for k in theirs if k not in ours)]
@@ -124,6 +126,18 @@ def check_resume_config(config: Config, run_dir: Path) -> None:
 
 
 _ABSENT = object()
+
+
+def _adopt_percentile_window(config: Config, saved: dict[str, Any]) -> None:
+    """``data.intensity: percentile`` without min and max takes the window the run
+    computed when it started (its config.yaml's), as it is computed once per run."""
+    intensity = config.data.intensity
+    if intensity.mode != "percentile" or intensity.window() is not None:
+        return
+    lo, hi = saved.get("data.intensity.min"), saved.get("data.intensity.max")
+    same = all(saved.get(f"data.intensity.{k}") == getattr(intensity, k) for k in ("low", "high"))
+    if isinstance(lo, int | float) and isinstance(hi, int | float) and same:
+        config.data.intensity = intensity.model_copy(update={"min": lo, "max": hi})
 
 
 def _resolved(saved: Any) -> dict[str, Any]:

@@ -36,7 +36,9 @@ def model_info(
     """
     from mediscope.inference.detection import counting_threshold
 
-    mean, std = stats or data_module(config).normalization_stats()
+    datamodule = data_module(config)  # sets data.max_pixels for the images read
+    mean, std = stats or datamodule.normalization_stats()
+    intensity = datamodule.intensity_window()
     settings = config.inference
     window = settings.window
     if config.task == "detection":
@@ -52,6 +54,7 @@ def model_info(
         mean=[float(v) for v in mean],
         std=[float(v) for v in std],
         dicom_window=config.data.dicom_window,
+        intensity=intensity,
         inference=InferenceSettings(
             window=None if window is None else (int(window[0]), int(window[1])),
             overlap=float(settings.overlap),

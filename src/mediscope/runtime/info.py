@@ -11,7 +11,7 @@ returns for the same input):
 * input ``image``: float32 ``(N, C, H, W)``, resized to ``image_size`` (segmentation by
   sliding window: windows at full resolution, so H and W vary) and normalised with
   ``mean`` / ``std`` (0..1 scale, as albumentations' ``Normalize`` with
-  ``max_pixel_value=255``);
+  ``max_pixel_value=255``), after stored values became 0..255 by ``intensity``;
 * classification: ``probabilities`` ``(N, K)`` (softmax); the predictor rescales them
   by ``temperature`` (temperature scaling fitted on validation, 1 = none);
 * multi-label classification: ``probabilities`` ``(N, L)`` (sigmoid per label); a label
@@ -34,7 +34,10 @@ from mediscope.errors import ConfigError
 METADATA_KEY = "mediscope"
 #: The TorchScript extra file holding :meth:`ModelInfo.to_json`.
 EXTRA_FILE = "mediscope.json"
-#: Version of the metadata layout; a newer one is refused with a clear message.
+#: The newest metadata layout read; a newer one is refused with a clear message.
+#: Layout 2 added ``intensity``, ``temperature``, ``thresholds`` and the multilabel task;
+#: a model that uses none of them is written as layout 1, which older readers still read
+#: (a layout-1 reader would silently drop the new keys, so a model that needs them says 2).
 FORMAT_VERSION = 2
 #: Candidates kept per image before NMS (as the eager detectors do).
 PRE_NMS_TOP = 1000
@@ -82,6 +85,10 @@ class ModelInfo:
     mean: list[float]
     std: list[float]
     dicom_window: tuple[float, float] | None = None
+    #: ``(min, max)``: the stored values shown as 0 and 255 before normalisation
+    #: (``data.intensity`` fixed, or percentile as computed on the training split);
+    #: None: images beyond 8 bits by their own range (``per_image``).
+    intensity: tuple[float, float] | None = None
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     #: Temperature scaling of the probabilities, fitted on validation (1: none).
     temperature: float = 1.0
@@ -97,11 +104,29 @@ class ModelInfo:
     checkpoint: str = ""
     #: Free-form facts of the export (format, opset, quantization, ...).
     export: dict[str, Any] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    #: The layout the metadata was read in (written: :meth:`needed_version`).
+    format_version: int = field(default=FORMAT_VERSION, compare=False)
+
+    def needed_version(self) -> int:
+        """The oldest metadata layout that holds everything this model needs."""
+        if (
+            self.intensity is not None
+            or self.temperature != 1.0
+            or self.thresholds
+            or self.task == "multilabel"
+        ):
+            return 2
+        return 1
 
     def to_json(self) -> str:
-        """The info as a JSON string."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """The info as a JSON string, in the oldest layout that holds it (layout-2 keys
+        left out at their defaults, so that readers of layout 1 read such a model)."""
+        data = asdict(self)
+        data["format_version"] = self.needed_version()
+        if data["format_version"] < 2:
+            for key in ("intensity", "temperature", "thresholds"):
+                del data[key]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, *, where: str = "model metadata") -> ModelInfo:
@@ -141,4 +166,6 @@ class ModelInfo:
         info.thresholds = {str(k): float(v) for k, v in dict(info.thresholds).items()}
         if info.dicom_window is not None:
             info.dicom_window = (float(info.dicom_window[0]), float(info.dicom_window[1]))
+        if info.intensity is not None:
+            info.intensity = (float(info.intensity[0]), float(info.intensity[1]))
         return info

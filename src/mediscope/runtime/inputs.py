@@ -4,7 +4,9 @@ A path (an image, a DICOM file or an NPZ item reference ``FILE.npz::KEY::INDEX``
 NumPy array (``H x W`` or ``H x W x C``; uint8, uint16, bool or float), a PIL image, or a
 torch tensor (``C x H x W`` or ``H x W``; torch is not imported for this).
 
-Intensities: uint8 is taken as it is; uint16 and other integers, and floats outside
+Intensities: with an ``intensity`` window ``(min, max)`` (the model's ``data.intensity``),
+every value maps to 0..255 by it, as in training (:func:`~mediscope.data.images.to_uint8`).
+Without one, uint8 is taken as it is; uint16 and other integers, and floats outside
 [0, 1], are scaled by the image's own range, as 16-bit files are when read; floats within
 [0, 1] are intensities (times 255); bool is 0 or 255.
 
@@ -27,6 +29,7 @@ from PIL import Image
 from mediscope.data.images import (
     DICOM_SUFFIXES,
     IMAGE_SUFFIXES,
+    WIDE_MODES,
     array_to_image,
     is_dicom_file,
     is_image_file,
@@ -39,7 +42,13 @@ def _is_tensor(value: Any) -> bool:
     return hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy")
 
 
-def image_from_array(array: np.ndarray, *, channels: int, where: str = "array") -> np.ndarray:
+def image_from_array(
+    array: np.ndarray,
+    *,
+    channels: int,
+    where: str = "array",
+    intensity: tuple[float, float] | None = None,
+) -> np.ndarray:
     """An array (``H x W`` or ``H x W x 1/3/4``) as ``H x W x channels`` uint8."""
     if array.dtype.kind == "f":
         finite = np.isfinite(array)
@@ -47,7 +56,8 @@ def image_from_array(array: np.ndarray, *, channels: int, where: str = "array") 
             raise DataError(
                 "the image holds NaN or infinite values", where=where, hint="clean the array"
             )
-        if array.size and float(array.min()) >= 0.0 and float(array.max()) <= 1.0:
+        unit = array.size and float(array.min()) >= 0.0 and float(array.max()) <= 1.0
+        if intensity is None and unit:
             array = np.round(array * 255.0).astype(np.uint8)
     elif array.dtype.kind not in "uib":
         raise DataError(
@@ -55,41 +65,56 @@ def image_from_array(array: np.ndarray, *, channels: int, where: str = "array") 
             where=where,
             hint="give uint8, uint16, bool or float pixels",
         )
-    return array_to_image(np.asarray(array), channels=channels, where=where)
+    return array_to_image(np.asarray(array), channels=channels, where=where, intensity=intensity)
 
 
-def _from_pil(picture: Image.Image, channels: int) -> np.ndarray:
-    if picture.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        return image_from_array(np.asarray(picture), channels=channels, where="PIL image")
-    converted = picture.convert("L" if channels == 1 else "RGB")
-    return image_from_array(np.asarray(converted), channels=channels, where="PIL image")
+def _from_pil(
+    picture: Image.Image, channels: int, intensity: tuple[float, float] | None
+) -> np.ndarray:
+    if picture.mode not in WIDE_MODES:
+        picture = picture.convert("L" if channels == 1 else "RGB")
+    return image_from_array(
+        np.asarray(picture), channels=channels, where="PIL image", intensity=intensity
+    )
 
 
-def _from_tensor(tensor: Any, channels: int) -> np.ndarray:
+def _from_tensor(tensor: Any, channels: int, intensity: tuple[float, float] | None) -> np.ndarray:
     array = tensor.detach().cpu().numpy()
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = array.transpose(1, 2, 0)  # C x H x W, as torch holds images
-    return image_from_array(array, channels=channels, where="tensor")
+    return image_from_array(array, channels=channels, where="tensor", intensity=intensity)
 
 
 def to_image(
-    value: Any, *, channels: int, dicom_window: tuple[float, float] | None = None
+    value: Any,
+    *,
+    channels: int,
+    dicom_window: tuple[float, float] | None = None,
+    intensity: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, str | None]:
     """One input as an ``H x W x channels`` uint8 image, and its path when it has one.
 
+    Args:
+        value: A path, a NumPy array, a PIL image or a torch tensor.
+        channels: 1 (grayscale) or 3 (RGB).
+        dicom_window: DICOM files: ``(centre, width)`` instead of the file's window.
+        intensity: ``(min, max)`` of stored values shown as 0 and 255 (the model's
+            ``data.intensity``); None: images beyond 8 bits by their own range.
+
     Raises:
-        DataError: naming the input when it is unreadable or not an image.
+        DataError: naming the input when it is unreadable, too large or not an image.
     """
     if isinstance(value, str | Path):
-        return read_image(value, channels=channels, window=dicom_window), str(value)
+        image = read_image(value, channels=channels, window=dicom_window, intensity=intensity)
+        return image, str(value)
     if isinstance(value, Image.Image):
-        return _from_pil(value, channels), None
+        return _from_pil(value, channels, intensity), None
     if isinstance(value, np.ndarray):
-        return image_from_array(value, channels=channels), None
+        return image_from_array(value, channels=channels, intensity=intensity), None
     if _is_tensor(value):
-        return _from_tensor(value, channels), None
+        return _from_tensor(value, channels, intensity), None
     raise DataError(
         f"cannot predict a {type(value).__name__}",
         where="input",

@@ -181,9 +181,14 @@ class Predictor:
     # --- the tasks ----------------------------------------------------------------------
 
     def load_image(self, item: Any) -> tuple[np.ndarray, str | None]:
-        """An input as the model's ``H x W x C`` uint8 image (channels, DICOM window),
-        and its path when it has one."""
-        return to_image(item, channels=self.info.channels, dicom_window=self.info.dicom_window)
+        """An input as the model's ``H x W x C`` uint8 image (channels, DICOM window,
+        intensity window), and its path when it has one."""
+        return to_image(
+            item,
+            channels=self.info.channels,
+            dicom_window=self.info.dicom_window,
+            intensity=self.info.intensity,
+        )
 
     def _predict_loaded(
         self,

@@ -29,6 +29,8 @@ _NOT_SPLIT_KEYS = {
     "channels",
     "normalize",
     "dicom_window",
+    "intensity",
+    "max_pixels",
     "sampler",
     "batch_size",
     "num_workers",

@@ -19,7 +19,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mediscope.data.doctor.findings import Finding
-from mediscope.data.images import DICOM_SUFFIXES, array_to_image
+from mediscope.data.images import (
+    DICOM_SUFFIXES,
+    TIFF_SUFFIXES,
+    array_to_image,
+    pixel_limit_error,
+    read_values,
+)
 from mediscope.data.npz_items import is_reference, read_item
 from mediscope.errors import MediscopeError
 
@@ -93,10 +99,27 @@ def inspect_image(
         return _problem("unreadable_image", "not an image (PIL cannot identify it)", image, split)
     except MediscopeError as exc:
         return _problem("unreadable_image", exc.message, image, split)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        return _large(image, exc, split)
+    except (OSError, ValueError, SyntaxError) as exc:
         kind = "truncated_image" if "truncated" in str(exc).lower() else "unreadable_image"
         message = f"does not decode ({exc.__class__.__name__}: {exc})"
         return _problem(kind, message, image, split)
+
+
+def _large(image: str, exc: Image.DecompressionBombError, split: str | None) -> ImageInfo | Finding:
+    """An image beyond Pillow's limit: a TIFF is read as training reads it (tifffile),
+    others are a finding naming their size and ``data.max_pixels``."""
+    if Path(image).suffix.lower() in TIFF_SUFFIXES:
+        try:
+            raw = read_values(image)
+            rgb = array_to_image(raw, channels=3, where=image)
+        except MediscopeError as failed:
+            return _problem("unreadable_image", failed.message, image, split)
+        bits = 1 if raw.dtype == np.bool_ else raw.dtype.itemsize * 8
+        return _info(rgb, "TIFF (tifffile)", bits, raw)
+    refused = pixel_limit_error(exc, image)
+    return _problem("unreadable_image", f"{refused.message}; {refused.hint}", image, split)
 
 
 def _problem(kind: str, message: str, image: str, split: str | None) -> Finding:

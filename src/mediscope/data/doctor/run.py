@@ -25,6 +25,7 @@ from mediscope.data.doctor.pixels import ImageInfo, inspect_image
 from mediscope.data.doctor.scan import Item, Scan, absolute, is_image_name
 from mediscope.data.doctor.sources import scan_path
 from mediscope.data.doctor.stats import Statistics, statistics
+from mediscope.data.images import set_max_pixels
 from mediscope.data.masks import mask_decoder
 from mediscope.data.samples import sample_id
 from mediscope.data.splits import read_split_file
@@ -399,6 +400,7 @@ def _decode(
     """Decodes every image (and mask), in a few threads."""
     decode = mask_reader(config, classes) if config.task == "segmentation" else None
     window = config.data.dicom_window
+    set_max_pixels(config.data.max_pixels)
 
     def one(item: Item) -> tuple[ImageInfo | Finding, np.ndarray | None, list[Finding]]:
         found = inspect_image(item.image, split=item.split, window=window)

@@ -35,8 +35,8 @@ from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from mediscope.data.images import image_header as read_header
 from mediscope.data.samples import Sample
 from mediscope.errors import DataError
 
@@ -312,23 +312,13 @@ def mask_boxes(
 
 
 def image_header(path: str | Path) -> tuple[int, int, int]:
-    """``(width, height, channels)`` from the image header, without decoding pixels.
+    """``(width, height, channels)`` from the image header, without decoding pixels
+    (:func:`mediscope.data.images.image_header`).
 
     Raises:
         DataError: naming the file when it is missing or not an image.
     """
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-            return int(width), int(height), len(img.getbands())
-    except FileNotFoundError:
-        raise DataError("image not found", where=path, hint="check the dataset path") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(
-            f"cannot read the image ({exc.__class__.__name__}: {exc})",
-            where=path,
-            hint="remove or replace the file",
-        ) from None
+    return read_header(path)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

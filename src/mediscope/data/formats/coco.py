@@ -33,8 +33,9 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from mediscope.data.images import image_header
 from mediscope.data.samples import Sample, SampleSet
 from mediscope.errors import DataError
 from mediscope.files import atomic_path, write_json_atomic
@@ -364,13 +365,8 @@ def _file_name(image: Path, root: Path | None) -> str:
 
 def _image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` from the image header, without decoding the pixels."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except FileNotFoundError:
-        raise DataError("image not found", where=path) from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"cannot read the image ({exc})", where=path) from None
+    width, height, _ = image_header(path)
+    return width, height
 
 
 def _mask_annotations(
