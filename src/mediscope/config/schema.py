@@ -524,9 +524,10 @@ class CheckpointConfig(Section):
         "auto", description="min or max; auto: the task's, or from the monitored metric's name"
     )
     every_n_epochs: int = Field(
-        1,
+        0,
         ge=0,
-        description="write epoch=NNN.ckpt every N epochs; 0 keeps only best.ckpt and last.ckpt",
+        description="also keep epoch=NNN.ckpt every N epochs (each as large as best.ckpt); "
+        "0: only best.ckpt and last.ckpt",
     )
 
 
