@@ -476,6 +476,11 @@ class TrainerConfig(Section):
         None, description="test batches: a count, or a share; none: all"
     )
     log_every_n_steps: int = Field(10, ge=1, description="log training steps this often")
+    test_after_fit: bool = Field(
+        True,
+        description="fit ends by evaluating best.ckpt on the test data (data.test_path or the "
+        "data's test split) when there is any, writing what mediscope test writes",
+    )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="stop when the monitored metric stops improving; none: never"
     )
