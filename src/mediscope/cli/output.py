@@ -60,8 +60,18 @@ def metrics_grid(metrics: dict[str, float], summary: Summary | None = None) -> T
     return grid
 
 
-def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> None:
-    """The one-screen summary at the end of fit; the last line is ``run: PATH``."""
+def print_fit_summary(
+    result: Any, config: Any, *, run_line: bool = True, test_panel: bool = True
+) -> None:
+    """The one-screen summary at the end of fit; the last line is ``run: PATH``.
+
+    Args:
+        result: A :class:`mediscope.api.FitResult`.
+        config: Its config.
+        run_line: End with the line ``run: PATH``.
+        test_panel: Show the test metrics, when fit measured them (the demo shows them
+            under its own title).
+    """
     console = _console()
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -97,7 +107,7 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
                 expand=False,
             )
         )
-    if test_metrics:
+    if test_metrics and test_panel:
         console.print(
             Panel(
                 metrics_grid(test_metrics, summary),
