@@ -41,6 +41,7 @@ def fake_trainer(batches: int, val_batches: int = 4) -> Any:
         num_training_batches=batches,
         num_val_batches=[val_batches],
         sanity_checking=False,
+        is_global_zero=True,
         callback_metrics={"train/loss": torch.tensor(0.5), "val/loss": torch.tensor(0.75)},
     )
 

@@ -149,7 +149,7 @@ class PlainProgress(L.Callback):
         state = self._phase
         done = batch_idx + 1
         state.images += batch_images(batch)
-        if done >= total or not (self.seconds or self.share):
+        if done >= total or not (self.seconds or self.share) or not trainer.is_global_zero:
             return
         now = self.clock()
         due_time = self.seconds > 0 and now - state.last >= self.seconds
@@ -179,6 +179,8 @@ class PlainProgress(L.Callback):
         return "  ".join(parts)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # one line per epoch, not one per process
+            return
         metrics = trainer.callback_metrics
         parts = [f"{k} {float(metrics[k]):.4f}" for k in self.keys if k in metrics]
         seconds = self.clock() - self._start
