@@ -94,9 +94,11 @@ def trained_runs(
     from mediscope.tasks.validate import config_from_dict
 
     runs = tmp_path_factory.mktemp("trained-runs")
+    # without test metrics: the tests that need them measure them on copies
+    trainer = {"max_epochs": 1, "test_after_fit": False}
     raw = {
-        "classification": tiny_config(tiny_crops, runs, trainer={"max_epochs": 1}),
-        "segmentation": tiny_segmentation_config(tiny_lesions, runs),
-        "detection": tiny_detection_config(tiny_smears, runs),
+        "classification": tiny_config(tiny_crops, runs, trainer=trainer),
+        "segmentation": tiny_segmentation_config(tiny_lesions, runs, trainer=trainer),
+        "detection": tiny_detection_config(tiny_smears, runs, trainer=trainer),
     }
     return {task: fit(config_from_dict(cfg)).run_dir for task, cfg in raw.items()}

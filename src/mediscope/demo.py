@@ -175,5 +175,8 @@ def _fit_and_test(
     if on_fit is not None:
         on_fit(result, config)
     assert result.best_checkpoint is not None
-    metrics, path = test(config, result.best_checkpoint)
+    if result.test_metrics:  # fit tested it (trainer.test_after_fit)
+        metrics, path = result.test_metrics, result.run_dir / "test_metrics.json"
+    else:
+        metrics, path = test(config, result.best_checkpoint)
     return DemoResult(result, metrics, path, time.perf_counter() - started)

@@ -44,8 +44,9 @@ def test_run_directory_contents(tiny_crops: Path, tmp_path: Path) -> None:
         "val_metrics.json",
     ):
         assert (run / name).is_file(), name
+    # by default only the best and the last epoch are kept (checkpoint.every_n_epochs: 0)
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert ckpts == ["best.ckpt", "epoch=000.ckpt", "epoch=001.ckpt", "last.ckpt"]
+    assert ckpts == ["best.ckpt", "last.ckpt"]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     env = json.loads((run / "environment.json").read_text())
     assert (
@@ -144,7 +145,11 @@ def test_resume_last_matches_an_uninterrupted_run(tiny_crops: Path, tmp_path: Pa
 def test_resume_from_an_epoch_checkpoint_with_a_cosine_schedule(
     tiny_crops: Path, tmp_path: Path
 ) -> None:
-    sections = {**SECTIONS, "scheduler": {"name": "CosineAnnealingLR", "warmup_epochs": 1}}
+    sections = {
+        **SECTIONS,
+        "scheduler": {"name": "CosineAnnealingLR", "warmup_epochs": 1},
+        "checkpoint": {"every_n_epochs": 1},
+    }
     full = fit(config_from_dict(tiny_config(tiny_crops, tmp_path / "full", **sections)))
     copy = fit(config_from_dict(tiny_config(tiny_crops, tmp_path / "copy", **sections)))
     # continue the copy from its epoch-1 checkpoint: epochs 2 and 3 are trained again
@@ -156,7 +161,9 @@ def test_resume_from_an_epoch_checkpoint_with_a_cosine_schedule(
 
 
 def test_resume_last_extends_max_epochs(tiny_crops: Path, tmp_path: Path) -> None:
-    raw = tiny_config(tiny_crops, tmp_path, trainer={"max_epochs": 2})
+    raw = tiny_config(
+        tiny_crops, tmp_path, trainer={"max_epochs": 2}, checkpoint={"every_n_epochs": 1}
+    )
     first = fit(config_from_dict(raw))
     with pytest.raises(ConfigError, match="already finished epoch 1 of max_epochs=2"):
         fit(config_from_dict(raw), resume="last")
@@ -208,6 +215,7 @@ def test_early_stopping_and_freeze(tiny_crops: Path, tmp_path: Path) -> None:
             "early_stopping": {"monitor": "val/loss", "patience": 1, "min_delta": 10.0},
         },
         model={"name": "simple_cnn", "params": {"width": 8, "depth": 2}, "freeze": "all"},
+        checkpoint={"every_n_epochs": 1},
     )
     result = fit(config_from_dict(raw))
     # min_delta 10 makes every epoch "no improvement": stops after patience + 1 epochs
@@ -251,6 +259,7 @@ def test_unfreeze_epoch_releases_the_backbone(tiny_crops: Path, tmp_path: Path) 
             "freeze": 1,
             "unfreeze_epoch": 2,
         },
+        checkpoint={"every_n_epochs": 1},
     )
     run = fit(config_from_dict(raw)).run_dir
     states = [

@@ -46,7 +46,9 @@ def test_nan_in_the_second_epoch_keeps_the_first_epochs_checkpoints(
     hits = poison(
         monkeypatch, "classification", lambda m, i: m.current_epoch == 1 and i == 2, math.nan
     )
-    raw = tiny_config(tiny_crops, tmp_path / "runs", trainer={"max_epochs": 3})
+    raw = tiny_config(
+        tiny_crops, tmp_path / "runs", trainer={"max_epochs": 3}, checkpoint={"every_n_epochs": 1}
+    )
     result = cli("fit", write_config(raw))
     assert result.code == 2
     lines = result.err.strip().splitlines()

@@ -185,7 +185,9 @@ def test_a_full_disk_during_training(
         real_save(obj, file)
 
     monkeypatch.setattr(checkpoints.torch, "save", save)
-    raw = tiny_config(tiny_crops, tmp_path / "runs", trainer={"max_epochs": 3})
+    raw = tiny_config(
+        tiny_crops, tmp_path / "runs", trainer={"max_epochs": 3}, checkpoint={"every_n_epochs": 1}
+    )
     result = cli("fit", write_config(raw, "cfg.yaml"))
     assert result.code == 2
     (line,) = result.err.strip().splitlines()

@@ -141,7 +141,13 @@ def test_grid_runs_every_cell_on_one_split_and_resumes(
 def test_interrupted_run_continues_from_last_checkpoint(
     tiny_crops: Path, tmp_path: Path, count_fits: list[Path]
 ) -> None:
-    raw = tiny_config(tiny_crops, tmp_path / "runs", trainer={"max_epochs": 2}, **FAST)
+    raw = tiny_config(
+        tiny_crops,
+        tmp_path / "runs",
+        trainer={"max_epochs": 2},
+        checkpoint={"every_n_epochs": 1},
+        **FAST,
+    )
     del raw["data"]["test_path"]  # no test data: the leaderboard ranks on validation
     path = write_yaml(tmp_path / "base.yaml", raw)
     grid = {"model.params.width": ["4"]}

@@ -1,4 +1,5 @@
-"""``fit``: train, then evaluate the best checkpoint on validation and write the report."""
+"""``fit``: train, then evaluate the best checkpoint on validation (and on the test data
+when there is any) and write the report."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ class FitResult:
     epochs_run: int
     seconds: float
     val_metrics: dict[str, float] = field(default_factory=dict)
+    #: The best checkpoint's metrics on the test data (empty when it was not tested).
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    #: Whether the config has test data (``data.test_path`` or test rows).
+    has_test_data: bool = False
     split_sizes: dict[str, int] = field(default_factory=dict)
     resumed_from: Path | None = None
     report: Path | None = None
@@ -40,8 +45,11 @@ def fit(
     weights: str | Path | None = None,
     callbacks: list[L.Callback] | None = None,
     run_dir: Path | None = None,
+    test: bool | None = None,
 ) -> FitResult:
-    """Trains a model as the config says and evaluates its best checkpoint on validation.
+    """Trains a model as the config says and evaluates its best checkpoint on validation,
+    then on the test data when there is any (``data.test_path`` or the data's test rows),
+    writing ``test_metrics.json`` and the plots as :func:`mediscope.api.test` does.
 
     Args:
         config: A validated config.
@@ -52,6 +60,7 @@ def fit(
             (fine-tuning, possibly on new data with other classes).
         callbacks: Extra Lightning callbacks (timers, custom loggers, ...).
         run_dir: An empty folder to use instead of a new ``runs/<name>/<time>`` one.
+        test: Evaluate on the test data at the end; default ``trainer.test_after_fit``.
 
     Returns:
         A :class:`FitResult` with the run folder and the best epoch and metrics.
@@ -65,15 +74,23 @@ def fit(
     """
     validate(config)
     started = time.perf_counter()
-    trained = train(config, resume=resume, weights=weights, callbacks=callbacks, run_dir=run_dir)
+    run_test = config.trainer.test_after_fit if test is None else test
+    trained = train(
+        config,
+        resume=resume,
+        weights=weights,
+        callbacks=callbacks,
+        run_dir=run_dir,
+        read_test=run_test,
+    )
     try:
-        return _finish_fit(config, trained, started)
+        return _finish_fit(config, trained, started, run_test=run_test)
     except KeyboardInterrupt as exc:
         raise evaluation_interrupted(trained.run_dir, exc) from None
 
 
-def _finish_fit(config: Config, trained: Trained, started: float) -> FitResult:
-    """Training curves, the best checkpoint's validation metrics and the report."""
+def _finish_fit(config: Config, trained: Trained, started: float, *, run_test: bool) -> FitResult:
+    """Training curves, the best checkpoint's validation (and test) metrics and the report."""
     run_dir, trainer, datamodule = trained.run_dir, trained.trainer, trained.datamodule
     plot_training_curves(
         run_dir / "metrics.csv",
@@ -88,6 +105,12 @@ def _finish_fit(config: Config, trained: Trained, started: float) -> FitResult:
         val_metrics = evaluate_and_write(
             config, best_path, split="val", out_dir=run_dir, datamodule=datamodule
         )
+    has_test_data = datamodule.has_test_data()
+    test_metrics: dict[str, float] = {}
+    if best_path is not None and run_test and has_test_data:
+        test_metrics = evaluate_and_write(
+            config, best_path, split="test", out_dir=run_dir, datamodule=datamodule
+        )
     report = write_run_report(config, run_dir)
     return FitResult(
         run_dir=run_dir,
@@ -98,6 +121,8 @@ def _finish_fit(config: Config, trained: Trained, started: float) -> FitResult:
         epochs_run=trainer.current_epoch,
         seconds=time.perf_counter() - started,
         val_metrics=val_metrics,
+        test_metrics=test_metrics,
+        has_test_data=has_test_data,
         split_sizes=datamodule.split_sizes(),
         resumed_from=trained.resumed_from,
         report=report,

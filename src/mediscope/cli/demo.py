@@ -23,7 +23,7 @@ def demo_command(
     from mediscope.demo import run_demo, run_detection_demo, run_segmentation_demo
 
     def summary(fit_result: object, config: object) -> None:
-        print_fit_summary(fit_result, config, run_line=False)
+        print_fit_summary(fit_result, config, run_line=False, test_panel=False)
 
     print("1/3 classification: synthetic Gram-stained bacteria crops, 4 classes")
     result = run_demo(runs=runs, cache=cache, epochs=epochs, on_fit=summary)

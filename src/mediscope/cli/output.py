@@ -100,18 +100,31 @@ def metrics_grid(metrics: dict[str, float], summary: Summary | None = None) -> T
     return grid
 
 
-def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> None:
-    """The one-screen summary at the end of fit; the last line is ``run: PATH``."""
+def print_fit_summary(
+    result: Any, config: Any, *, run_line: bool = True, test_panel: bool = True
+) -> None:
+    """The one-screen summary at the end of fit; the last line is ``run: PATH``.
+
+    Args:
+        result: A :class:`mediscope.api.FitResult`.
+        config: Its config.
+        run_line: End with the line ``run: PATH``.
+        test_panel: Show the test metrics, when fit measured them (the demo shows them
+            under its own title).
+    """
     console = _console()
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     sizes = result.split_sizes
+    test_metrics = getattr(result, "test_metrics", None) or {}
+    tested = test_metrics.get("n_samples", test_metrics.get("n_images"))
+    test_size = f"  test {int(tested)}" if tested is not None else ""
     grid.add_row("run", str(result.run_dir))
     grid.add_row(
         "data",
-        f"train {sizes.get('train', 0)}  val {sizes.get('val', 0)}  ({config.data.format}, "
-        f"{config.data.path})",
+        f"train {sizes.get('train', 0)}  val {sizes.get('val', 0)}{test_size}  "
+        f"({config.data.format}, {config.data.path})",
     )
     grid.add_row("model", f"{config.model.name}, loss {config.loss.name}")
     grid.add_row(
@@ -134,19 +147,42 @@ def print_fit_summary(result: Any, config: Any, *, run_line: bool = True) -> Non
                 expand=False,
             )
         )
+    if test_metrics and test_panel:
+        console.print(
+            Panel(
+                metrics_grid(test_metrics, summary),
+                title="test, best.ckpt",
+                title_align="left",
+                expand=False,
+            )
+        )
     files = Table.grid(padding=(0, 2))
     files.add_column(style="bold")
     files.add_column()
     run = result.run_dir
-    files.add_row("checkpoints", f"{run / 'checkpoints'} (best.ckpt, last.ckpt, epoch=NNN.ckpt)")
+    kept = "best.ckpt, last.ckpt" + (", epoch=NNN.ckpt" if config.checkpoint.every_n_epochs else "")
+    files.add_row("checkpoints", f"{run / 'checkpoints'} ({kept})")
     for label, text in summary.files:
         files.add_row(label, text)
+    untested = not test_metrics and result.best_checkpoint is not None
+    if untested:
+        files.add_row("test", _untested(result))
     files.add_row("config", "config.yaml (resolved), environment.json, split.json")
     if getattr(result, "report", None) is not None:
         files.add_row("report", f"{result.report} (open in a browser)")
     console.print(files)
+    if untested:  # on a line of its own, to copy
+        extra = "" if getattr(result, "has_test_data", False) else " --set data.test_path=PATH"
+        console.print(f"to test it: mediscope test {run}{extra}", soft_wrap=True)
     if run_line:
         console.print(f"run: {run}", soft_wrap=True)
+
+
+def _untested(result: Any) -> str:
+    """Why fit did not evaluate the test data."""
+    if getattr(result, "has_test_data", False):
+        return "not run (trainer.test_after_fit: false)"
+    return "no test data (data.test_path, or test rows in the data)"
 
 
 def print_metrics(split: str, metrics: dict[str, float], path: Path, task: str) -> None:

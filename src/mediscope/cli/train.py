@@ -67,36 +67,49 @@ def _add_commands(
         exc.hint = exc.hint.replace("CONFIG", shlex.quote(str(config)))
 
 
-def validate_command(
-    config: Path = typer.Argument(..., help="The YAML config file.", metavar="CONFIG"),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A .ckpt from a run."),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+#: The first argument of validate and test.
+SOURCE_HELP = "A run folder (its config.yaml and best.ckpt), or a config file with --checkpoint."
+
+
+def _evaluate(
+    split: str, source: Path, checkpoint: Path | None, overrides: list[str] | None
 ) -> None:
-    """Evaluate a checkpoint on its run's validation split (val_metrics.json)."""
-    from mediscope.api import validate
+    """Evaluates the checkpoint of ``source`` on ``split`` and prints its metrics."""
+    from mediscope import api
+    from mediscope.cli.output import print_metrics
+    from mediscope.engine.run_dir import run_source
     from mediscope.tasks.validate import load_config
 
-    cfg = load_config(config, overrides or [])
-    metrics, path = validate(cfg, checkpoint)
-    from mediscope.cli.output import print_metrics
+    config_file, ckpt = run_source(source, checkpoint)
+    cfg = load_config(config_file, overrides or [])
+    evaluate = api.validate if split == "val" else api.test
+    metrics, path = evaluate(cfg, ckpt)
+    print_metrics("validation" if split == "val" else "test", metrics, path, cfg.task)
 
-    print_metrics("validation", metrics, path, cfg.task)
+
+def validate_command(
+    source: Path = typer.Argument(..., help=SOURCE_HELP, metavar="RUN_DIR|CONFIG"),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="A .ckpt; default: the run folder's best.ckpt."
+    ),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP, metavar="KEY=VALUE"),
+) -> None:
+    """Evaluate a checkpoint on its run's validation split (val_metrics.json, plots and
+    report.html in the run folder)."""
+    _evaluate("val", source, checkpoint, overrides)
 
 
 def test_command(
-    config: Path = typer.Argument(..., help="The YAML config file.", metavar="CONFIG"),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A .ckpt from a run."),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    source: Path = typer.Argument(..., help=SOURCE_HELP, metavar="RUN_DIR|CONFIG"),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="A .ckpt; default: the run folder's best.ckpt."
+    ),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP, metavar="KEY=VALUE"),
 ) -> None:
-    """Evaluate a checkpoint on data.test_path (test_metrics.json in the run folder)."""
-    from mediscope.api import test
-    from mediscope.tasks.validate import load_config
-
-    cfg = load_config(config, overrides or [])
-    metrics, path = test(cfg, checkpoint)
-    from mediscope.cli.output import print_metrics
-
-    print_metrics("test", metrics, path, cfg.task)
+    """Evaluate a checkpoint on data.test_path or the data's test split (test_metrics.json,
+    plots and report.html in the run folder); e.g. mediscope test RUN_DIR --set
+    data.test_path=PATH for a run trained without test data."""
+    _evaluate("test", source, checkpoint, overrides)
 
 
 def register(app: typer.Typer) -> None:

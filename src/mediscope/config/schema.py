@@ -560,6 +560,11 @@ class TrainerConfig(Section):
         None, description="test batches: a count, or a share; none: all"
     )
     log_every_n_steps: int = Field(10, ge=1, description="log training steps this often")
+    test_after_fit: bool = Field(
+        True,
+        description="fit ends by evaluating best.ckpt on the test data (data.test_path or the "
+        "data's test split) when there is any, writing what mediscope test writes",
+    )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="stop when the monitored metric stops improving; none: never"
     )
@@ -608,14 +613,41 @@ class CheckpointConfig(Section):
         "auto", description="min or max; auto: the task's, or from the monitored metric's name"
     )
     every_n_epochs: int = Field(
-        1,
+        0,
         ge=0,
-        description="write epoch=NNN.ckpt every N epochs; 0 keeps only best.ckpt and last.ckpt",
+        description="also keep epoch=NNN.ckpt every N epochs (each as large as best.ckpt); "
+        "0: only best.ckpt and last.ckpt",
     )
 
 
 LoggerName = Literal["csv", "tensorboard", "wandb", "mlflow", "clearml"]
 DEFAULT_LOGGERS: tuple[LoggerName, ...] = ("csv", "tensorboard")
+
+
+def progress_interval(value: Any) -> float | str:
+    """``logging.progress_every`` as seconds (a float) or a share of an epoch (``"N%"``).
+
+    Examples:
+        >>> progress_interval("30s"), progress_interval(12), progress_interval(" 10 %")
+        (30.0, 12.0, '10%')
+    """
+    if isinstance(value, bool):
+        raise ValueError("give seconds (e.g. 30) or a share of an epoch (e.g. '10%')")
+    text = str(value).strip().lower().replace(" ", "")
+    percent = text.endswith("%")
+    try:
+        number = float(text[:-1] if percent else text.removesuffix("s"))
+    except ValueError:
+        raise ValueError(
+            "give seconds (e.g. 30) or a share of an epoch (e.g. '10%'), or 0 for none"
+        ) from None
+    if percent:
+        if not 0 < number <= 100:
+            raise ValueError("a share of an epoch is more than 0% and at most 100%")
+        return f"{number:g}%"
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError("seconds are 0 (no lines within an epoch) or more")
+    return number
 
 
 class LoggingConfig(Section):
@@ -628,7 +660,14 @@ class LoggingConfig(Section):
     )
     progress: Literal["auto", "rich", "plain", "none"] = Field(
         "auto",
-        description="terminal progress; auto: a live bar on a terminal, a line per epoch otherwise",
+        description="terminal progress; auto: a live bar on a terminal, plain lines otherwise "
+        "(output to a file or a pipe: SLURM, nohup, CI)",
+    )
+    progress_every: float | str = Field(
+        30.0,
+        description="plain progress: a line within an epoch (batches done, loss, images/s, "
+        "ETA) at most every this many seconds, or every N % of an epoch as 'N%'; 0: only the "
+        "line at the end of each epoch",
     )
     project: str | None = Field(
         None,
@@ -646,6 +685,11 @@ class LoggingConfig(Section):
         description="MLflow tracking server or store, e.g. http://host:5000; default "
         "MLFLOW_TRACKING_URI, else the local file store <run.dir>/mlruns",
     )
+
+    @field_validator("progress_every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> float | str:
+        return progress_interval(value)
 
     @field_validator("loggers")
     @classmethod

@@ -279,6 +279,15 @@ class MediscopeDataModule(L.LightningDataModule):
         assert self.train_set is not None
         return self.task_data.train_counts(self.config, self.train_set)
 
+    def has_test_data(self) -> bool:
+        """Whether there is test data: ``data.test_path``, or rows the data marks as test
+        (a split column), which :meth:`test_set` reads."""
+        if self.config.data.test_path is not None:
+            return True
+        self.prepare_samples()
+        rows = self._parts.get("test")
+        return rows is not None and len(rows) > 0
+
     def test_set(self, classes: list[str] | None = None) -> SampleSet:
         """``data.test_path`` read with the training classes, else the data's test rows."""
         if self._test_set is None:

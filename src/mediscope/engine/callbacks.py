@@ -10,6 +10,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,23 +72,183 @@ class ProgressBar(RichProgressBar):
 
 
 class PlainProgress(L.Callback):
-    """One line per epoch, for logs and terminals without live display."""
+    """Plain lines for logs, pipes and terminals without live display (SLURM, nohup, CI).
 
-    def __init__(self, keys: list[str], stream: TextIO | None = None) -> None:
+    A line at the end of each epoch (the epoch's metrics and seconds) and, within an epoch,
+    a line at most every ``every`` seconds, or every N % of the epoch when ``every`` is
+    ``"N%"``: the batches done of all, the epoch's mean training loss so far, images per
+    second and the time the rest of the phase should take (ETA)::
+
+        epoch 3/9  train batch 120/800 (15%)  loss 0.4321  38.2 images/s  ETA 4m48s
+
+    Validation batches get the same lines (without the loss). No line comes within an
+    epoch shorter than the interval, and none for its last batch (the epoch's line follows).
+
+    Args:
+        keys: Metrics of the epoch's line, when logged.
+        stream: Where the lines go (default: standard output).
+        every: Seconds (0: only the epoch lines) or ``"N%"`` of an epoch; see
+            ``logging.progress_every``.
+        clock: Seconds of a monotonic clock (tests give a fake one).
+    """
+
+    def __init__(
+        self,
+        keys: list[str],
+        stream: TextIO | None = None,
+        *,
+        every: float | str = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.keys = keys
         self.stream = stream or sys.stdout
+        self.clock = clock
+        self.seconds = 0.0 if isinstance(every, str) else float(every)
+        self.share = float(every.rstrip("%")) / 100 if isinstance(every, str) else 0.0
         self._start = 0.0
+        self._phase = _Phase(clock(), self.share)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._start = self.clock()
+        self._phase = _Phase(self._start, self.share)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._phase = _Phase(self.clock(), self.share)
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._phase.add_loss(loss)
+        self._tick(trainer, "train", batch_idx, trainer.num_training_batches, batch)
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if trainer.sanity_checking:
+            return
+        totals = trainer.num_val_batches
+        total = totals[dataloader_idx] if dataloader_idx < len(totals) else math.inf
+        self._tick(trainer, "validation", batch_idx, total, batch)
+
+    def _tick(
+        self, trainer: L.Trainer, phase: str, batch_idx: int, total: float, batch: Any
+    ) -> None:
+        state = self._phase
+        done = batch_idx + 1
+        state.images += batch_images(batch)
+        if done >= total or not (self.seconds or self.share) or not trainer.is_global_zero:
+            return
+        now = self.clock()
+        due_time = self.seconds > 0 and now - state.last >= self.seconds
+        due_share = self.share > 0 and math.isfinite(total) and done >= state.next_share * total
+        if not (due_time or due_share):
+            return
+        state.last = now
+        while self.share and state.next_share * total <= done:
+            state.next_share += self.share
+        line = self._line(trainer, phase, done, total, now - state.start)
+        print(line, file=self.stream, flush=True)
+
+    def _line(self, trainer: L.Trainer, phase: str, done: int, total: float, elapsed: float) -> str:
+        state = self._phase
+        parts = [f"epoch {trainer.current_epoch}/{_last_epoch(trainer)}"]
+        if math.isfinite(total):
+            parts.append(f"{phase} batch {done}/{int(total)} ({done / total:.0%})")
+        else:
+            parts.append(f"{phase} batch {done}")
+        loss = state.mean_loss()
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        if state.images and elapsed > 0:
+            parts.append(f"{state.images / elapsed:.1f} images/s")
+        if math.isfinite(total) and elapsed > 0:
+            parts.append(f"ETA {duration((total - done) * elapsed / done)}")
+        return "  ".join(parts)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # one line per epoch, not one per process
+            return
         metrics = trainer.callback_metrics
         parts = [f"{k} {float(metrics[k]):.4f}" for k in self.keys if k in metrics]
-        seconds = time.perf_counter() - self._start
-        last = trainer.max_epochs - 1 if trainer.max_epochs is not None else "?"
-        line = f"epoch {trainer.current_epoch}/{last}  " + "  ".join(parts) + f"  ({seconds:.1f}s)"
+        seconds = self.clock() - self._start
+        line = (
+            f"epoch {trainer.current_epoch}/{_last_epoch(trainer)}  "
+            + "  ".join(parts)
+            + f"  ({seconds:.1f}s)"
+        )
         print(line, file=self.stream, flush=True)
+
+
+class _Phase:
+    """What :class:`PlainProgress` counts within one training or validation epoch."""
+
+    def __init__(self, start: float, share: float) -> None:
+        self.start = start
+        self.last = start
+        self.next_share = share  # the share of the phase done at which the next line is due
+        self.images = 0
+        self._loss_sum: torch.Tensor | None = None
+        self._losses = 0
+
+    def add_loss(self, loss: torch.Tensor) -> None:
+        # Summed on the loss's device: no synchronisation with a GPU at every step.
+        value = loss.detach().float().sum()
+        self._loss_sum = value if self._loss_sum is None else self._loss_sum + value
+        self._losses += 1
+
+    def mean_loss(self) -> float | None:
+        if self._loss_sum is None or not self._losses:
+            return None
+        return float(self._loss_sum) / self._losses
+
+
+def _last_epoch(trainer: L.Trainer) -> int | str:
+    return trainer.max_epochs - 1 if trainer.max_epochs is not None else "?"
+
+
+def batch_images(batch: Any) -> int:
+    """Images in a batch: the first dimension of its images (a tensor, or the first item
+    of a tuple or list), or the length of a list of images; 0 when unknown."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.ndim else 0
+    if isinstance(batch, dict):
+        batch = next(iter(batch.values()), None)
+        return batch_images(batch) if isinstance(batch, torch.Tensor) else 0
+    if isinstance(batch, list | tuple) and batch:
+        first = batch[0]
+        if isinstance(first, torch.Tensor):
+            return int(first.shape[0]) if first.ndim else 0
+        if isinstance(first, list | tuple):
+            return len(first)
+    return 0
+
+
+def duration(seconds: float) -> str:
+    """A short duration: ``45s``, ``4m12s``, ``2h05m``.
+
+    Examples:
+        >>> duration(44.6), duration(252), duration(7500)
+        ('45s', '4m12s', '2h05m')
+    """
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def flush_csv_loggers(trainer: L.Trainer) -> None:

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from mediscope.errors import CheckpointError, RunDirError
+from mediscope.errors import CheckpointError, ConfigError, RunDirError
 
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
@@ -199,3 +199,48 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     if parent.name == CHECKPOINTS and (parent.parent / "config.yaml").is_file():
         return parent.parent
     return None
+
+
+def run_source(source: Path, checkpoint: Path | None) -> tuple[Path, Path]:
+    """The config file and the checkpoint that ``validate``, ``test`` and ``predict`` use.
+
+    ``source`` is a run folder (its ``config.yaml`` and, unless ``checkpoint`` is given,
+    its ``checkpoints/best.ckpt``) or a config file (then ``checkpoint`` is required).
+
+    Raises:
+        RunDirError: a folder that is not a run folder (its runs are named when it holds
+            some, e.g. ``runs/<name>``).
+        CheckpointError: a run folder without ``best.ckpt``.
+        ConfigError: a config file without ``checkpoint``.
+    """
+    if not source.is_dir():
+        if checkpoint is None:
+            raise ConfigError(
+                "--checkpoint is required with a config file",
+                where="command line",
+                hint="give --checkpoint PATH, or a run folder instead of the config",
+            )
+        return source, checkpoint
+    config = source / "config.yaml"
+    if not config.is_file():
+        runs = sorted(p for p in source.glob("*") if (p / CHECKPOINTS).is_dir())
+        hint = (
+            f"give one of its {len(runs)} runs, e.g. the newest: {runs[-1]}"
+            if runs
+            else "give a run folder written by mediscope fit (config.yaml, checkpoints/), "
+            "or a config file with --checkpoint"
+        )
+        raise RunDirError("not a run folder: it holds no config.yaml", where=source, hint=hint)
+    if checkpoint is not None:
+        return config, checkpoint
+    best = source / CHECKPOINTS / BEST
+    if not best.is_file():
+        last = source / CHECKPOINTS / LAST
+        raise CheckpointError(
+            "the run has no checkpoints/best.ckpt (did it stop before its first validation?)",
+            where=source,
+            hint=f"give another checkpoint with --checkpoint, e.g. {last}"
+            if last.is_file()
+            else "the run holds no checkpoint at all: train it again with mediscope fit",
+        )
+    return config, best

@@ -155,7 +155,8 @@ def build_trainer(
     if mode == "rich":
         callbacks.append(ProgressBar(leave=True, theme=RichProgressBarTheme(metrics_format=".4f")))
     elif mode == "plain":
-        callbacks.append(PlainProgress(progress_keys or ["train/loss", "val/loss"]))
+        keys = progress_keys or ["train/loss", "val/loss"]
+        callbacks.append(PlainProgress(keys, every=config.logging.progress_every))
     kwargs: dict[str, Any] = {
         "max_epochs": t.max_epochs,
         "accelerator": t.accelerator,

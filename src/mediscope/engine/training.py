@@ -25,7 +25,6 @@ from mediscope.engine.checkpoints import checkpoint_epoch, read_checkpoint
 from mediscope.engine.environment import environment_info
 from mediscope.engine.loggers import check_loggers
 from mediscope.engine.run_dir import (
-    BEST,
     CHECKPOINTS,
     LAST,
     check_run_dir,
@@ -69,6 +68,7 @@ RESUME_MAY_DIFFER: tuple[str, ...] = (
     "trainer.max_epochs",
     "trainer.accelerator",
     "trainer.log_every_n_steps",
+    "trainer.test_after_fit",
     "trainer.limit_test_batches",
     "data.num_workers",
     "data.test_path",
@@ -194,8 +194,12 @@ def train(
     weights: str | Path | None = None,
     callbacks: list[L.Callback] | None = None,
     run_dir: Path | None = None,
+    read_test: bool = False,
 ) -> Trained:
     """Trains a model as the (validated) config says; see :func:`mediscope.api.fit`.
+
+    With ``read_test``, ``data.test_path`` (when set) is read before anything is written,
+    so that test data that cannot be read fails before the training, not after it.
 
     Raises:
         InterruptedRun: Ctrl-C stopped it (``TerminatedRun``: SIGTERM).
@@ -223,6 +227,8 @@ def train(
         normalization=datamodule.normalization_stats(),
     )
     check_loggers(config)
+    if read_test and config.data.test_path is not None:
+        datamodule.test_set()
     if weights is not None:
         load_weights_file(task.model, Path(weights))
 
@@ -381,8 +387,8 @@ def evaluation_interrupted(run_dir: Path, exc: KeyboardInterrupt) -> Interrupted
     error = kind(
         f"training finished, but its evaluation was stopped by {by}",
         where=run_dir,
-        hint=f"evaluate the best checkpoint with 'mediscope validate CONFIG --checkpoint "
-        f"{run_dir / CHECKPOINTS / BEST}'",
+        hint=f"evaluate its best checkpoint with 'mediscope validate {run_dir}' (and "
+        f"'mediscope test {run_dir}')",
     )
     error.run_dir = run_dir
     return error

@@ -166,7 +166,7 @@ def _metrics_section(inputs: CardInputs, files: dict[str, dict[str, Any] | None]
     for split, label in (("val", "Validation"), ("test", "Test")):
         metrics = files.get(split)
         if metrics is None:
-            hint = "" if split == "val" else " (run `mediscope test CONFIG --checkpoint ...`)"
+            hint = "" if split == "val" else " (run `mediscope test RUN_DIR`)"
             lines.append(f"{label}: {NOT_MEASURED}{hint}.")
             continue
         for title, prefix in summary.per_class:

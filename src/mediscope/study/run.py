@@ -217,16 +217,16 @@ def run_one(cfg: Config, run_dir: Path, split_file: Path, *, has_test: bool) -> 
         record["params"] = int(sum(p.numel() for p in task.model.parameters()))
     else:
         if last.is_file():
-            result = fit(cfg, resume=last, callbacks=[counter])
+            result = fit(cfg, resume=last, callbacks=[counter], test=False)
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_with(run_dir / SPLIT_FILE, lambda tmp: shutil.copyfile(split_file, tmp))
-            result = fit(cfg, run_dir=run_dir, callbacks=[counter])
+            result = fit(cfg, run_dir=run_dir, callbacks=[counter], test=False)
         record.update(seconds=round(result.seconds, 2), params=counter.total)
         record["best_epoch"] = result.best_epoch
         if result.resumed_from is not None:
             record["resumed"] = True
-    if has_test:
+    if has_test:  # here rather than in fit: also after a run stopped in its evaluation
         test(cfg, best)
     write_json_atomic(run_dir / RUN_RECORD, record)
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
