@@ -182,7 +182,9 @@ def test_predict_writes_masks_overlays_and_probabilities(
         assert mask.shape == (source.height, source.width)
     assert set(np.unique(mask)) <= {0, 1}
     table = pd.read_csv(out / "predictions.csv")
-    assert (table["background"] + table["lesion"]).round(4).eq(1).all()
+    fractions = ["area_fraction/background", "area_fraction/lesion"]
+    assert list(table.columns) == ["path", "mask", *fractions]
+    assert table[fractions].sum(axis=1).round(4).eq(1).all()
     assert len(list((out / "probabilities").iterdir())) == len(names)
     bad = cli("predict", result.run_dir, "--input", images, "--output", tmp_path / "x.csv")
     assert bad.code == 2 and bad.err.startswith("error:") and "folder" in bad.err
