@@ -101,6 +101,7 @@ def write_detection_gallery(
     With ``classes``, a legend under the images (outside them) names the box
     colours, the class initials of crowded images and the ground truth's outline.
     """
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.patheffects import withStroke
@@ -108,15 +109,15 @@ def write_detection_gallery(
     n = max(1, len(items))
     columns = min(columns, n)
     rows = (n + columns - 1) // columns
+    # room between a row's images and the next row's two-line titles
+    layout = ConstrainedLayoutEngine(h_pad=0.12, hspace=0.04)
     fig, axes = plt.subplots(
         rows,
         columns,
         figsize=(panel * columns, panel * rows + 1.0),
         squeeze=False,
-        layout="constrained",
+        layout=layout,
     )
-    # room between a row's images and the next row's two-line titles
-    fig.get_layout_engine().set(h_pad=0.12, hspace=0.04)
     for ax in axes.flat:
         ax.axis("off")
     for ax, item in zip(axes.flat, items, strict=False):

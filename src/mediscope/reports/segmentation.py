@@ -15,6 +15,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.patches import Patch
 
 from mediscope.files import write_with
@@ -97,9 +98,9 @@ def write_gallery(
     panel = ROW_HEIGHT * min(max(aspect, 0.6), 2.5)  # very wide or tall images get a cap
     width = 3 * panel + 0.3
     height = HEADER_HEIGHT + ROW_HEIGHT * max(len(items), 1)
-    fig = plt.figure(figsize=(width, height), dpi=dpi, layout="constrained")
     # padding around every row, so that a row's title stays clear of the row above
-    fig.get_layout_engine().set(h_pad=0.1)
+    layout = ConstrainedLayoutEngine(h_pad=0.1)
+    fig = plt.figure(figsize=(width, height), dpi=dpi, layout=layout)
     parts = fig.subfigures(
         2, 1, squeeze=False, height_ratios=[HEADER_HEIGHT, height - HEADER_HEIGHT]
     )
