@@ -5,7 +5,7 @@ Whatever the model's format (eager, TorchScript, ONNX), the files are the same:
 * classification: one CSV, ``path``, ``label`` and a probability column per class;
 * segmentation: a folder with ``masks/<name>.png`` (class indices, palette PNG),
   ``overlays/<name>.png``, ``probabilities/<name>.npz`` (on request) and
-  ``predictions.csv`` (each class's pixel share);
+  ``predictions.csv`` (``area_fraction/<class>``: each class's share of the pixels);
 * detection: a folder with ``predictions.csv`` / ``.json``, ``labels/`` (YOLO with
   scores), ``counts.csv`` and ``overlays/<name>.jpg``.
 
@@ -27,7 +27,12 @@ from PIL import Image
 from mediscope.errors import DataError
 from mediscope.files import write_text_atomic, write_with
 from mediscope.runtime.detection_files import DetectionRecord, write_detection_predictions
-from mediscope.runtime.drawing import UNLABELLED, class_colors, draw_detections, overlay
+from mediscope.runtime.drawing import (
+    UNLABELLED,
+    class_colors,
+    draw_detections,
+    labelled_overlay,
+)
 from mediscope.runtime.inputs import chunks
 from mediscope.runtime.results import ClassificationResult, DetectionResult, SegmentationResult
 from mediscope.runtime.staging import staged_output
@@ -92,11 +97,16 @@ def classification_row(ref: str, result: ClassificationResult) -> dict[str, Any]
     return row
 
 
+#: Prefix of the ``predictions.csv`` columns of a segmentation model's pixel shares.
+AREA_FRACTION = "area_fraction/"
+
+
 def segmentation_row(ref: str, mask: str, result: SegmentationResult) -> dict[str, Any]:
     """A ``predictions.csv`` row of a segmentation model: ``path``, ``mask`` (the mask
-    file's name) and each class's pixel share (6 decimals)."""
+    file's name) and ``area_fraction/<class>``, each class's share of the image's
+    pixels (6 decimals)."""
     row: dict[str, Any] = {"path": ref, "mask": mask}
-    row.update({c: round(v, 6) for c, v in result.fractions().items()})
+    row.update({AREA_FRACTION + c: round(v, 6) for c, v in result.fractions().items()})
     return row
 
 
@@ -116,7 +126,7 @@ def table_columns(task: str, classes: Sequence[str]) -> list[str]:
     if task in ("classification", "multilabel"):
         return ["path", "label", *classes]
     if task == "segmentation":
-        return ["path", "mask", *classes]
+        return ["path", "mask", *(AREA_FRACTION + c for c in classes)]
     return ["path", *classes, "total"]
 
 
@@ -256,9 +266,8 @@ def write_segmentation(
             result = predictor.predict(image, probabilities=probabilities)
             assert isinstance(result, SegmentationResult)
             save_mask_png(staging / "masks" / f"{name}.png", result.mask, colors)
-            _save_png(
-                overlay(_rgb(image), result.mask, colors), staging / "overlays" / f"{name}.png"
-            )
+            drawn = labelled_overlay(_rgb(image), result.mask, classes, colors)
+            _save_png(drawn, staging / "overlays" / f"{name}.png")
             if probabilities:
                 save_probability_map(
                     staging / "probabilities" / f"{name}.npz", result.probabilities
@@ -287,7 +296,12 @@ def write_detection(predictor: Predictor, refs: Sequence[str], output: Path) -> 
                 )
             )
             drawn = draw_detections(
-                _rgb(image), result.boxes, result.class_indices, result.scores, classes
+                _rgb(image),
+                result.boxes,
+                result.class_indices,
+                result.scores,
+                classes,
+                legend=True,
             )
             save_jpeg(staging / "overlays" / f"{name}.jpg", drawn)
         write_detection_predictions(staging, records, classes)
