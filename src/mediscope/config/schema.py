@@ -397,7 +397,8 @@ class InferenceConfig(Section):
     score_threshold: float | Literal["auto"] = Field(
         "auto",
         description="detection: boxes scoring less are dropped from predictions, counts and "
-        "overlays; auto: the threshold with the best F1 on the run's validation split",
+        "overlays; auto: the threshold with the best F1 on the run's validation split "
+        "(0.3 when the run has none, with a warning)",
     )
 
     @field_validator("score_threshold")
@@ -415,6 +416,12 @@ class InferenceConfig(Section):
     )
     merge: Literal["nms", "wbf"] = Field(
         "nms", description="detection: how boxes of overlapping windows are merged"
+    )
+    agnostic_nms: bool = Field(
+        False,
+        description="detection: boxes of different classes overlapping by more than "
+        "iou_threshold are one object (the best-scored box is kept), so a cell the model "
+        "hesitates over is counted once; false: suppression within each class only",
     )
 
     @field_validator("window", mode="before")
