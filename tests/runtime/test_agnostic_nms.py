@@ -36,7 +36,13 @@ def test_tile_merges_keep_one_box_per_object(method: str) -> None:
     )
     assert len(per_class[0]) == 3
     boxes, scores, labels = merge_tiles(
-        BOXES, SCORES, LABELS, method=method, iou_threshold=0.5, image_size=(100, 100), agnostic=True
+        BOXES,
+        SCORES,
+        LABELS,
+        method=method,
+        iou_threshold=0.5,
+        image_size=(100, 100),
+        agnostic=True,
     )
     assert len(boxes) == 2 and labels.tolist() == [0, 1]  # the better class wins the cell
     merged = merge_detections(

@@ -135,10 +135,10 @@ def _print_predictions(
         if attrs.get("score_threshold_source") == "default":
             # stderr: one line a log or a terminal shows, whatever stdout goes to
             Console(stderr=True, highlight=False).print(
-                f"[yellow]warning:[/] no calibrated score threshold (the run has no "
-                f"score_threshold_f1: it stopped before its final validation); counted at "
-                f"the default {threshold:g}. Give --score-threshold, or run `mediscope "
-                f"validate` to calibrate it (noted in {Path(path) / 'settings.txt'})",
+                f"[yellow]warning:[/] no calibrated score threshold (no score_threshold_f1 "
+                f"in the run's val_metrics.json: it stopped before its final validation); "
+                f"counted at the default {threshold:g}. Give --score-threshold, or run "
+                f"`mediscope validate` to calibrate it (noted in {Path(path) / 'settings.txt'})",
                 soft_wrap=True,
             )
         console.print(f"predictions: {path}", soft_wrap=True)
