@@ -133,10 +133,10 @@ def test_config_key_reaches_the_model_info(tmp_path: Any) -> None:
     from helpers import tiny_detection_config
     from mediscope.tasks.validate import config_from_dict
 
-    raw = tiny_detection_config(tmp_path, tmp_path, inference={"agnostic_nms": True})
-    config = config_from_dict(raw)
-    assert config.inference.agnostic_nms is True
     task = SimpleNamespace(model=_TwoClassesOneCell())
     stats = ([0.5] * 3, [0.25] * 3)
-    built = DetectionPredictor.from_config(task, config, stats=stats)  # type: ignore[arg-type]
-    assert built.agnostic_nms is True
+    for given, expected in (({}, True), ({"inference": {"agnostic_nms": False}}, False)):
+        config = config_from_dict(tiny_detection_config(tmp_path, tmp_path, **given))
+        assert config.inference.agnostic_nms is expected  # on by default: counts
+        built = DetectionPredictor.from_config(task, config, stats=stats)  # type: ignore[arg-type]
+        assert built.agnostic_nms is expected

@@ -68,20 +68,21 @@ def test_predict_flags_equal_the_api(
     cli, trained_runs: dict[str, Path], smears: list[Path], tmp_path: Path
 ) -> None:
     run = trained_runs["detection"]
-    flags = ["--score-threshold", "0.01", "--iou-threshold", "0.3", "--agnostic-nms"]
+    assert mediscope.load(run).info.inference.agnostic_nms  # the default: counts
+    flags = ["--score-threshold", "0.01", "--iou-threshold", "0.3", "--per-class-nms"]
     out = tmp_path / "flags"
     result = cli("predict", run, *_inputs(smears), "--output", out, *flags)
     assert result.code == 0, result.err
-    assert "suppressed across classes" in result.out
+    assert "suppressed across classes" not in result.out
     note = (out / "settings.txt").read_text()
     assert "score threshold: 0.01 (set by --score-threshold" in note
-    assert "across classes (agnostic_nms: true) above IoU 0.3" in note
-    api = mediscope.load(run, score_threshold=0.01, iou_threshold=0.3, agnostic_nms=True)
+    assert "suppressed within each class above IoU 0.3" in note
+    api = mediscope.load(run, score_threshold=0.01, iou_threshold=0.3, agnostic_nms=False)
     settings = api.info.inference
     assert (settings.score_threshold, settings.iou_threshold, settings.agnostic_nms) == (
         0.01,
         0.3,
-        True,
+        False,
     )
     counts = pd.read_csv(out / "counts.csv")
     found = api.predict(smears)
@@ -129,13 +130,14 @@ def test_flags_on_an_exported_model(
     flags = ["--score-threshold", "0.02", "--agnostic-nms"]
     result = cli("predict", model, *_inputs(smears), "--output", out, *flags)
     assert result.code == 0, result.err
+    assert "suppressed across classes" in result.out
     assert "score threshold: 0.02 (set by" in (out / "settings.txt").read_text()
     api = mediscope.load(model, score_threshold=0.02, agnostic_nms=True)
     found = api.predict(smears)
     assert isinstance(found, list)
     counts = pd.read_csv(out / "counts.csv")
     assert counts["total"].tolist() == [len(r) for r in found]  # type: ignore[arg-type]
-    plain = mediscope.load(model, score_threshold=0.02).predict(smears)
+    plain = mediscope.load(model, score_threshold=0.02, agnostic_nms=False).predict(smears)
     assert isinstance(plain, list)
     assert sum(map(len, found)) <= sum(map(len, plain))  # type: ignore[arg-type]
     for res in found:

@@ -57,7 +57,7 @@ def predict_command(
         "--agnostic-nms/--per-class-nms",
         help="Detection: suppress overlapping boxes across classes, so that an object the "
         "model hesitates over is counted once (--per-class-nms: within each class only). "
-        "Default: inference.agnostic_nms.",
+        "Default: inference.agnostic_nms (true).",
         show_default=False,
     ),
 ) -> None:

@@ -418,10 +418,11 @@ class InferenceConfig(Section):
         "nms", description="detection: how boxes of overlapping windows are merged"
     )
     agnostic_nms: bool = Field(
-        False,
+        True,
         description="detection: boxes of different classes overlapping by more than "
         "iou_threshold are one object (the best-scored box is kept), so a cell the model "
-        "hesitates over is counted once; false: suppression within each class only",
+        "hesitates over is counted once; false: suppression within each class only "
+        "(COCO's convention; allows two classes on one object)",
     )
 
     @field_validator("window", mode="before")

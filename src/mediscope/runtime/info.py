@@ -60,6 +60,8 @@ class InferenceSettings:
     ``score_threshold`` is a number here: ``auto`` in the config becomes the F1-optimal
     threshold found on the validation split (or :data:`DEFAULT_SCORE_THRESHOLD` without
     one); ``score_threshold_source`` says which (see :data:`THRESHOLD_SOURCES`).
+    ``agnostic_nms`` is false here, as in files exported before it existed; a run's
+    config sets it (``inference.agnostic_nms``, true by default).
     """
 
     window: tuple[int, int] | None = None
