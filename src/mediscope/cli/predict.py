@@ -89,7 +89,7 @@ def predict_command(
             source, inputs=inputs, output=output, probabilities=probabilities, **detection
         )
         rows, columns, path = table.rows, table.columns, str(table.path)
-        attrs = table.to_dataframe().attrs if table.settings is not None else {}
+        attrs = table.attrs()  # no pandas: the runtime's path
     else:
         from mediscope.inference.predict import predict
 

@@ -57,19 +57,24 @@ class PredictionTable:
     columns: list[str] = field(default_factory=list)
     settings: InferenceSettings | None = None
 
+    def attrs(self) -> dict[str, Any]:
+        """``path``; detection: ``score_threshold``, ``score_threshold_source``,
+        ``iou_threshold``, ``agnostic_nms``."""
+        found: dict[str, Any] = {"path": str(self.path)}
+        if self.score_threshold is not None:
+            found["score_threshold"] = self.score_threshold
+        if self.settings is not None:
+            found["score_threshold_source"] = self.settings.score_threshold_source
+            found["iou_threshold"] = self.settings.iou_threshold
+            found["agnostic_nms"] = self.settings.agnostic_nms
+        return found
+
     def to_dataframe(self) -> pd.DataFrame:
-        """The rows as a pandas DataFrame (``attrs``: ``path``, ``score_threshold``,
-        ``score_threshold_source``, ``iou_threshold``, ``agnostic_nms``)."""
+        """The rows as a pandas DataFrame (its ``attrs``: :meth:`attrs`)."""
         import pandas as pd
 
         frame = pd.DataFrame(self.rows, columns=self.columns or None)
-        frame.attrs["path"] = str(self.path)
-        if self.score_threshold is not None:
-            frame.attrs["score_threshold"] = self.score_threshold
-        if self.settings is not None:
-            frame.attrs["score_threshold_source"] = self.settings.score_threshold_source
-            frame.attrs["iou_threshold"] = self.settings.iou_threshold
-            frame.attrs["agnostic_nms"] = self.settings.agnostic_nms
+        frame.attrs.update(self.attrs())
         return frame
 
 
