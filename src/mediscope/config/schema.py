@@ -419,8 +419,9 @@ class InferenceConfig(Section):
     )
     agnostic_nms: bool = Field(
         True,
-        description="detection: boxes of different classes overlapping by more than "
-        "iou_threshold are one object (the best-scored box is kept), so a cell the model "
+        description="detection: after NMS within each class, boxes of different classes "
+        "overlapping by more than iou_threshold are one object (the best-scored box is "
+        "kept), so a cell the model "
         "hesitates over is counted once; false: suppression within each class only "
         "(COCO's convention; allows two classes on one object)",
     )

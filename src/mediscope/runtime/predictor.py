@@ -324,7 +324,6 @@ class Predictor:
                 iou_threshold=settings.iou_threshold,
                 max_detections=settings.max_detections,
                 pre_nms_top=PRE_NMS_TOP,
-                agnostic=settings.agnostic_nms,
             )
             for boxes, scores in zip(outputs["boxes"], outputs["scores"], strict=True)
         ]
@@ -362,7 +361,8 @@ class Predictor:
                 agnostic=settings.agnostic_nms,
             )
         elif settings.agnostic_nms and len(all_boxes):
-            # an eager detector suppresses within each class only
+            # within each class first (as an eager detector does), then across classes:
+            # the same boxes whatever the model's format
             all_boxes, all_scores, all_labels = suppress_across_classes(
                 all_boxes, all_scores, all_labels, settings.iou_threshold
             )
