@@ -7,7 +7,9 @@ Whatever the model's format (eager, TorchScript, ONNX), the files are the same:
   ``overlays/<name>.png``, ``probabilities/<name>.npz`` (on request) and
   ``predictions.csv`` (``area_fraction/<class>``: each class's share of the pixels);
 * detection: a folder with ``predictions.csv`` / ``.json``, ``labels/`` (YOLO with
-  scores), ``counts.csv`` and ``overlays/<name>.jpg``.
+  scores), ``counts.csv``, ``overlays/<name>.jpg`` and ``settings.txt`` (the score
+  threshold the counts used and where it comes from, the IoU threshold, whether boxes
+  were suppressed across classes).
 
 An image that cannot be read leaves no half-written folder.
 """
@@ -33,6 +35,7 @@ from mediscope.runtime.drawing import (
     draw_detections,
     labelled_overlay,
 )
+from mediscope.runtime.info import InferenceSettings, ModelInfo
 from mediscope.runtime.inputs import chunks
 from mediscope.runtime.results import ClassificationResult, DetectionResult, SegmentationResult
 from mediscope.runtime.staging import staged_output
@@ -47,7 +50,8 @@ if TYPE_CHECKING:
 class PredictionTable:
     """What ``mediscope predict`` wrote: one row per image, and where.
 
-    ``score_threshold`` is the detection threshold used (None for other tasks).
+    ``score_threshold`` is the detection threshold used (None for other tasks),
+    ``settings`` the detector's inference settings (its source, IoU threshold, ...).
     """
 
     task: str
@@ -56,15 +60,26 @@ class PredictionTable:
     classes: list[str]
     score_threshold: float | None = None
     columns: list[str] = field(default_factory=list)
+    settings: InferenceSettings | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        """``path``; detection: ``score_threshold``, ``score_threshold_source``,
+        ``iou_threshold``, ``agnostic_nms``."""
+        found: dict[str, Any] = {"path": str(self.path)}
+        if self.score_threshold is not None:
+            found["score_threshold"] = self.score_threshold
+        if self.settings is not None:
+            found["score_threshold_source"] = self.settings.score_threshold_source
+            found["iou_threshold"] = self.settings.iou_threshold
+            found["agnostic_nms"] = self.settings.agnostic_nms
+        return found
 
     def to_dataframe(self) -> pd.DataFrame:
-        """The rows as a pandas DataFrame (``attrs``: ``path``, ``score_threshold``)."""
+        """The rows as a pandas DataFrame (its ``attrs``: :meth:`attrs`)."""
         import pandas as pd
 
         frame = pd.DataFrame(self.rows, columns=self.columns or None)
-        frame.attrs["path"] = str(self.path)
-        if self.score_threshold is not None:
-            frame.attrs["score_threshold"] = self.score_threshold
+        frame.attrs.update(self.attrs())
         return frame
 
 
@@ -305,6 +320,7 @@ def write_detection(predictor: Predictor, refs: Sequence[str], output: Path) -> 
             )
             save_jpeg(staging / "overlays" / f"{name}.jpg", drawn)
         write_detection_predictions(staging, records, classes)
+        write_text_atomic(staging / SETTINGS_FILE, detection_settings_text(predictor.info))
     rows = [detection_row(record.path, record.labels, classes) for record in records]
     return PredictionTable(
         "detection",
@@ -313,7 +329,45 @@ def write_detection(predictor: Predictor, refs: Sequence[str], output: Path) -> 
         classes,
         score_threshold=predictor.info.inference.score_threshold,
         columns=table_columns("detection", classes),
+        settings=predictor.info.inference,
     )
+
+
+#: The note beside ``counts.csv``: how its boxes were kept.
+SETTINGS_FILE = "settings.txt"
+
+
+def detection_settings_text(info: ModelInfo) -> str:
+    """``settings.txt`` of a detection output folder: the score threshold the boxes and
+    counts use and where it comes from (with a warning line when it is the default for
+    want of a calibrated one), the IoU threshold, the suppression and the tiles.
+
+    Example:
+        >>> info = ModelInfo(task="detection", classes=["a"], image_size=(64, 64),
+        ...                  channels=3, mean=[0.5] * 3, std=[0.25] * 3)
+        >>> print(detection_settings_text(info).splitlines()[1])
+        score threshold: 0.3 (as the exported model records it)
+    """
+    settings = info.inference
+    lines = ["Boxes in predictions.csv, predictions.json, labels/, counts.csv and overlays/:"]
+    lines.append(f"score threshold: {settings.score_threshold:g} ({settings.threshold_note()})")
+    if settings.uncalibrated:
+        lines.append(
+            "WARNING: the threshold was not calibrated on this model's validation data; the "
+            "counts may be far off. Calibrate it (`mediscope validate`) or choose one "
+            "(`mediscope predict --score-threshold`)."
+        )
+    across = "across classes (agnostic_nms: true)" if settings.agnostic_nms else "within each class"
+    lines.append(f"overlapping boxes suppressed {across} above IoU {settings.iou_threshold:g}")
+    if settings.window is not None:
+        lines.append(
+            f"large images: tiles of {settings.window[0]} x {settings.window[1]} px, overlap "
+            f"{settings.overlap:g}, merged by {settings.merge}"
+        )
+    lines.append(f"at most {settings.max_detections} boxes per image (per tile when tiled)")
+    if info.checkpoint:
+        lines.append(f"model: {info.checkpoint}")
+    return "\n".join(lines) + "\n"
 
 
 #: Suffixes of exported model files (ONNX, TorchScript).
@@ -332,12 +386,19 @@ def predict_exported(
     output: Path,
     probabilities: bool = False,
     device: str = "cpu",
+    score_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    agnostic_nms: bool | None = None,
 ) -> PredictionTable:
     """``mediscope predict MODEL.onnx``: an exported model's files, without the training
     stack (torch is imported only for TorchScript).
 
+    ``score_threshold``, ``iou_threshold`` and ``agnostic_nms`` replace the detector's
+    exported settings (see :meth:`Predictor.with_settings`).
+
     Raises:
-        ConfigError: when ``output`` is an input, or inside or above one.
+        ConfigError: when ``output`` is an input, or inside or above one, or detection
+            settings are given for another task or out of range.
     """
     from mediscope.files import refuse_overlap
     from mediscope.runtime.backends import OnnxBackend, TorchScriptBackend
@@ -350,7 +411,9 @@ def predict_exported(
         backend = OnnxBackend(source, device=device)
     else:
         backend = TorchScriptBackend(source, device=device)
-    predictor = Predictor(backend, backend.info)
+    predictor = Predictor(backend, backend.info).with_settings(
+        score_threshold=score_threshold, iou_threshold=iou_threshold, agnostic_nms=agnostic_nms
+    )
     refs = collect_inputs(inputs)
     refuse_overlap(output, refs, option="--output")
     return write_predictions(predictor, refs, output, probabilities=probabilities)
