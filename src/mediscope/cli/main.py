@@ -174,8 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MediscopeError as exc:
         if debug:
             traceback.print_exc()
+        rank = _process_rank()
+        if rank and isinstance(exc, InterruptedRun):
+            return exc.exit_code  # process 0 of the DDP run says it, once
         # One line, whatever a message quotes (a CSV header cell, a library's message).
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        prefix = f"error: process {rank}: " if rank else "error: "
+        print(prefix + " ".join(str(exc).split()), file=sys.stderr)
         return exc.exit_code
     except (click.exceptions.Exit, typer.Exit) as exc:
         return int(exc.exit_code or 0)
@@ -205,6 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _process_rank() -> int:
+    """The rank of this process in a DDP run (0 alone), read from its environment."""
+    if not any(k in os.environ for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID")):
+        return 0
+    from mediscope.engine.distributed import launch_rank
+
+    return launch_rank()
 
 
 def _usage_error(exc: click.ClickException | typer.TyperException) -> int:
