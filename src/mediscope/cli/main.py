@@ -33,6 +33,7 @@ from mediscope.cli import (
     predict,
     report,
     serve,
+    slurm,
     train,
 )
 from mediscope.errors import InterruptedRun, MediscopeError, Terminated, TerminatedRun
@@ -99,6 +100,7 @@ app.command("compare")(compare.compare_command)
 app.command("export")(export.export_command)
 app.command("serve")(serve.serve_command)
 app.command("benchmark")(benchmark.benchmark_command)
+app.command("slurm")(slurm.slurm_command)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
