@@ -251,3 +251,51 @@ def test_torchrun_two_processes(
     assert len(list(runs.rglob("config.yaml"))) == 1
     assert done.stdout.count("run: ") == 1
     assert_disjoint_shares(log, epochs=1)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_process_and_leaves_a_resumable_run(
+    tiny_crops: Path, tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    """SIGTERM to every process (what SLURM sends at the time limit): they stop at the
+    same step, process 0 says so once (exit 143), and the run resumes from last.ckpt."""
+    import signal
+    import time
+
+    runs = tmp_path / "runs"
+    raw = tiny_config(tiny_crops, runs, data={"batch_size": 4})
+    config = ddp_config(write_config, raw, max_epochs=200)
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mediscope", "fit", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: the two processes, as on a node
+    )
+    try:
+        deadline = time.monotonic() + 400
+        while not list(runs.rglob("last.ckpt")) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            time.sleep(0.5)
+        assert list(runs.rglob("last.ckpt")), "no epoch finished in time"
+        os.killpg(process.pid, signal.SIGTERM)
+        out, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0], err[-3000:]
+    assert "--resume" in lines[0]
+    (run,) = [p.parent for p in runs.rglob("config.yaml")]
+    from mediscope.engine.checkpoints import checkpoint_epoch
+
+    done = checkpoint_epoch(run / "checkpoints" / "last.ckpt")
+    assert done is not None
+    # continue it to the end of the next epoch
+    shorter = ddp_config(write_config, raw, max_epochs=done + 2)
+    resumed = run_fit(shorter, tmp_path / "resumed", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert checkpoint_epoch(run / "checkpoints" / "last.ckpt") == done + 1

@@ -178,7 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         rank = _process_rank()
         if rank and isinstance(exc, InterruptedRun):
-            return exc.exit_code  # process 0 of the DDP run says it, once
+            # Process 0 of the DDP run says it, once, with the exit code. Another process
+            # that stopped with it exits quietly with 0: Lightning's ddp launcher kills
+            # process 0 at once when another process fails, before it could say it.
+            return 0
         # One line, whatever a message quotes (a CSV header cell, a library's message).
         prefix = f"error: process {rank}: " if rank else "error: "
         print(prefix + " ".join(str(exc).split()), file=sys.stderr)
