@@ -281,7 +281,7 @@ def test_sigterm_stops_every_process_and_leaves_a_resumable_run(
             time.sleep(0.5)
         assert list(runs.rglob("last.ckpt")), "no epoch finished in time"
         os.killpg(process.pid, signal.SIGTERM)
-        out, err = process.communicate(timeout=300)
+        _, err = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
