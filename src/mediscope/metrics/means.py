@@ -14,10 +14,10 @@ class WeightedMean(Metric):
 
     Examples:
         >>> mean = WeightedMean()
-        >>> mean.update(torch.tensor(1.5), 8)
-        >>> mean.update(torch.tensor(1.0), 2)
+        >>> mean.update(torch.tensor(1.5), 2)
+        >>> mean.update(torch.tensor(1.0), 6)
         >>> float(mean.compute())
-        1.4
+        1.125
     """
 
     full_state_update = False
