@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import tiny_config, tiny_detection_config, tiny_segmentation_config
 from mediscope.data.samplers import LOG_ENV, EpochSampler
@@ -306,3 +307,30 @@ def test_sigterm_stops_every_process_and_leaves_a_resumable_run(
     resumed = run_fit(shorter, tmp_path / "resumed", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert checkpoint_epoch(run / "checkpoints" / "last.ckpt") == done + 1
+
+
+def test_a_nan_loss_in_another_process_stops_this_one_too() -> None:
+    """Every process stops at the step where any of them has a NaN loss (else the others
+    would wait for it in the gradients' all-reduce)."""
+    from types import SimpleNamespace
+
+    from mediscope.engine.callbacks import StopOnNonFiniteLoss
+    from mediscope.errors import NonFiniteLossError
+
+    decisions: list[tuple[bool, bool]] = []
+
+    def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
+        decisions.append((decision, all))
+        return True  # another process saw a NaN
+
+    strategy = SimpleNamespace(reduce_boolean_decision=reduce_boolean_decision)
+    trainer: Any = SimpleNamespace(world_size=2, strategy=strategy, current_epoch=1, global_step=7)
+    callback = StopOnNonFiniteLoss()
+    with pytest.raises(NonFiniteLossError, match="in another process") as info:
+        callback.on_before_backward(trainer, None, torch.tensor(0.5))  # type: ignore[arg-type]
+    assert decisions == [(False, False)]  # this one's loss was finite; any-reduction
+    assert (info.value.epoch, info.value.step) == (1, 7)
+    # alone, a finite loss goes on without asking anyone
+    trainer.world_size = 1
+    callback.on_before_backward(trainer, None, torch.tensor(0.5))  # type: ignore[arg-type]
+    assert len(decisions) == 1

@@ -362,13 +362,16 @@ class StopOnNonFiniteLoss(L.Callback):
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
-        finite = bool(torch.isfinite(loss.detach()).all())
+        own = bool(torch.isfinite(loss.detach()).all())
+        finite = own
         if trainer.world_size > 1:  # every process stops, or none: DDP steps in lockstep
-            finite = not trainer.strategy.reduce_boolean_decision(not finite, all=False)
+            finite = not trainer.strategy.reduce_boolean_decision(not own, all=False)
         if finite:
             return
         value = float(loss.detach().float().reshape(-1)[0])
         name = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        if own:
+            name = "nan or infinite in another process"
         epoch, step = trainer.current_epoch, trainer.global_step
         error = NonFiniteLossError(
             f"training loss is {name} at epoch {epoch}, step {step} "
