@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -25,7 +26,36 @@ def task_config(task: str, data: dict[str, Path], runs: Path, **trainer: Any) ->
         return tiny_config(data["crops"], runs, trainer=trainer)
     if task == "segmentation":
         return tiny_segmentation_config(data["lesions"], runs, trainer=trainer)
+    if task == "multilabel":
+        return multilabel_config(runs, trainer)
     return tiny_detection_config(data["smears"], runs, trainer=trainer)
+
+
+def multilabel_config(runs: Path, trainer: dict[str, Any]) -> dict[str, Any]:
+    """Random images with three random 0/1 labels each, MedMNIST-style (npz)."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 48), ("val", 16)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 2, (n, 3), dtype=np.uint8)
+    path = runs / "findings.npz"
+    runs.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+    return {
+        "task": "multilabel",
+        "seed": 1,
+        "data": {
+            "format": "npz",
+            "path": str(path),
+            "classes": ["a", "b", "c"],
+            "image_size": 32,
+            "batch_size": 16,
+        },
+        "model": {"name": "simple_cnn", "params": {"width": 8, "depth": 2}},
+        "trainer": trainer,
+        "logging": {"progress": "none"},
+        "run": {"name": "tiny-ml", "dir": str(runs)},
+    }
 
 
 @pytest.fixture
@@ -67,7 +97,7 @@ def fit_one(config: dict[str, Any], *callbacks: L.Callback) -> api.FitResult:
     return api.fit(config_from_dict(config), callbacks=list(callbacks))
 
 
-@pytest.mark.parametrize("task", ["classification", "segmentation", "detection"])
+@pytest.mark.parametrize("task", ["classification", "segmentation", "detection", "multilabel"])
 def test_bf16_mixed_on_cpu_trains_each_task(
     task: str, datasets: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -83,7 +113,7 @@ def test_bf16_mixed_on_cpu_trains_each_task(
 
 
 @GPU
-@pytest.mark.parametrize("task", ["classification", "segmentation", "detection"])
+@pytest.mark.parametrize("task", ["classification", "segmentation", "detection", "multilabel"])
 def test_16_mixed_on_gpu_trains_each_task(
     task: str, datasets: dict[str, Path], tmp_path: Path
 ) -> None:
