@@ -23,7 +23,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import tiny_config, tiny_detection_config, tiny_segmentation_config
+from helpers import (
+    tiny_config,
+    tiny_detection_config,
+    tiny_multilabel_config,
+    tiny_segmentation_config,
+)
 from mediscope.data.samplers import LOG_ENV, EpochSampler
 from mediscope.engine.distributed import launch_rank
 
@@ -357,3 +362,11 @@ def test_ddp_weights_and_early_stopping(
     for rank in (0, 1):
         epochs = {r["epoch"] for r in read_log(log, rank) if r["shuffle"]}
         assert epochs == {0, 1}, (rank, epochs)  # stopped after epoch 1, both of them
+
+
+@pytest.mark.slow
+def test_ddp_multilabel(tmp_path: Path, write_config: Callable[..., Path]) -> None:
+    runs = tmp_path / "runs"
+    raw = tiny_multilabel_config(runs, trainer={"max_epochs": 1, "test_after_fit": False})
+    raw["data"]["batch_size"] = 8
+    check_ddp_run(tmp_path, ddp_config(write_config, raw, max_epochs=1), runs, epochs=1)

@@ -7,11 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 
-from helpers import tiny_config, tiny_detection_config, tiny_segmentation_config
+from helpers import (
+    tiny_config,
+    tiny_detection_config,
+    tiny_multilabel_config,
+    tiny_segmentation_config,
+)
 from mediscope import api
 from mediscope.engine.training import _compile_failed, _is_compile_error
 from mediscope.errors import ConfigError
@@ -27,35 +31,8 @@ def task_config(task: str, data: dict[str, Path], runs: Path, **trainer: Any) ->
     if task == "segmentation":
         return tiny_segmentation_config(data["lesions"], runs, trainer=trainer)
     if task == "multilabel":
-        return multilabel_config(runs, trainer)
+        return tiny_multilabel_config(runs, trainer=trainer)
     return tiny_detection_config(data["smears"], runs, trainer=trainer)
-
-
-def multilabel_config(runs: Path, trainer: dict[str, Any]) -> dict[str, Any]:
-    """Random images with three random 0/1 labels each, MedMNIST-style (npz)."""
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 48), ("val", 16)):
-        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
-        arrays[f"{split}_labels"] = rng.integers(0, 2, (n, 3), dtype=np.uint8)
-    path = runs / "findings.npz"
-    runs.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)  # type: ignore[arg-type]
-    return {
-        "task": "multilabel",
-        "seed": 1,
-        "data": {
-            "format": "npz",
-            "path": str(path),
-            "classes": ["a", "b", "c"],
-            "image_size": 32,
-            "batch_size": 16,
-        },
-        "model": {"name": "simple_cnn", "params": {"width": 8, "depth": 2}},
-        "trainer": trainer,
-        "logging": {"progress": "none"},
-        "run": {"name": "tiny-ml", "dir": str(runs)},
-    }
 
 
 @pytest.fixture
