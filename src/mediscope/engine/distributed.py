@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 #: Environment variables that give a process's global rank before Lightning starts.
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID")
@@ -69,6 +71,34 @@ class DistributedRun(L.Callback):
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
+        self._sigterm = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning's own SIGTERM handler runs a collective inside the signal handler and
+        # lets each process stop on its own in validation, which can leave the others
+        # waiting. Instead: note the signal, and agree after every training step
+        # (on_train_batch_end) whether any process got one; then all stop there.
+        self._sigterm = False
+        if trainer.world_size > 1:
+            with suppress(ValueError):  # not the main thread: leave Lightning's
+                signal.signal(signal.SIGTERM, self._note_sigterm)
+
+    def _note_sigterm(self, signum: int, frame: object) -> None:
+        self._sigterm = True
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(
+            self._sigterm, all=False
+        ):
+            trainer._signal_connector.received_sigterm = True
+            raise SIGTERMException()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.world_size > 1:
@@ -82,11 +112,11 @@ class DistributedRun(L.Callback):
 
 @contextmanager
 def lightning_sigterm(active: bool) -> Iterator[None]:
-    """While inside (when ``active``), SIGTERM is left to Lightning alone.
+    """While inside (when ``active``), SIGTERM does not raise at once.
 
-    Lightning agrees on a SIGTERM across processes at the next training step and stops
-    them all there; a handler raising in one process at an arbitrary point (what a
-    single process does) would leave the others waiting in a collective.
+    The processes of a DDP run agree on a SIGTERM after a training step and all stop
+    there (:class:`DistributedRun`); a handler raising in one process at an arbitrary
+    point (what a single process does) would leave the others waiting in a collective.
     """
     if not active or not hasattr(signal, "SIGTERM"):
         yield
