@@ -342,6 +342,11 @@ class ModelConfig(Section):
     params: dict[str, Any] = Field(
         default_factory=dict, description="extra builder keywords, e.g. drop_rate"
     )
+    channels_last: bool = Field(
+        False,
+        description="train in the channels-last memory layout (faster convolutions with "
+        "mixed precision on recent GPUs)",
+    )
 
     @field_validator("freeze")
     @classmethod
@@ -576,6 +581,11 @@ class TrainerConfig(Section):
     )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="stop when the monitored metric stops improving; none: never"
+    )
+    compile: bool = Field(
+        False,
+        description="compile the network with torch.compile (needs a C++ compiler on a CPU); "
+        "checkpoints stay those of the plain network",
     )
 
     @field_validator("devices")
