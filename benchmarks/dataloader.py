@@ -31,6 +31,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -248,13 +249,19 @@ def main() -> None:
     quiet_lightning()
     load_before = [round(x, 2) for x in os.getloadavg()]
     tasks: dict[str, Any] = {}
+    if args.only and RESULTS.is_file():  # keep the other tasks' figures
+        tasks = json.loads(RESULTS.read_text(encoding="utf-8")).get("tasks", {})
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.only or list(TASKS):
-            tasks[task] = measure(task, Path(tmp), args.batches)
+            figures = measure(task, Path(tmp), args.batches)
+            tasks[task] = {"timed_batches": args.batches, **figures}
+            _write(tasks, load_before)  # after every task: a long run keeps what it measured
+
+
+def _write(tasks: dict[str, Any], load_before: list[float]) -> None:
     default = 0  # data.num_workers' default
     result = {
         "question": "images/s of the training loader alone vs the training step alone",
-        "timed_batches": args.batches,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.platform(),
