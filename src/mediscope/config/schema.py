@@ -228,6 +228,19 @@ class DataConfig(Section):
     num_workers: int = Field(
         0, ge=0, description="data-loader worker processes; 0 loads in the main process"
     )
+    persistent_workers: bool = Field(
+        True,
+        description="with num_workers: keep the worker processes between epochs (no restart "
+        "at every training and validation epoch)",
+    )
+    pin_memory: bool | Literal["auto"] = Field(
+        "auto",
+        description="page-locked batches for faster copies to the GPU; auto: on when "
+        "training on a CUDA GPU",
+    )
+    prefetch_factor: int = Field(
+        2, ge=1, description="with num_workers: batches each worker loads ahead"
+    )
     # -- segmentation masks ------------------------------------------------------------
     img_suffix: str | None = Field(
         None, description="masks: image file ending, e.g. .jpg; default any image suffix"

@@ -436,8 +436,8 @@ class MediscopeDataModule(L.LightningDataModule):
             batch_size=batch,
             sampler=sampler,
             drop_last=train and len(sampler) > batch,  # a batch of 1 breaks BatchNorm
-            num_workers=self.config.data.num_workers,
             collate_fn=self.task_data.collate,
+            **loader_options(self.config),
         )
 
     def _share(self) -> tuple[int, int, int]:
@@ -467,3 +467,28 @@ class MediscopeDataModule(L.LightningDataModule):
         self.prepare_samples()
         assert self.train_set is not None and self.val_set is not None
         return {"train": len(self.train_set), "val": len(self.val_set)}
+
+
+def loader_options(config: Config) -> dict[str, Any]:
+    """The DataLoader's worker and memory options from ``data`` (see
+    ``benchmarks/dataloader.py`` for how the defaults were chosen).
+
+    ``persistent_workers`` and ``prefetch_factor`` apply only with worker processes;
+    ``pin_memory: auto`` pins when the trainer will use a CUDA GPU.
+    """
+    data = config.data
+    options: dict[str, Any] = {"num_workers": data.num_workers}
+    if data.num_workers > 0:
+        options["persistent_workers"] = data.persistent_workers
+        options["prefetch_factor"] = data.prefetch_factor
+    pin = data.pin_memory
+    if pin == "auto":
+        pin = config.trainer.accelerator in ("auto", "gpu", "cuda") and _cuda_available()
+    options["pin_memory"] = bool(pin)
+    return options
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

@@ -69,9 +69,10 @@ class Trained:
 
 #: The keys of a config that may differ from the run's own when it is resumed (a key, or
 #: a whole section): ``trainer.max_epochs`` (to train longer), the machine it runs on
-#: (``trainer.accelerator``, ``data.num_workers``), and what only logs, evaluates or
-#: reports the run. Everything else decides what the checkpoint's epochs trained and
-#: what the next ones train, so a resume must keep it as the run's ``config.yaml`` says.
+#: (``trainer.accelerator``, ``data.num_workers`` and the loader's options), and what
+#: only logs, evaluates or reports the run. Everything else decides what the checkpoint's
+#: epochs trained and what the next ones train, so a resume must keep it as the run's
+#: ``config.yaml`` says.
 RESUME_MAY_DIFFER: tuple[str, ...] = (
     "trainer.max_epochs",
     "trainer.accelerator",
@@ -80,6 +81,9 @@ RESUME_MAY_DIFFER: tuple[str, ...] = (
     "trainer.test_after_fit",
     "trainer.limit_test_batches",
     "data.num_workers",
+    "data.persistent_workers",
+    "data.pin_memory",
+    "data.prefetch_factor",
     "data.test_path",
     "data.max_pixels",
     "logging",
