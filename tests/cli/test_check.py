@@ -95,10 +95,65 @@ def test_the_html_report_is_self_contained(cli: Cli, broken_crops: Path, tmp_pat
     assert "<script" not in text and "<link" not in text
     sources = re.findall(r'src="([^"]*)"', text)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    # plots (sizes, balance) + 4 classes x 3 gallery images + the duplicate pair
-    assert len(sources) >= 2 + 4 * 3 + 2
+    # the balance plot + 4 classes x 3 gallery images + the duplicate pair; every image is
+    # 32 x 32: no size plot (one lone marker), the table says it
+    assert len(sources) >= 1 + 4 * 3 + 2
+    assert 'alt="image sizes"' not in text
+    assert "all 89 readable images are 32x32" in text
     assert "exact_duplicate" in text and "copy.png" in text
     assert "<h2>Gallery: 3 samples per class</h2>" in text
+    # across splits the duplicate is leakage
+    assert "the same pixels as an image of another split (leakage)" in text
+
+
+def _picture(text: str, name: str) -> Any:
+    """The first picture of ``check.html`` whose alt text ends with ``name``."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    found = re.search(rf'<img src="data:image/png;base64,([^"]+)" alt="[^"]*{name}"', text)
+    assert found, name
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(found.group(1)))))
+
+
+def test_the_html_report_summary_first_dense_images_and_duplicates_within_a_split(
+    cli: Cli, tiny_smears: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "smears"
+    shutil.copytree(tiny_smears, root)
+    train, labels = root / "images" / "train", root / "labels" / "train"
+    first = sorted(train.iterdir())[0]
+    shutil.copy(first, train / "zz_copy.png")  # a duplicate within the training split
+    shutil.copy(labels / f"{first.stem}.txt", labels / "zz_copy.txt")
+    # a crowded image: 60 boxes on a 6 x 10 grid
+    crowd = [
+        f"{k % 4} {0.05 + 0.1 * (k % 10):.2f} {0.1 + 0.15 * (k // 10):.2f} 0.06 0.08"
+        for k in range(60)
+    ]
+    (labels / f"{sorted(train.iterdir())[1].stem}.txt").write_text("\n".join(crowd) + "\n")
+    out = tmp_path / "out"
+    result = cli("check", root, "--output", out, "--samples", "16")
+    assert result.code == 0, result.err
+    text = (out / "check.html").read_text(encoding="utf-8")
+    # the summary of the findings comes first, linked to the full list at the end
+    summary, dataset = text.index('<h2 id="summary">'), text.index("<h2>Dataset</h2>")
+    assert summary < dataset < text.index("<h2>Images</h2>") < text.index('<h2 id="findings">')
+    assert '<a href="#warning-exact_duplicate">exact_duplicate</a>' in text
+    assert '<tr id="warning-exact_duplicate">' in text
+    # a duplicate within a split is no leakage, and says so
+    row = text[summary:dataset].split("exact_duplicate</a>")[1].split("</tr>")[0]
+    assert "of the same split" in row and "leakage" not in row
+    # the crowded image: boxes only (no name tags) under a band that counts them
+    crowded = _picture(text, sorted(train.iterdir())[1].name)
+    labelled = [p for p in sorted(labels.iterdir())[2:] if p.read_text().strip()]
+    sparse = _picture(text, f"{labelled[0].stem}.png")
+    assert crowded.shape[0] > crowded.shape[1] == 256  # the band above the 256 px picture
+    assert sparse.shape[:2] == (256, 256)
+    band = crowded[: crowded.shape[0] - 256]
+    assert (band == 255).all(axis=-1).mean() > 0.5  # white, with the counts written on it
 
 
 def test_missing_path_and_bad_config_exit_2(

@@ -105,6 +105,9 @@ def test_grid_runs_every_cell_on_one_split_and_resumes(
         assert row["f1_macro"] == pytest.approx(metrics["f1_macro"])
         assert row["f1_macro_ci_low"] == pytest.approx(metrics["ci_low/f1_macro"])
         assert row["params"] > 0 and row["train_seconds"] > 0 and row["best_epoch"] == 0
+        assert row["train_cpu_seconds"] > 0  # CPU time beside the wall time
+        record = read_json(folder / row["cell"] / "study_run.json")
+        assert row["train_cpu_seconds"] == pytest.approx(record["cpu_seconds"])
         assert row["split"] == "test" and row["status"] == "done"
     assert board.loc[board["model.params.width"] == 4, "params"].nunique() == 1
     md = (folder / "leaderboard.md").read_text()
@@ -189,6 +192,44 @@ def test_bad_grid_writes_nothing(base_config: Path, tmp_path: Path) -> None:
         plan_study(base_config, grid={"model.params.depth2": ["1"]})
     with pytest.raises(ConfigError, match=r"^--metric: 'f1_macr' is not a metric"):
         plan_study(base_config, grid=GRID, metric="f1_macr")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_base_model_params_another_model_does_not_take_are_left_out(
+    base_config: Path, tmp_path: Path
+) -> None:
+    from rich.console import Console
+
+    from mediscope.cli.compare import print_event
+    from mediscope.study.run import StudyEvent
+
+    # the base's model.params {width: 8, depth: 2} are simple_cnn's
+    grid = {"model.name": ["simple_cnn", "vgg19_cnn", "mobilenetv3_small"]}
+    plan = plan_study(base_config, grid=grid)
+    params = [plan.configs[(c.index, "")].model.params for c in plan.cells]
+    assert params == [{"width": 8, "depth": 2}, {"width": 8}, {}]
+    assert plan.cells[0].notes == []
+    assert plan.cells[1].notes == ["base model.params.depth left out: vgg19_cnn does not take it"]
+    assert plan.cells[2].notes == [
+        "base model.params.width, model.params.depth left out: mobilenetv3_small does not take them"
+    ]
+    console = Console(record=True, width=300)
+    event = StudyEvent("start", plan.cells[2], 3, Repeat(), 1, 1, plan.metric)
+    print_event(console, event)
+    line = console.export_text().strip()
+    assert line == (
+        "cell 3/3  model.name=mobilenetv3_small  training (base model.params.width, "
+        "model.params.depth left out: mobilenetv3_small does not take them)"
+    )
+    # a value the grid itself gives is never left out: the error names it
+    with pytest.raises(ConfigError, match=r"^--grid model\.params\.depth=3: .*'depth'"):
+        plan_study(
+            base_config,
+            grid={"model.name": ["vgg19_cnn"], "model.params.depth": ["3"]},
+        )
+    # without a model in the grid, the base's params are the user's mistake: refused
+    with pytest.raises(ConfigError, match="no keyword 'depth'"):
+        plan_study(base_config, grid=GRID, overrides=["model.name=vgg19_cnn"])
     assert not (tmp_path / "runs").exists()
 
 
@@ -303,6 +344,7 @@ def fake_run(value: float, *, ci: bool = True, seed: int = 0, **more: float) -> 
         params=1234567,
         seconds=12.34,
         best_epoch=7,
+        cpu_seconds=20.56,
     )
 
 
@@ -327,12 +369,14 @@ def test_leaderboard_intervals_and_order(tmp_path: Path) -> None:
         "accuracy",
         "params",
         "train s",
+        "CPU s",
         "best epoch",
     ]
-    assert rows[0] == ["1", "b", "0.8000", "n/a", "0.9000", "1.23 M", "12.3", "7"]
+    assert rows[0] == ["1", "b", "0.8000", "n/a", "0.9000", "1.23 M", "12.3", "20.6", "7"]
     assert rows[1][3] == "[0.7000, 0.7900]"
-    assert rows[3][:3] == ["–", "c", "failed"]
+    assert rows[3][:3] == ["–", "c", "failed"] and len(rows[3]) == len(headers)
     md = markdown(board)
+    assert "CPU s: the CPU seconds training used" in md
     assert "90 % CI: bootstrap interval" in md and "on the val split" in md
     files = write_leaderboard(board, tmp_path)
     assert set(files) == {"csv", "runs", "md", "png"}

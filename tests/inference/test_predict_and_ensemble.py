@@ -118,3 +118,24 @@ def test_predict_npz_input(cli, trained: Path, tiny_crops: Path, tmp_path: Path)
     assert by_file.code == 0, by_file.err
     same = pd.read_csv(tmp_path / "f.csv")
     assert np.allclose(same.iloc[:, 2:].to_numpy(), table.iloc[:, 2:].to_numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("labels", [None, -1])
+def test_predict_npz_without_labels(
+    cli, trained: Path, tiny_crops: Path, tmp_path: Path, labels: int | None
+) -> None:
+    """Prediction needs no labels: an npz of images only, or with -1 for unknown."""
+    import numpy as np
+    from PIL import Image
+
+    files = sorted((tiny_crops / "test").rglob("*.png"))[:3]
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    arrays = {"images": images}
+    if labels is not None:
+        arrays["labels"] = np.full(len(files), labels)
+    np.savez(tmp_path / "unlabelled.npz", **arrays)  # type: ignore[arg-type]
+    out = tmp_path / "p.csv"
+    result = cli("predict", trained, "--input", tmp_path / "unlabelled.npz", "--output", out)
+    assert result.code == 0, result.err
+    table = pd.read_csv(out)
+    assert len(table) == 3 and table["path"].str.contains("unlabelled.npz::images::").all()

@@ -46,23 +46,51 @@ def test_report_iou_and_dice_by_hand() -> None:
     assert report["dice/bg"] == pytest.approx(1 / 2)
     assert report["dice/a"] == pytest.approx(4 / 5)
     assert report["dice/b"] == pytest.approx(2 / 3)
-    assert report["iou_mean"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
-    assert report["dice_mean"] == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
+    # the headline means leave the background out (as nnU-Net); the other keys keep it
+    assert report["iou_mean"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert report["dice_mean"] == pytest.approx((4 / 5 + 2 / 3) / 2)
+    assert report["iou_mean_with_background"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert report["dice_mean_with_background"] == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
     assert report["pixel_accuracy"] == pytest.approx(4 / 6)
-    assert list(report)[:3] == ["dice_mean", "iou_mean", "pixel_accuracy"]
+    assert list(report)[:5] == [
+        "dice_mean",
+        "iou_mean",
+        "pixel_accuracy",
+        "dice_mean_with_background",
+        "iou_mean_with_background",
+    ]
+
+
+def test_headline_dice_is_the_foreground_mean() -> None:
+    # a small lesion: the background is nearly perfect, the lesion half found
+    target = np.zeros((20, 20), dtype=np.int64)
+    target[:2, :2] = 1
+    pred = np.zeros_like(target)
+    pred[:1, :2] = 1
+    report = segmentation_report(confusion_matrix(pred, target, num_classes=2), ["bg", "lesion"])
+    assert report["dice_mean"] == pytest.approx(report["dice/lesion"]) == pytest.approx(2 / 3)
+    assert report["dice_mean_with_background"] > 0.8 > report["dice_mean"]
+    # one class only: it is the foreground
+    single = segmentation_report(np.array([[5]]), ["cell"])
+    assert single["dice_mean"] == single["dice_mean_with_background"] == 1.0
+    # no foreground in target nor prediction: nothing to find, nothing found
+    blank = segmentation_report(confusion_matrix(pred * 0, target * 0, num_classes=2), ["b", "f"])
+    assert blank["dice_mean"] == blank["iou_mean"] == 1.0
 
 
 def test_absent_class_is_nan_and_left_out_of_the_means() -> None:
     cm = confusion_matrix(PRED, TARGET, num_classes=4)
     report = segmentation_report(cm, ["bg", "a", "b", "never"])
     assert math.isnan(report["dice/never"]) and math.isnan(report["iou/never"])
-    assert report["iou_mean"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert report["iou_mean"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert report["iou_mean_with_background"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
     # A class only predicted is present: it counts, with Dice 0.
     only_predicted = segmentation_report(
         confusion_matrix(np.array([0, 3]), np.array([0, 0]), num_classes=4), list("wxyz")
     )
     assert only_predicted["dice/z"] == 0.0
-    assert only_predicted["dice_mean"] == pytest.approx((2 / 3 + 0.0) / 2)
+    assert only_predicted["dice_mean"] == 0.0
+    assert only_predicted["dice_mean_with_background"] == pytest.approx((2 / 3 + 0.0) / 2)
     empty = segmentation_report(np.zeros((2, 2), dtype=np.int64), ["bg", "fg"])
     assert math.isnan(empty["dice_mean"]) and math.isnan(empty["pixel_accuracy"])
 

@@ -12,7 +12,13 @@ import torch
 from PIL import Image
 
 from mediscope.errors import DataError
-from mediscope.inference.pictures import class_colors, draw_detections, line_width
+from mediscope.inference.pictures import (
+    class_colors,
+    class_tags,
+    draw_detections,
+    draw_truth_boxes,
+    line_width,
+)
 from mediscope.metrics.detection import evaluate_detections
 from mediscope.reports.detection import plot_pr_curves
 from mediscope.runtime.detection_files import (
@@ -198,6 +204,39 @@ def test_draw_detections_colours_and_scale() -> None:
     assert column.sum() == line_width(4000, 3000) > 2
     grey = draw_detections(np.zeros((50, 60), dtype=np.uint8), np.zeros((0, 4)), [], [], CLASSES)
     assert grey.shape == (50, 60, 3)
+
+
+def test_crowded_images_get_class_initials_where_boxes_have_room_and_a_legend_band() -> None:
+    assert class_tags(CLASSES) == ["R", "W", "Rf"]
+    assert class_tags(["cell", "cell-a", "cell a"]) == ["C", "C-a", "Ca"]
+    assert class_tags(["G+", "G +"]) == ["G+", "G +"]  # no way to tell them apart: names
+    image = np.full((400, 600, 3), 128, dtype=np.uint8)
+    # 50 boxes: one wide (room for a tag), the others 6 px (none)
+    small = [[10 + 11 * (k % 49), 300 + 12 * (k // 49), 16 + 11 * (k % 49), 306] for k in range(49)]
+    boxes = np.array([[100, 100, 300, 180], *small], dtype=float)
+    labels = np.zeros(len(boxes), dtype=int)
+    scores = np.full(len(boxes), 0.5)
+    colour = class_colors(len(CLASSES) + 1)[1]
+    drawn = draw_detections(image, boxes, labels, scores, CLASSES)
+    assert drawn.shape == image.shape  # no legend unless asked for
+    tag = drawn[80:99, 100:300]  # above the wide box: its "R 0.50" tag
+    assert (tag == colour).all(axis=-1).sum() > 100
+    assert not (drawn[285:299, 5:560] == colour).all(axis=-1).any()  # small boxes: no tags
+    shown = draw_detections(image, boxes, labels, scores, CLASSES, legend=True)
+    band = shown.shape[0] - image.shape[0]
+    assert band > 0 and shown.shape[1] == image.shape[1]
+    np.testing.assert_array_equal(shown[band:], drawn)  # the image itself is not covered
+    assert (shown[:band] == colour).all(axis=-1).any()  # the class's swatch in the band
+    bare = draw_detections(image, boxes, labels, None, CLASSES, tags="none")
+    assert not (bare[80:99, 100:300] == colour).all(axis=-1).any()  # boxes only
+
+
+def test_truth_boxes_are_white_edged_in_black() -> None:
+    pale = np.full((100, 100, 3), 235, dtype=np.uint8)
+    drawn = draw_truth_boxes(pale, [[20, 20, 80, 80]], thickness=2)
+    column = drawn[50, 15:26].min(axis=-1)  # across the left edge, from outside in
+    assert (column == 255).any() and (column == 0).sum() >= 2  # white core, black edges
+    assert (pale == 235).all()  # the input is left alone
 
 
 def test_pr_curve_png(tmp_path: Path) -> None:

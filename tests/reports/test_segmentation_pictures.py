@@ -110,6 +110,30 @@ def test_overlay_colours_objects_draws_contours_and_leaves_background() -> None:
     assert np.array_equal(grey[mask == 0], np.repeat(image[:, :, :1], 3, axis=2)[mask == 0])
 
 
+def test_objects_get_class_tags_where_there_is_room_and_a_legend_band() -> None:
+    from mediscope.inference.pictures import labelled_overlay, tag_regions
+
+    classes = ["background", "nevus", "melanoma"]
+    colors = class_colors(3)
+    image = np.full((200, 200, 3), 90, dtype=np.uint8)
+    mask = np.zeros((200, 200), dtype=np.uint8)
+    mask[40:160, 40:160] = 1  # room for a tag
+    mask[5:9, 180:184] = 2  # none
+    base = overlay(image, mask, colors)
+    tagged = tag_regions(base, mask, colors, ["", "N", "M"])
+    changed = (tagged != base).any(axis=-1)
+    ys, xs = np.nonzero(changed)
+    assert changed.any() and 60 < ys.mean() < 140 and 60 < xs.mean() < 140  # inside nevus
+    assert not changed[:20, 170:].any()  # the small melanoma stays untagged
+    assert (tagged[changed] == colors[1]).all(axis=-1).mean() > 0.3  # on the class colour
+    shown = labelled_overlay(image, mask, classes)
+    band = shown.shape[0] - 200
+    assert band > 0 and shown.shape[1] == 200
+    np.testing.assert_array_equal(shown[band:], tagged)
+    for colour in colors[1:]:  # a swatch of each object class in the band
+        assert (shown[:band] == colour).all(axis=-1).any()
+
+
 def test_probability_map_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(3, 20, 30))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mediscope.errors import ConfigError
-from mediscope.runtime.info import FORMAT_VERSION, ModelInfo
+from mediscope.runtime.info import FORMAT_VERSION, LAYOUT_2_SETTINGS, InferenceSettings, ModelInfo
 
 
 def _info(**kwargs: object) -> ModelInfo:
@@ -27,6 +27,7 @@ def test_a_plain_model_is_written_in_layout_1_without_the_new_keys() -> None:
     data = json.loads(_info().to_json())
     assert data["format_version"] == 1
     assert not {"intensity", "temperature", "thresholds"} & set(data)
+    assert not set(LAYOUT_2_SETTINGS) & set(data["inference"])
     assert ModelInfo.from_json(json.dumps(data)) == _info()
 
 
@@ -37,6 +38,9 @@ def test_a_plain_model_is_written_in_layout_1_without_the_new_keys() -> None:
         {"temperature": 1.7},
         {"thresholds": {"op_threshold/a": 0.3}},
         {"task": "multilabel"},
+        {"inference": InferenceSettings(agnostic_nms=True)},
+        {"inference": InferenceSettings(mpp=0.5)},
+        {"inference": InferenceSettings(score_threshold_source="default")},
     ],
 )
 def test_a_model_needing_layout_2_says_so_and_round_trips(extra: dict[str, object]) -> None:

@@ -149,3 +149,16 @@ def test_counts_of_a_large_smear_of_easy_objects_are_exact() -> None:
     assert sum(truth) > 150
     assert counted["edge"] == truth
     assert counted["nms"] != truth  # pieces of objects cut by tile edges counted apart
+
+
+def test_agnostic_edge_merge_joins_pieces_the_model_gave_different_classes() -> None:
+    boxes, scores, _, tiles, windows = _seen_by_tiles(OBJECTS["four tiles"])
+    labels = np.arange(len(boxes)) % 2  # the model hesitates between two classes
+    args = {"method": "edge", "iou_threshold": 0.5, "image_size": SIZE, "windows": windows}
+    per_class, _, _ = merge_tiles(boxes, scores, labels, tiles=np.array(tiles), **args)
+    merged, _, kept = merge_tiles(
+        boxes, scores, labels, tiles=np.array(tiles), agnostic=True, **args
+    )
+    assert len(per_class) == 2 and len(merged) == 1
+    assert kept.tolist() == [0]  # the best-scored box's class
+    np.testing.assert_allclose(merged[0], OBJECTS["four tiles"])

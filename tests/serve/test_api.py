@@ -164,7 +164,8 @@ def test_predict_and_files(client: TestClient, ident: str, images: dict[str, lis
         expected = mask_from_rle(result["rle"], result["classes"])
         np.testing.assert_array_equal(np.asarray(mask), expected)
         assert rows[0]["mask"] == f"masks/{path.stem}.png"
-        assert float(rows[0]["lesion"]) == pytest.approx(result["fractions"]["lesion"], abs=1e-6)
+        share = float(rows[0]["area_fraction/lesion"])
+        assert share == pytest.approx(result["fractions"]["lesion"], abs=1e-6)
     else:
         coco = json.loads(files["json"])
         assert {"images", "categories", "annotations"} <= set(coco)

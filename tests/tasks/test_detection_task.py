@@ -111,7 +111,7 @@ def test_predict_slices_a_large_smear(fitted: Any, tiny_smears: Path, tmp_path: 
     assert (tmp_path / "out" / "predictions.json").is_file()
     assert (tmp_path / "out" / "counts.csv").is_file()
     overlay = Image.open(tmp_path / "out" / "overlays" / f"{large[0].stem}.jpg")
-    assert overlay.size == (600, 450)
+    assert overlay.size[0] == 600 and overlay.size[1] > 450  # a legend band above the smear
 
 
 def test_sliced_predictor_maps_tiles_back(fitted: Any) -> None:

@@ -47,6 +47,10 @@ def test_study_architecture_and_loss_train_one_epoch(
     val = json.loads((result.run_dir / "val_metrics.json").read_text())
     assert 0.0 <= val["dice_mean"] <= 1.0 and val["n_samples"] == 4
     assert {"dice/lesion", "iou/background", "pixel_accuracy"} <= set(val)
+    # the headline is the lesion's (the foreground's) Dice; the background is kept apart
+    assert val["dice_mean"] == pytest.approx(val["dice/lesion"])
+    both = (val["dice/background"] + val["dice/lesion"]) / 2
+    assert val["dice_mean_with_background"] == pytest.approx(both)
     for key in ("dice_mean", "iou_mean", "dice/lesion"):  # bootstrap intervals over images
         assert val[f"ci_low/{key}"] <= val[key] <= val[f"ci_high/{key}"], key
 
@@ -215,7 +219,9 @@ def test_predict_writes_masks_overlays_and_probabilities(
         assert mask.shape == (source.height, source.width)
     assert set(np.unique(mask)) <= {0, 1}
     table = pd.read_csv(out / "predictions.csv")
-    assert (table["background"] + table["lesion"]).round(4).eq(1).all()
+    fractions = ["area_fraction/background", "area_fraction/lesion"]
+    assert list(table.columns) == ["path", "mask", *fractions]
+    assert table[fractions].sum(axis=1).round(4).eq(1).all()
     assert len(list((out / "probabilities").iterdir())) == len(names)
     bad = cli("predict", result.run_dir, "--input", images, "--output", tmp_path / "x.csv")
     assert bad.code == 2 and bad.err.startswith("error:") and "folder" in bad.err

@@ -7,6 +7,7 @@ checkpoint restores the eager PyTorch model (and offers Grad-CAM for classifiers
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,16 @@ def load(
     batch_size: int | None = None,
     overrides: list[str] | None = None,
     threads: int | None = None,
+    score_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    agnostic_nms: bool | None = None,
 ) -> Predictor:
     """A trained model, ready to predict images.
+
+    A detector without a calibrated score threshold (a run stopped before its final
+    validation, and no ``inference.score_threshold``) uses
+    :data:`~mediscope.runtime.info.DEFAULT_SCORE_THRESHOLD` and warns
+    (``UserWarning``); give ``score_threshold`` to choose one.
 
     Args:
         source: A run folder (its ``config.yaml`` and ``checkpoints/best.ckpt``), a
@@ -45,6 +54,12 @@ def load(
         overrides: ``KEY=VALUE`` config overrides (eager models), e.g.
             ``["inference.window=512"]``.
         threads: onnxruntime intra-op threads (default: all cores).
+        score_threshold: Detection: boxes scoring less are dropped; default: the run's
+            calibrated threshold (``inference.score_threshold: auto``).
+        iou_threshold: Detection: boxes overlapping more are one object; default:
+            ``inference.iou_threshold``.
+        agnostic_nms: Detection: also suppress overlapping boxes of different classes;
+            default: ``inference.agnostic_nms``.
 
     Returns:
         The predictor.
@@ -63,15 +78,29 @@ def load(
     if not path.exists():
         raise ConfigError("not found", where=path, hint="give a run folder or a model file")
     suffix = path.suffix.lower()
+    predictor: Predictor
     if path.is_file() and suffix == ".onnx":
         _refuse_eager_options(path, checkpoint, config, overrides)
         backend: Any = OnnxBackend(path, device=device, threads=threads)
-        return Predictor(backend, backend.info, batch_size=batch_size)
-    if path.is_file() and suffix in TORCHSCRIPT_SUFFIXES:
+        predictor = Predictor(backend, backend.info, batch_size=batch_size)
+    elif path.is_file() and suffix in TORCHSCRIPT_SUFFIXES:
         _refuse_eager_options(path, checkpoint, config, overrides)
         backend = TorchScriptBackend(path, device=device)
-        return Predictor(backend, backend.info, batch_size=batch_size)
-    return _load_eager(path, checkpoint, config, device, batch_size, overrides or [])
+        predictor = Predictor(backend, backend.info, batch_size=batch_size)
+    else:
+        predictor = _load_eager(path, checkpoint, config, device, batch_size, overrides or [])
+    predictor = predictor.with_settings(
+        score_threshold=score_threshold, iou_threshold=iou_threshold, agnostic_nms=agnostic_nms
+    )
+    if predictor.task == "detection" and predictor.info.inference.uncalibrated:
+        warnings.warn(
+            f"{path}: no calibrated score threshold; boxes scoring at least "
+            f"{predictor.info.inference.score_threshold:g} are kept (the default). Run "
+            "`mediscope validate` on the run to calibrate it, or give score_threshold=",
+            UserWarning,
+            stacklevel=2,
+        )
+    return predictor
 
 
 def _refuse_eager_options(path: Path, *options: Any) -> None:

@@ -103,6 +103,8 @@ def print_event(console: Console, event: Any) -> None:
         head += f"  {event.repeat.label} ({event.repeat_index}/{event.repeats})"
     if event.kind == "start":
         line = f"{head}  training"
+        if event.cell.notes:
+            line += f" ({'; '.join(event.cell.notes)})"
     elif event.kind == "skip":
         line = f"{head}  finished earlier: {_value(event)}"
     elif event.kind == "failed":

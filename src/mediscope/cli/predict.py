@@ -36,12 +36,38 @@ def predict_command(
     probabilities: bool = typer.Option(
         False, "--probabilities", help="Segmentation: also write per-class probability maps."
     ),
+    score_threshold: float | None = typer.Option(
+        None,
+        "--score-threshold",
+        help="Detection: boxes scoring less are dropped from predictions, counts and "
+        "overlays. Default: the run's calibrated threshold (best F1 on its validation "
+        "split), else 0.3 with a warning.",
+        metavar="SCORE",
+        show_default=False,
+    ),
+    iou_threshold: float | None = typer.Option(
+        None,
+        "--iou-threshold",
+        help="Detection: boxes overlapping by more are one object (NMS and the merge of "
+        "tiles). Default: inference.iou_threshold (0.5).",
+        metavar="IOU",
+        show_default=False,
+    ),
+    agnostic_nms: bool | None = typer.Option(
+        None,
+        "--agnostic-nms/--per-class-nms",
+        help="Detection: suppress overlapping boxes across classes, so that an object the "
+        "model hesitates over is counted once (--per-class-nms: within each class only). "
+        "Default: inference.agnostic_nms (true).",
+        show_default=False,
+    ),
 ) -> None:
     """Predict classes (a CSV with path, label and one probability column per class),
     segment images (a folder of class-index masks, overlays and predictions.csv; sliding
     window and flips by --set inference.window=512 --set inference.tta=true), or detect
     objects (a folder: predictions.csv / .json, YOLO labels/, counts.csv per image and
-    class, overlays/; large images in overlapping tiles by --set inference.window=640).
+    class, overlays/, settings.txt with the thresholds used; large images in overlapping
+    tiles by --set inference.window=640). NPZ inputs need only images, no labels.
     Whole slides (.svs, .ndpi, pyramidal .tif) are streamed over their tissue at
     inference.mpp into a folder per slide: tissue map, class areas, GeoJSON."""
     from mediscope.cli.slides import predict_slides, slide_inputs
@@ -51,6 +77,13 @@ def predict_command(
     if slides:  # whole slides: streamed, a folder of maps and tables per slide
         predict_slides(source, slides, output, checkpoint=checkpoint, overrides=overrides or [])
         return
+
+    detection: dict[str, Any] = {
+        "score_threshold": score_threshold,
+        "iou_threshold": iou_threshold,
+        "agnostic_nms": agnostic_nms,
+    }
+
     if is_exported(source):  # the runtime: no training stack, no config
         from mediscope.runtime.outputs import predict_exported
 
@@ -61,9 +94,11 @@ def predict_command(
                     where=option,
                     hint=f"drop {option}, or give the run folder instead of {source.name}",
                 )
-        table = predict_exported(source, inputs=inputs, output=output, probabilities=probabilities)
+        table = predict_exported(
+            source, inputs=inputs, output=output, probabilities=probabilities, **detection
+        )
         rows, columns, path = table.rows, table.columns, str(table.path)
-        threshold = table.score_threshold
+        attrs = table.attrs()  # no pandas: the runtime's path
     else:
         from mediscope.inference.predict import predict
 
@@ -74,20 +109,22 @@ def predict_command(
             checkpoint=checkpoint,
             overrides=overrides or [],
             probabilities=probabilities,
+            **detection,
         )
         rows, columns = frame.to_dict("records"), [str(c) for c in frame.columns]
-        path, threshold = str(frame.attrs["path"]), frame.attrs.get("score_threshold")
-    _print_predictions(rows, columns, path, threshold, output)
+        path, attrs = str(frame.attrs["path"]), dict(frame.attrs)
+    _print_predictions(rows, columns, path, attrs, output)
 
 
 def _print_predictions(
     rows: list[dict[str, Any]],
     columns: list[str],
     path: str,
-    threshold: float | None,
+    attrs: dict[str, Any],
     output: Path,
 ) -> None:
     console = Console(highlight=False)
+    threshold = attrs.get("score_threshold")
     if "mask" in columns:
         console.print(f"{len(rows)} images segmented: masks/ and overlays/ in {output}")
         console.print(f"predictions: {path}", soft_wrap=True)
@@ -100,7 +137,19 @@ def _print_predictions(
         if len(rows) > 20:
             console.print(f"... {len(rows) - 20} more images in counts.csv")
         total = sum(int(row["total"]) for row in rows)
-        console.print(f"{len(rows)} images, {total} objects (scores >= {threshold or 0:.3f})")
+        across = ", suppressed across classes" if attrs.get("agnostic_nms") else ""
+        console.print(
+            f"{len(rows)} images, {total} objects (scores >= {threshold or 0:.3f}{across})"
+        )
+        if attrs.get("score_threshold_source") == "default":
+            # stderr: one line a log or a terminal shows, whatever stdout goes to
+            Console(stderr=True, highlight=False).print(
+                f"[yellow]warning:[/] no calibrated score threshold (no score_threshold_f1 "
+                f"in the run's val_metrics.json: it stopped before its final validation); "
+                f"counted at the default {threshold:g}. Give --score-threshold, or run "
+                f"`mediscope validate` to calibrate it (noted in {Path(path) / 'settings.txt'})",
+                soft_wrap=True,
+            )
         console.print(f"predictions: {path}", soft_wrap=True)
         return
     counts = Counter(str(row["label"]) for row in rows)

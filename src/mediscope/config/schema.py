@@ -468,7 +468,8 @@ class InferenceConfig(Section):
     score_threshold: float | Literal["auto"] = Field(
         "auto",
         description="detection: boxes scoring less are dropped from predictions, counts and "
-        "overlays; auto: the threshold with the best F1 on the run's validation split",
+        "overlays; auto: the threshold with the best F1 on the run's validation split "
+        "(0.3 when the run has none, with a warning)",
     )
 
     @field_validator("score_threshold")
@@ -502,6 +503,14 @@ class InferenceConfig(Section):
         ge=0,
         description="whole slides without inference.mpp: the pyramid level read "
         "(none: 0, full resolution)",
+    )
+    agnostic_nms: bool = Field(
+        True,
+        description="detection: after NMS within each class, boxes of different classes "
+        "overlapping by more than iou_threshold are one object (the best-scored box is "
+        "kept), so a cell the model "
+        "hesitates over is counted once; false: suppression within each class only "
+        "(COCO's convention; allows two classes on one object)",
     )
 
     @field_validator("window", mode="before")

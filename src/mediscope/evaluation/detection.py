@@ -24,7 +24,7 @@ from mediscope.engine.checkpoints import read_checkpoint
 from mediscope.evaluation.per_sample import detection_arrays, write_samples
 from mediscope.files import write_json_atomic, write_text_atomic
 from mediscope.inference.detection import DetectionPredictor, counting_threshold
-from mediscope.inference.pictures import draw_detections
+from mediscope.inference.pictures import draw_detections, draw_truth_boxes
 from mediscope.metrics.bootstrap import bootstrap_unit, group_codes, interval_keys
 from mediscope.metrics.counting import best_f1_threshold
 from mediscope.metrics.detection import detection_intervals, evaluate_detections, image_f1
@@ -193,8 +193,8 @@ def _write_galleries(
             write_detection_gallery(
                 plots / f"{split}_{name}.png",
                 items,
-                title=f"{split}: the {len(items)} {name} images by F1 at IoU 0.5 "
-                "(white: ground truth)",
+                title=f"{split}: the {len(items)} {name} images by F1 at IoU 0.5",
+                classes=classes,
             )
 
 
@@ -205,10 +205,6 @@ def _count(boxes: np.ndarray | None) -> int:
 def _overlay(
     image: np.ndarray, truth: np.ndarray, record: DetectionRecord, classes: list[str]
 ) -> np.ndarray:
-    import cv2
-
-    rgb = (image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)).copy()
-    width = max(1, round(max(rgb.shape[:2]) / 500))
-    for x1, y1, x2, y2 in np.round(truth).astype(int):
-        cv2.rectangle(rgb, (x1, y1), (x2, y2), (255, 255, 255), width)
-    return draw_detections(rgb, record.boxes, record.labels, record.scores, classes)
+    rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+    drawn = draw_truth_boxes(rgb, truth)
+    return draw_detections(drawn, record.boxes, record.labels, record.scores, classes)

@@ -209,8 +209,10 @@ def _export_section(inputs: CardInputs) -> list[str]:
         lines.append(f"- Largest difference from the PyTorch model on check inputs: {parts}")
     if info.task == "detection":
         settings = info.inference
+        suppression = "class-agnostic" if settings.agnostic_nms else "per-class"
         lines.append(
-            f"- Boxes are kept above score {settings.score_threshold:.4f}, then per-class "
+            f"- Boxes are kept above score {settings.score_threshold:.4f} "
+            f"({settings.threshold_note()}), then {suppression} "
             f"NMS at IoU {settings.iou_threshold} (at most {settings.max_detections} per "
             "image)"
         )

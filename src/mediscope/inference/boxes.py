@@ -30,7 +30,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from mediscope.errors import ConfigError
-from mediscope.runtime.pipeline import wbf, window_starts
+from mediscope.runtime.pipeline import suppress_across_classes, wbf, window_starts
 
 METHODS = ("nms", "wbf")
 CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
@@ -100,10 +100,15 @@ def _with_area(boxes: np.ndarray) -> np.ndarray:
 
 
 def _nms(
-    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    iou_threshold: float,
+    agnostic: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    groups = torch.zeros(len(labels), dtype=torch.int64) if agnostic else torch.from_numpy(labels)
     keep = batched_nms(
-        torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), iou_threshold
+        torch.from_numpy(boxes), torch.from_numpy(scores), groups, iou_threshold
     ).numpy()
     return boxes[keep], scores[keep], labels[keep]
 
@@ -119,6 +124,7 @@ def merge_detections(
     image_size: tuple[int, int] | None = None,
     max_detections: int | None = None,
     conf_type: str = "avg",
+    agnostic: bool = False,
 ) -> dict[str, Any]:
     """Merges overlapping boxes of the same class, e.g. of overlapping tiles or TTA.
 
@@ -133,6 +139,9 @@ def merge_detections(
         max_detections: Keep at most this many boxes (the best scores); None keeps all.
         conf_type: WBF's fused score: ``"avg"``, ``"max"``, ``"box_and_model_avg"`` or
             ``"absent_model_aware_avg"`` (see ``ensemble_boxes``).
+        agnostic: Boxes of different classes overlapping by more than ``iou_threshold``
+            are one object too (class-agnostic NMS; after WBF, which fuses within a
+            class, the best of the fused boxes is kept).
 
     Returns:
         ``boxes``, ``scores``, ``labels`` sorted by decreasing score: tensors (on the
@@ -150,6 +159,7 @@ def merge_detections(
         image_size=image_size,
         max_detections=max_detections,
         conf_type=conf_type,
+        agnostic=agnostic,
     )
 
 
@@ -163,6 +173,7 @@ def fuse_models(
     image_size: tuple[int, int] | None = None,
     max_detections: int | None = None,
     conf_type: str = "avg",
+    agnostic: bool = False,
 ) -> dict[str, Any]:
     """Fuses the detections of several models on one image into one set.
 
@@ -179,6 +190,8 @@ def fuse_models(
         image_size: ``(height, width)`` of the image; required by WBF.
         max_detections: Keep at most this many boxes; None keeps all.
         conf_type: WBF's fused score (see :func:`merge_detections`).
+        agnostic: Suppress overlapping boxes across classes too (see
+            :func:`merge_detections`).
 
     Returns:
         ``boxes``, ``scores``, ``labels`` sorted by decreasing score, tensors when the
@@ -211,12 +224,14 @@ def fuse_models(
         if height < 1 or width < 1:
             raise ValueError(f"image size must be positive, got {image_size}")
         boxes, scores, labels = wbf(models, weights, (height, width), iou_threshold, conf_type)
+        if agnostic:
+            boxes, scores, labels = suppress_across_classes(boxes, scores, labels, iou_threshold)
     else:
         factors = [1.0] * len(models) if weights is None else [w / max(weights) for w in weights]
         boxes = np.concatenate([m[0] for m in models])
         scores = np.concatenate([m[1] * f for m, f in zip(models, factors, strict=True)])
         labels = np.concatenate([m[2] for m in models])
-        boxes, scores, labels = _nms(boxes, scores, labels, iou_threshold)
+        boxes, scores, labels = _nms(boxes, scores, labels, iou_threshold, agnostic)
     out = _output(boxes, scores, labels, detections[0]["boxes"])
     if max_detections is not None:
         out = {key: value[:max_detections] for key, value in out.items()}

@@ -21,11 +21,17 @@ from mediscope.config.schema import Config
 from mediscope.data.transforms import build_transform
 from mediscope.inference.boxes import merge_detections, tile_windows
 from mediscope.models.detection.base import Detector
-from mediscope.runtime.pipeline import merge_tiles
+from mediscope.runtime.info import DEFAULT_SCORE_THRESHOLD
+from mediscope.runtime.pipeline import merge_tiles, suppress_across_classes
 from mediscope.tasks import BaseTask, data_module
 
-#: Score threshold of ``inference.score_threshold: auto`` when the run has no F1 threshold.
-DEFAULT_SCORE_THRESHOLD = 0.05
+__all__ = [
+    "DEFAULT_SCORE_THRESHOLD",
+    "DetectionPredictor",
+    "Detections",
+    "counting_threshold",
+    "resolve_counting_threshold",
+]
 
 
 @dataclass
@@ -56,6 +62,8 @@ class DetectionPredictor:
         score_threshold: Boxes scoring less are dropped.
         iou_threshold: IoU above which the model's NMS and the tile merge join boxes.
         max_detections: Boxes kept per image, or per tile when tiled.
+        agnostic_nms: Also suppress overlapping boxes of different classes (the
+            best-scored one is kept).
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class DetectionPredictor:
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         iou_threshold: float = 0.5,
         max_detections: int = 300,
+        agnostic_nms: bool = False,
     ) -> None:
         self.model = model.eval()
         self.size = image_size
@@ -82,6 +91,7 @@ class DetectionPredictor:
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
+        self.agnostic_nms = agnostic_nms
         # evaluation's plain pipeline: every tile is resized to the training size
         self.transform = build_transform(image_size=image_size, mean=mean, std=std)
         self.device = next(model.parameters()).device
@@ -130,6 +140,7 @@ class DetectionPredictor:
             score_threshold=score_threshold,
             iou_threshold=settings.iou_threshold,
             max_detections=max_detections or settings.max_detections,
+            agnostic_nms=settings.agnostic_nms,
         )
 
     def _batch(self, crops: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
@@ -178,6 +189,7 @@ class DetectionPredictor:
                 max_detections=self.max_detections * len(windows),
                 tiles=np.concatenate(tiles),
                 windows=windows,
+                agnostic=self.agnostic_nms,
             )
         elif len(windows) > 1 and len(all_boxes):
             merged = merge_detections(
@@ -189,8 +201,13 @@ class DetectionPredictor:
                 image_size=(height, width),
                 # the limit holds per window: a whole smear holds many windows' worth
                 max_detections=self.max_detections * len(windows),
+                agnostic=self.agnostic_nms,
             )
             all_boxes, all_scores, all_labels = merged["boxes"], merged["scores"], merged["labels"]
+        elif self.agnostic_nms and len(all_boxes):
+            all_boxes, all_scores, all_labels = suppress_across_classes(
+                all_boxes, all_scores, all_labels, self.iou_threshold
+            )
         return Detections(
             np.asarray(all_boxes, np.float64).reshape(-1, 4),
             np.asarray(all_scores, np.float64),
@@ -199,10 +216,19 @@ class DetectionPredictor:
 
 
 def counting_threshold(config: Config, checkpoint: Path) -> float:
-    """``inference.score_threshold``, or for ``auto`` the run's F1-optimal threshold.
+    """``inference.score_threshold``, or for ``auto`` the run's F1-optimal threshold
+    (:data:`DEFAULT_SCORE_THRESHOLD` without one); see :func:`resolve_counting_threshold`."""
+    return resolve_counting_threshold(config, checkpoint)[0]
 
-    The F1-optimal threshold is found on the validation split at the end of ``fit``
-    (``score_threshold_f1`` in ``val_metrics.json``); without it, 0.05.
+
+def resolve_counting_threshold(config: Config, checkpoint: Path) -> tuple[float, str]:
+    """The score threshold counts are read at, and where it comes from.
+
+    ``inference.score_threshold`` when it is a number (source ``set``); for ``auto`` the
+    F1-optimal threshold found on the validation split at the end of ``fit`` or by
+    ``validate`` (``score_threshold_f1`` in the run's ``val_metrics.json``, source
+    ``calibrated``); without one, :data:`DEFAULT_SCORE_THRESHOLD` (source ``default``:
+    a run stopped before its final validation).
     """
     import json
 
@@ -210,7 +236,7 @@ def counting_threshold(config: Config, checkpoint: Path) -> float:
 
     setting = config.inference.score_threshold
     if setting != "auto":
-        return float(setting)
+        return float(setting), "set"
     run = run_dir_of(checkpoint)
     path = run / "val_metrics.json" if run is not None else None
     if path is not None and path.is_file():
@@ -218,6 +244,6 @@ def counting_threshold(config: Config, checkpoint: Path) -> float:
             value = json.loads(path.read_text(encoding="utf-8")).get("score_threshold_f1")
         except (OSError, ValueError):
             value = None
-        if isinstance(value, int | float):
-            return float(value)
-    return DEFAULT_SCORE_THRESHOLD
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value), "calibrated"
+    return DEFAULT_SCORE_THRESHOLD, "default"

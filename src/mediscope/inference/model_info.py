@@ -8,7 +8,7 @@ from typing import Any
 import mediscope
 from mediscope.config.loader import dump_config
 from mediscope.config.schema import Config
-from mediscope.runtime.info import InferenceSettings, ModelInfo
+from mediscope.runtime.info import DEFAULT_SCORE_THRESHOLD, InferenceSettings, ModelInfo
 from mediscope.runtime.predictor import Predictor
 from mediscope.tasks import data_module
 
@@ -22,8 +22,9 @@ def model_info(
 ) -> ModelInfo:
     """The model info of a run's checkpoint, its settings resolved.
 
-    ``inference.score_threshold: auto`` becomes the run's F1-optimal threshold
-    (:func:`mediscope.inference.detection.counting_threshold`); a detector's window is
+    ``inference.score_threshold: auto`` becomes the run's F1-optimal threshold, or the
+    default without one (:func:`mediscope.inference.detection.resolve_counting_threshold`;
+    the settings record which); a detector's window is
     ``inference.window``, else ``data.crop_size`` (as ``mediscope predict`` tiles). The
     temperature and thresholds fitted on validation come from the run's
     ``calibration.json`` (:func:`stored_calibration`).
@@ -34,7 +35,7 @@ def model_info(
         checkpoint: The weights (named in the info).
         stats: Normalisation mean and std (the checkpoint's); default: the data module's.
     """
-    from mediscope.inference.detection import counting_threshold
+    from mediscope.inference.detection import resolve_counting_threshold
 
     datamodule = data_module(config)  # sets data.max_pixels for the images read
     mean, std = stats or datamodule.normalization_stats()
@@ -43,7 +44,9 @@ def model_info(
     window = settings.window
     if config.task == "detection":
         window = settings.window or config.data.crop_size
-    threshold = counting_threshold(config, checkpoint) if config.task == "detection" else 0.05
+    threshold, source = DEFAULT_SCORE_THRESHOLD, ""
+    if config.task == "detection":
+        threshold, source = resolve_counting_threshold(config, checkpoint)
     outputs = ["boxes", "scores"] if config.task == "detection" else ["probabilities"]
     temperature, thresholds = stored_calibration(config, checkpoint)
     return ModelInfo(
@@ -67,6 +70,8 @@ def model_info(
             max_detections=int(settings.max_detections),
             mpp=None if settings.mpp is None else float(settings.mpp),
             level=None if settings.level is None else int(settings.level),
+            agnostic_nms=bool(settings.agnostic_nms),
+            score_threshold_source=source,
         ),
         temperature=temperature,
         thresholds=thresholds,

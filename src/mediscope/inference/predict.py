@@ -51,6 +51,9 @@ def predict(
     checkpoint: Path | None = None,
     overrides: list[str] | None = None,
     probabilities: bool = False,
+    score_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    agnostic_nms: bool | None = None,
 ) -> pd.DataFrame:
     """Predicts classes of images; writes a CSV (path, label, one column per class).
 
@@ -66,17 +69,49 @@ def predict(
         checkpoint: The weights; default: the run folder's best.ckpt.
         overrides: ``--set`` overrides of the config.
         probabilities: Segmentation: also write per-class probability maps.
+        score_threshold: Detection: ``inference.score_threshold`` (``--score-threshold``).
+        iou_threshold: Detection: ``inference.iou_threshold`` (``--iou-threshold``).
+        agnostic_nms: Detection: ``inference.agnostic_nms`` (``--agnostic-nms``).
 
     Returns:
-        The predictions table.
+        The predictions table (detection: ``attrs`` name the score threshold used and
+        its source, see :meth:`~mediscope.runtime.outputs.PredictionTable.to_dataframe`).
 
     Raises:
         ConfigError: when ``output`` is an input (an image, a CSV, the checkpoint), or
-            inside or above one.
+            inside or above one; detection settings for a model that does not detect,
+            or out of range.
     """
-    config, ckpt = resolve_source(source, checkpoint, overrides or [])
+    detection = detection_overrides(score_threshold, iou_threshold, agnostic_nms)
+    config, ckpt = resolve_source(source, checkpoint, [*(overrides or []), *detection])
+    if detection and config.task != "detection":
+        raise ConfigError(
+            f"--score-threshold, --iou-threshold and --agnostic-nms are for detectors; this "
+            f"model is a {config.task} model",
+            where="command line",
+            hint="drop them",
+        )
     model_files = [source if source.is_file() else source / "config.yaml", ckpt]
     refuse_overlap(output, [*inputs, *model_files], option="--output")
     refs = collect_inputs(inputs, config)
     refuse_overlap(output, refs, option="--output")  # the images a CSV lists
     return task_spec(config).predict_files(config, ckpt, refs, output, probabilities=probabilities)
+
+
+def detection_overrides(
+    score_threshold: float | None, iou_threshold: float | None, agnostic_nms: bool | None
+) -> list[str]:
+    """``--set`` overrides of ``predict``'s detection options (checked, naming each)."""
+    from mediscope.runtime.info import InferenceSettings
+
+    InferenceSettings().with_detection(  # refuses values out of range, naming the option
+        score_threshold=score_threshold, iou_threshold=iou_threshold, agnostic_nms=agnostic_nms
+    )
+    found = []
+    if score_threshold is not None:
+        found.append(f"inference.score_threshold={score_threshold}")
+    if iou_threshold is not None:
+        found.append(f"inference.iou_threshold={iou_threshold}")
+    if agnostic_nms is not None:
+        found.append(f"inference.agnostic_nms={str(agnostic_nms).lower()}")
+    return found

@@ -5,9 +5,14 @@ Conventions:
     * The confusion matrix has the true class in rows and the predicted one in columns.
     * Pixels equal to ``ignore_index`` (and target values outside ``0..K-1``) are not
       counted anywhere.
-    * Means over classes (``dice_mean``, ``iou_mean``) count the classes present in the
-      target or the prediction, background included. A class absent from both says
-      nothing about the model; its per-class value is NaN (written as null in JSON).
+    * The headline means (``dice_mean``, ``iou_mean``) are over the foreground classes
+      (1..K-1), as nnU-Net reports them: the background, usually most of the pixels,
+      would lift every score towards 1. ``dice_mean_with_background`` and
+      ``iou_mean_with_background`` include it. With a single class (K = 1) that class
+      is the foreground.
+    * Means count the classes present in the target or the prediction. A class absent
+      from both says nothing about the model; its per-class value is NaN (written as
+      null in JSON).
 
 Example:
     >>> import numpy as np
@@ -15,8 +20,11 @@ Example:
     ...                       num_classes=2)
     >>> cm.tolist()
     [[1, 1], [0, 2]]
-    >>> round(segmentation_report(cm, ["bg", "fg"])["dice/fg"], 3)
-    0.8
+    >>> report = segmentation_report(cm, ["bg", "fg"])
+    >>> round(report["dice/fg"], 3), round(report["dice_mean"], 3)
+    (0.8, 0.8)
+    >>> round(report["dice_mean_with_background"], 3)
+    0.733
 """
 
 from __future__ import annotations
@@ -121,8 +129,11 @@ def segmentation_report(confusion: np.ndarray, classes: list[str]) -> dict[str, 
         classes: The K class names, background first.
 
     Returns:
-        ``dice_mean``, ``iou_mean`` (over classes present in target or prediction),
-        ``pixel_accuracy`` (correct / counted pixels), then ``dice/<class>`` and
+        ``dice_mean``, ``iou_mean`` (over the foreground classes present in target or
+        prediction; 1.0 when neither has any foreground: nothing to find, nothing
+        found), ``pixel_accuracy`` (correct / counted
+        pixels), ``dice_mean_with_background`` and ``iou_mean_with_background`` (over
+        every class present, background included), then ``dice/<class>`` and
         ``iou/<class>`` for every class (NaN for a class absent from both). All NaN
         when no pixel was counted.
     """
@@ -130,10 +141,15 @@ def segmentation_report(confusion: np.ndarray, classes: list[str]) -> dict[str, 
         raise ValueError(f"{len(classes)} class names for a {len(confusion)}-class matrix")
     iou, dice, present = class_scores(confusion)
     total = confusion.sum()
+    first = 1 if len(classes) > 1 else 0  # a single class is the foreground
+    foreground = present[first:]
+    empty = 1.0 if total and not foreground.any() else float("nan")
     metrics = {
-        "dice_mean": _mean(dice, present),
-        "iou_mean": _mean(iou, present),
+        "dice_mean": _mean(dice[first:], foreground) if foreground.any() else empty,
+        "iou_mean": _mean(iou[first:], foreground) if foreground.any() else empty,
         "pixel_accuracy": float(np.trace(confusion) / total) if total else float("nan"),
+        "dice_mean_with_background": _mean(dice, present),
+        "iou_mean_with_background": _mean(iou, present),
     }
     metrics.update({f"dice/{name}": float(dice[i]) for i, name in enumerate(classes)})
     metrics.update({f"iou/{name}": float(iou[i]) for i, name in enumerate(classes)})

@@ -1,6 +1,7 @@
 """``check.html``: the dataset doctor's report as one self-contained HTML file.
 
-Statistics tables, class-balance bar charts, image-size and box-size plots, the
+The findings by kind first (each kind linked to its rows in the full list, which comes
+last), then statistics tables, class-balance bar charts, image-size and box-size plots, the
 duplicate pairs side by side, a gallery of a few samples per class drawn with their
 labels (classification: the images; segmentation: mask colours and contours;
 detection: the boxes), and the table of findings. Plots and pictures are PNGs inlined
@@ -21,14 +22,21 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from PIL import Image
 
 from mediscope.data.doctor.duplicates import MIN_CORRELATION
-from mediscope.data.doctor.findings import KINDS
+from mediscope.data.doctor.findings import meaning
 from mediscope.data.doctor.run import CheckReport, mask_reader
 from mediscope.data.doctor.scan import Item
 from mediscope.data.doctor.stats import split_names
 from mediscope.data.images import read_image
 from mediscope.errors import MediscopeError
 from mediscope.files import refuse_overlap, write_text_atomic
-from mediscope.inference.pictures import class_colors, overlay
+from mediscope.inference.pictures import (
+    DENSE,
+    class_colors,
+    class_tags,
+    draw_detections,
+    overlay,
+    tag_regions,
+)
 from mediscope.reports.plotting import plt
 from mediscope.reports.templating import Figure, data_uri, render
 
@@ -151,7 +159,7 @@ def _dataset_rows(report: CheckReport) -> list[Row]:
 def _kind_rows(report: CheckReport) -> list[tuple[str, str, int, str]]:
     """(severity, kind, count, meaning) of the findings by kind."""
     return [
-        (severity, kind, count, KINDS.get(kind, ""))
+        (severity, kind, count, meaning(kind, severity))
         for kind, severities in report.by_kind().items()
         for severity, count in severities.items()
     ]
@@ -168,7 +176,12 @@ def _images_rows(images: dict[str, Any]) -> list[Row]:
     for key in ("width", "height"):
         spread = images[key]
         rows.append((key, f"min {spread['min']}, median {spread['median']}, max {spread['max']}"))
-    rows.append(("commonest sizes", ", ".join(f"{s} ({n})" for s, n in images["sizes"].items())))
+    sizes = images["sizes"]
+    if len(sizes) == 1:
+        ((size, count),) = sizes.items()
+        rows.append(("size", f"all {count} readable images are {size}"))
+    else:
+        rows.append(("commonest sizes", ", ".join(f"{s} ({n})" for s, n in sizes.items())))
     return rows
 
 
@@ -203,10 +216,13 @@ def _spread_rows(boxes: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def _findings(report: CheckReport) -> tuple[list[dict[str, str]], int]:
+def _findings(report: CheckReport) -> tuple[list[dict[str, Any]], int]:
     """The rows of the findings table (at most :data:`MAX_ROWS`) and how many more."""
     rows = []
+    seen: set[tuple[str, str]] = set()
     for finding in report.findings[:MAX_ROWS]:
+        first = (finding.severity, finding.kind) not in seen  # the summary links to it
+        seen.add((finding.severity, finding.kind))
         other = finding.other_file or ""
         if other and finding.other_split:
             other = f"{other} ({finding.other_split})"
@@ -219,6 +235,7 @@ def _findings(report: CheckReport) -> tuple[list[dict[str, str]], int]:
                 "message": finding.message,
                 "hint": finding.hint or "",
                 "other": other,
+                "first": first,
             }
         )
     return rows, len(report.findings) - MAX_ROWS
@@ -285,10 +302,11 @@ def plot_class_balance(report: CheckReport) -> bytes | None:
 
 def plot_image_sizes(report: CheckReport) -> bytes | None:
     """Image width against height, one marker per distinct size and split, its area
-    growing with the number of images of that size."""
+    growing with the number of images of that size; None when all images have one size
+    (the images table says which)."""
     sizes = report.stats.image_sizes
-    if not len(sizes):
-        return None
+    if len(np.unique(sizes, axis=0)) < 2:
+        return None  # one size (or none): the table says it, a lone marker would not
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
     splits = split_names(report.items)
     labels: dict[tuple[float, float], list[str]] = {}
@@ -399,7 +417,9 @@ def _short(text: str, limit: int) -> str:
 
 def sample_picture(report: CheckReport, item: Item) -> np.ndarray:
     """An item drawn for visual checking, longer side :data:`TILE` pixels: the image,
-    with its mask's colours and contours (segmentation) or its boxes (detection).
+    with its mask's colours, contours and class tags (segmentation) or its boxes
+    (detection: with their class names; above :data:`DENSE` boxes, the boxes alone
+    under a band of counts per class).
 
     Raises:
         MediscopeError: when the image or its mask does not read.
@@ -415,11 +435,15 @@ def sample_picture(report: CheckReport, item: Item) -> np.ndarray:
         if mask.shape[:2] != image.shape[:2]:
             return resized  # reported as mask_size; the image alone
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-        return overlay(resized, mask, class_colors(len(report.classes)))
+        colours = class_colors(len(report.classes))
+        drawn = overlay(resized, mask, colours)
+        return tag_regions(drawn, mask, colours, class_tags(report.classes))
     if report.config.task == "detection":
-        from mediscope.inference.pictures import draw_detections
-
         boxes, labels = item.boxes()
+        if len(boxes) > DENSE:  # a crowd of tags hides the image: boxes, and counts above
+            return draw_detections(
+                resized, boxes * scale, labels, None, report.classes, tags="none", legend=True
+            )
         return draw_detections(resized, boxes * scale, labels, None, report.classes)
     return resized
 
@@ -458,7 +482,14 @@ def _legend(report: CheckReport) -> list[tuple[str, tuple[int, int, int]]]:
     colours = class_colors(len(report.classes) + (1 if task == "detection" else 0))
     if task == "detection":
         colours = colours[1:]  # boxes take the colours after the background's
-    named = list(zip(report.classes, colours, strict=True))[1 if task == "segmentation" else 0 :]
+    if task == "segmentation":  # the objects carry their class tags too
+        names = [
+            f"{n} ({t})" if t != n else n
+            for n, t in zip(report.classes, class_tags(report.classes), strict=True)
+        ]
+    else:
+        names = list(report.classes)
+    named = list(zip(names, colours, strict=True))[1 if task == "segmentation" else 0 :]
     return [(name, (int(r), int(g), int(b))) for name, (r, g, b) in named]
 
 

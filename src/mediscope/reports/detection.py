@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mediscope.inference.pictures import class_colors
+from mediscope.inference.pictures import class_colors, class_tags
 from mediscope.metrics.detection import DetectionReport
 from mediscope.metrics.detection_errors import DETECTION_ERRORS, KINDS, DetectionErrors
 from mediscope.reports.plotting import plt, save_figure
@@ -185,13 +185,29 @@ def write_detection_gallery(
     title: str,
     columns: int = 4,
     panel: float = 3.6,
+    classes: Sequence[str] | None = None,
 ) -> Path:
-    """A PNG grid of drawn images, each titled with its id, F1 and counts."""
+    """A PNG grid of drawn images, each titled with its id, F1 and counts.
+
+    With ``classes``, a legend under the images (outside them) names the box
+    colours, the class initials of crowded images and the ground truth's outline.
+    """
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.patheffects import withStroke
+
     n = max(1, len(items))
     columns = min(columns, n)
     rows = (n + columns - 1) // columns
+    # room between a row's images and the next row's two-line titles
+    layout = ConstrainedLayoutEngine(h_pad=0.12, hspace=0.04)
     fig, axes = plt.subplots(
-        rows, columns, figsize=(panel * columns, panel * rows + 0.6), squeeze=False
+        rows,
+        columns,
+        figsize=(panel * columns, panel * rows + 1.0),
+        squeeze=False,
+        layout=layout,
     )
     for ax in axes.flat:
         ax.axis("off")
@@ -205,7 +221,30 @@ def write_detection_gallery(
     if not items:
         axes[0, 0].text(0.5, 0.5, "no images", ha="center", va="center")
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    if classes:
+        colours = class_colors(len(classes) + 1)[1:] / 255.0
+        tags = class_tags(classes)
+        handles: list[Patch | Line2D] = [
+            Patch(facecolor=c, edgecolor="black", linewidth=0.5, label=f"{name} ({tag})")
+            for name, tag, c in zip(classes, tags, colours, strict=True)
+        ]
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="white",
+                linewidth=2,
+                path_effects=[withStroke(linewidth=4.5, foreground="black")],
+                label="ground truth",
+            )
+        )
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(len(handles), 6),
+            fontsize=9,
+            frameon=False,
+        )
     return save_figure(fig, Path(path))
 
 

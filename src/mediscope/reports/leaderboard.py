@@ -94,6 +94,7 @@ class RunMetrics:
     params: int | None = None
     seconds: float | None = None
     best_epoch: int | None = None
+    cpu_seconds: float | None = None
 
 
 @dataclass
@@ -160,7 +161,7 @@ def build_leaderboard(
     Returns:
         The leaderboard; ``table`` has per cell the metric (mean when repeated), its
         sd (repeats) or interval (single runs), the secondary metrics, parameters,
-        training seconds and best epoch.
+        training seconds (wall and CPU) and best epoch.
     """
     secondary = [
         m
@@ -184,6 +185,7 @@ def build_leaderboard(
             for name in secondary:
                 row[name] = run.metrics.get(name, math.nan)
             row.update(params=run.params, train_seconds=run.seconds, best_epoch=run.best_epoch)
+            row["train_cpu_seconds"] = run.cpu_seconds
             run_rows.append(row)
 
         values = [r.metrics.get(metric, math.nan) for r in cell.runs]
@@ -203,6 +205,8 @@ def build_leaderboard(
         row["params"] = params[0] if params else None
         seconds = [r.seconds for r in cell.runs if r.seconds is not None]
         row["train_seconds"] = float(np.mean(seconds)) if seconds else math.nan
+        cpu = [r.cpu_seconds for r in cell.runs if r.cpu_seconds is not None]
+        row["train_cpu_seconds"] = float(np.mean(cpu)) if cpu else math.nan
         epochs = [r.best_epoch for r in cell.runs if r.best_epoch is not None]
         row["best_epoch"] = ",".join(str(e) for e in epochs) if epochs else ""
         rows.append(row)
@@ -289,7 +293,7 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     paired = board.paired is not None
     if paired:
         headers += ["Δ vs best [CI]", "p (Holm)", "≈ best"]
-    headers += [*board.secondary, "params", "train s", "best epoch"]
+    headers += [*board.secondary, "params", "train s", "CPU s", "best epoch"]
     rows = []
     for _, row in board.table.iterrows():
         status = row["status"]
@@ -298,7 +302,7 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
             cells.append(status)
             if not board.repeated:
                 cells.append("")
-            cells += [""] * (len(board.secondary) + 3 + (3 if paired else 0))
+            cells += [""] * (len(board.secondary) + 4 + (3 if paired else 0))
             rows.append(cells)
             continue
         if board.repeated:
@@ -318,10 +322,10 @@ def display_table(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
                 cells.append(fmt_mean_sd(row[name], row[f"{name}_sd"]))
             else:
                 cells.append(fmt_value(row[name]))
-        seconds = row["train_seconds"]
         cells += [
             fmt_params(row["params"]),
-            "n/a" if fmt_value(seconds) == "n/a" else f"{float(seconds):.1f}",
+            _seconds(row["train_seconds"]),
+            _seconds(row.get("train_cpu_seconds")),
             str(row["best_epoch"]) or "n/a",
         ]
         rows.append(cells)
@@ -388,6 +392,10 @@ def _compared(board: Leaderboard) -> int:
     return int(board.table["vs_best_p"].notna().sum())
 
 
+def _seconds(value: Any) -> str:
+    return "n/a" if fmt_value(value) == "n/a" else f"{float(value):.1f}"
+
+
 def markdown(board: Leaderboard) -> str:
     """The leaderboard as a Markdown document."""
     headers, rows = display_table(board)
@@ -419,7 +427,11 @@ def markdown(board: Leaderboard) -> str:
         lines.append("")
         lines.append(paired_note(board))
         lines.append("")
-    lines.append("train s: training time in seconds (mean per run); best epoch: of best.ckpt.")
+    lines.append(
+        "train s: training time in seconds (wall clock, mean per run); CPU s: the CPU "
+        "seconds training used (all cores, data-loader workers included), which other "
+        "programs on the machine do not lengthen; best epoch: of best.ckpt."
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.patches import Patch
 
 from mediscope.files import write_with
-from mediscope.inference.pictures import overlay, to_rgb
+from mediscope.inference.pictures import class_tags, overlay, tag_regions, to_rgb
 from mediscope.reports.plotting import plt
 
 #: Gallery geometry, in inches: the height of one row and of the header (title, legend).
@@ -97,17 +98,20 @@ def write_gallery(
     panel = ROW_HEIGHT * min(max(aspect, 0.6), 2.5)  # very wide or tall images get a cap
     width = 3 * panel + 0.3
     height = HEADER_HEIGHT + ROW_HEIGHT * max(len(items), 1)
-    fig = plt.figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    # padding around every row, so that a row's title stays clear of the row above
+    layout = ConstrainedLayoutEngine(h_pad=0.1)
+    fig = plt.figure(figsize=(width, height), dpi=dpi, layout=layout)
     parts = fig.subfigures(
         2, 1, squeeze=False, height_ratios=[HEADER_HEIGHT, height - HEADER_HEIGHT]
     )
     header, body = parts[0, 0], parts[1, 0]
-    _header(header, title, colors, class_names)
+    tags = class_tags(class_names)
+    _header(header, title, colors, class_names, tags)
     if items:
         # one subfigure per row, so each row gets its own title above its three panels
         rows = body.subfigures(len(items), 1, squeeze=False)[:, 0]
         for row, item in zip(rows, items, strict=True):
-            _row(row, item, colors, score_name, round((ROW_HEIGHT - 0.45) * dpi))
+            _row(row, item, colors, tags, score_name, round((ROW_HEIGHT - 0.45) * dpi))
     else:
         body.text(0.5, 0.5, "no images", ha="center", va="center", fontsize=10)
     try:
@@ -116,10 +120,17 @@ def write_gallery(
         plt.close(fig)
 
 
-def _header(fig: Any, title: str, colors: np.ndarray, class_names: Sequence[str]) -> None:
+def _header(
+    fig: Any, title: str, colors: np.ndarray, class_names: Sequence[str], tags: Sequence[str]
+) -> None:
     fig.suptitle(title, fontsize=11, fontweight="bold")
     handles = [
-        Patch(facecolor=colors[i] / 255.0, edgecolor="black", linewidth=0.5, label=name)
+        Patch(
+            facecolor=colors[i] / 255.0,
+            edgecolor="black",
+            linewidth=0.5,
+            label=name if tags[i] == name else f"{name} ({tags[i]})",
+        )
         for i, name in enumerate(class_names)
         if 0 < i < len(colors)
     ]
@@ -130,23 +141,33 @@ def _header(fig: Any, title: str, colors: np.ndarray, class_names: Sequence[str]
             ncol=min(len(handles), 6),
             fontsize=9,
             frameon=False,
-            title="fill and outline per class; background unmarked",
+            title="fill, outline and tag per class; background unmarked",
             title_fontsize=8,
         )
 
 
-def _row(fig: Any, item: GalleryItem, colors: np.ndarray, score_name: str, pixels: int) -> None:
+def _row(
+    fig: Any,
+    item: GalleryItem,
+    colors: np.ndarray,
+    tags: Sequence[str],
+    score_name: str,
+    pixels: int,
+) -> None:
     image, target, pred = _display_size(item, pixels)
     label = _shorten(item.title)
     if item.score is not None:
         label = f"{label}   {score_name} {item.score:.3f}"
     fig.suptitle(label, fontsize=9)
+
+    def drawn(mask: np.ndarray) -> np.ndarray:
+        return tag_regions(overlay(image, mask, colors, thickness=2), mask, colors, tags)
+
     axes = fig.subplots(1, 3)
-    truth = None if target is None else overlay(image, target, colors, thickness=2)
     panels = [
         (image, "image"),
-        (truth, "ground truth"),
-        (overlay(image, pred, colors, thickness=2), "prediction"),
+        (None if target is None else drawn(target), "ground truth"),
+        (drawn(pred), "prediction"),
     ]
     for ax, (picture, name) in zip(axes, panels, strict=True):
         ax.set_title(name, fontsize=8, pad=2)

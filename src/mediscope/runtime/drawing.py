@@ -9,8 +9,9 @@ its files on these functions.
 from __future__ import annotations
 
 import colorsys
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -171,7 +172,7 @@ def _inner_border(region: np.ndarray, width: int) -> np.ndarray:
     return (canvas > 0) & region
 
 
-#: Above this many boxes, tags show scores only and a colour legend names the classes.
+#: Above this many boxes, tags show class initials (where the box has room for them).
 DENSE = 40
 
 
@@ -191,6 +192,40 @@ def _text_colour(colour: Sequence[int]) -> tuple[int, int, int]:
     return (0, 0, 0) if luminance > 140 else (255, 255, 255)
 
 
+def class_tags(classes: Sequence[str]) -> list[str]:
+    """Short, distinct tags of class names: the initial of each word, with ``+`` and
+    ``-`` kept; more letters where two tags would be the same.
+
+    Example:
+        >>> class_tags(["G-cocci", "G+cocci", "G-bacilli", "G+bacilli"])
+        ['G-c', 'G+c', 'G-b', 'G+b']
+        >>> class_tags(["nevus", "neutrophil", "melanoma"])
+        ['Nev', 'Neu', 'M']
+    """
+    words = [re.findall(r"[^\W_]+|[+-]", name) or [name] for name in classes]
+
+    def tag(parts: list[str], letters: int) -> str:
+        text = "".join(p if p in "+-" else p[:letters] for p in parts)
+        return text[:1].upper() + text[1:]
+
+    letters = [1] * len(classes)
+    tags = [tag(parts, 1) for parts in words]
+    longest = max((len(w) for parts in words for w in parts), default=1)
+    for _ in range(longest):
+        clashing = [i for i, t in enumerate(tags) if tags.count(t) > 1]
+        if not clashing:
+            break
+        for i in clashing:
+            letters[i] += 1
+            tags[i] = tag(words[i], letters[i])
+    return [t if tags.count(t) == 1 else name for t, name in zip(tags, classes, strict=True)]
+
+
+#: How boxes are tagged: class names, class initials (where the box has room), nothing;
+#: ``auto``: names, or initials above :data:`DENSE` boxes.
+TagMode = Literal["auto", "names", "initials", "none"]
+
+
 def draw_detections(
     image: np.ndarray,
     boxes: Any,
@@ -201,6 +236,8 @@ def draw_detections(
     colors: np.ndarray | None = None,
     thickness: int | None = None,
     text_size: int | None = None,
+    tags: TagMode = "auto",
+    legend: bool = False,
 ) -> np.ndarray:
     """The image with class-coloured boxes, each labelled with its class and score.
 
@@ -208,9 +245,9 @@ def draw_detections(
     :func:`font_size`), so that boxes and labels stay readable when a 4000 px smear is
     shown whole, but never much beyond the objects' own size: on a smear of many small
     bacteria the tags stay small. Labels sit on a filled tag of the class colour above
-    the box (inside it at the image's top edge); with more than :data:`DENSE` boxes a
-    tag shows the score only and a legend of the class colours is drawn in the corner.
-    The best-scored boxes are drawn last, on top.
+    the box (inside it at the image's top edge). With more than :data:`DENSE` boxes a
+    tag shows the class initials (:func:`class_tags`) and the score, only where the box
+    is as wide as the tag. The best-scored boxes are drawn last, on top.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB (grey ``(H, W)`` also works).
@@ -222,9 +259,13 @@ def draw_detections(
             without the background's (Okabe-Ito first).
         thickness: Outline width in pixels; default :func:`line_width`.
         text_size: Label text height in pixels; default :func:`font_size`.
+        tags: What the boxes' tags say (:data:`TagMode`).
+        legend: Add a band above the image (:func:`legend_band`) naming each class
+            with its colour, tag and number of boxes, and the total: the picture is
+            then taller than the image.
 
     Returns:
-        A new ``(H, W, 3)`` uint8 RGB image.
+        A new uint8 RGB image: ``(H, W, 3)``, or taller with the legend.
     """
     rgb = to_rgb(image)
     height, width = rgb.shape[:2]
@@ -243,7 +284,8 @@ def draw_detections(
     line = thickness or min(line_width(height, width), max(1, round(typical / 12)))
     size = text_size or min(font_size(height, width), max(10, round(typical * 0.6)))
     font = ImageFont.load_default(size=size)
-    dense = len(box_array) > DENSE
+    mode = tags if tags != "auto" else ("initials" if len(box_array) > DENSE else "names")
+    short = class_tags(classes) if mode == "initials" else list(classes)
     picture = Image.fromarray(np.ascontiguousarray(rgb))
     draw = ImageDraw.Draw(picture)
     order = np.argsort(score_array, kind="stable") if score_array is not None else None
@@ -251,10 +293,17 @@ def draw_detections(
         colour = tuple(int(c) for c in palette[label_array[i]])
         x1, y1, x2, y2 = (float(v) for v in box_array[i])
         draw.rectangle((x1, y1, max(x1, x2), max(y1, y2)), outline=colour, width=line)
-        text = "" if dense and score_array is not None else classes[label_array[i]]
+        if mode == "none":
+            continue
+        texts = [short[label_array[i]]]
         if score_array is not None:
-            text = f"{text} {score_array[i]:.2f}".strip()
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+            texts.insert(0, f"{texts[0]} {score_array[i]:.2f}")
+        for text in texts:
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+            if mode == "names" or right - left + 2 <= x2 - x1:
+                break
+        else:
+            continue  # initials: no room on this box
         pad = max(1, line // 2)
         tag_w, tag_h = right - left + 2 * pad, bottom - top + 2 * pad
         tag_x = min(max(0.0, x1), max(0.0, width - tag_w))
@@ -263,22 +312,208 @@ def draw_detections(
         draw.text(
             (tag_x + pad - left, tag_y + pad - top), text, font=font, fill=_text_colour(colour)
         )
-    if dense:
-        _legend(draw, classes, palette, ImageFont.load_default(size=font_size(height, width)))
-    return np.asarray(picture)
+    out = np.asarray(picture)
+    if not legend:
+        return out
+    counts = np.bincount(label_array, minlength=len(classes))
+    tagged = mode == "initials"
+    entries: list[LegendEntry] = [(f"{len(box_array)} objects:", None, None)]
+    entries += [
+        (f"{name} {int(n)}", palette[k], short[k] if tagged else None)
+        for k, (name, n) in enumerate(zip(classes, counts, strict=False))
+    ]
+    return legend_band(out, entries)
 
 
-def _legend(
-    draw: ImageDraw.ImageDraw, classes: Sequence[str], palette: np.ndarray, font: Any
-) -> None:
-    """Class names on their colours, stacked in the top-left corner."""
-    y = 4.0
-    for name, colour in zip(classes, palette, strict=False):
-        fill = tuple(int(c) for c in colour)
-        left, top, right, bottom = draw.textbbox((0, 0), name, font=font)
-        draw.rectangle((4, y, 12 + right - left, y + 4 + bottom - top), fill=fill)
-        draw.text((8 - left, y + 2 - top), name, font=font, fill=_text_colour(fill))
-        y += bottom - top + 8
+#: A legend entry: its text, its colour (None: plain text) and the tag drawn on its
+#: colour before the text (None: a plain swatch).
+LegendEntry = tuple[str, Any, str | None]
+
+
+def legend_band(
+    picture: np.ndarray, entries: Sequence[LegendEntry], *, text_size: int | None = None
+) -> np.ndarray:
+    """``picture`` with a white band above it that holds the legend: per entry a swatch
+    of its colour (with its tag on it, as on the picture) and its text, wrapped onto as
+    many lines as the picture's width needs. Nothing of the picture is covered.
+
+    Args:
+        picture: ``(H, W, 3)`` uint8 RGB.
+        entries: ``(text, colour or None, tag or None)`` each.
+        text_size: Text height in pixels; default :func:`font_size` of the picture.
+
+    Returns:
+        ``(H + band, W, 3)`` uint8 RGB.
+
+    Example:
+        >>> band = legend_band(np.zeros((40, 200, 3), np.uint8), [("lesion", (86, 180, 233), "L")])
+        >>> band.shape[0] > 40 and band.shape[1] == 200
+        True
+    """
+    rgb = to_rgb(picture)
+    height, width = rgb.shape[:2]
+    size = text_size or font_size(height, width)
+    while True:  # smaller text until the widest entry fits (a small picture), 8 px at least
+        font = ImageFont.load_default(size=size)
+        placed, row, widest, line_h = _legend_layout(entries, font, width)
+        if widest <= width - 4 or size <= 8:
+            break
+        size -= 1
+    band = Image.new("RGB", (width, (row + 1) * line_h + 6), (255, 255, 255))
+    draw = ImageDraw.Draw(band)
+    for x, row, text, colour, tag, tag_w in placed:
+        y = 3 + row * line_h
+        if colour is not None:
+            fill = tuple(int(c) for c in colour)
+            draw.rectangle((x, y + 1, x + tag_w, y + line_h - 3), fill=fill, outline=(64, 64, 64))
+            if tag:
+                left, top, right, bottom = draw.textbbox((0, 0), tag, font=font)
+                tx = x + (tag_w - (right - left)) / 2 - left
+                ty = y + 1 + (line_h - 4 - (bottom - top)) / 2 - top
+                draw.text((tx, ty), tag, font=font, fill=_text_colour(fill))
+            x += tag_w + 4
+        _, top, _, bottom = draw.textbbox((0, 0), text, font=font)
+        ty = y + 1 + (line_h - 4 - (bottom - top)) / 2 - top
+        draw.text((x, ty), text, font=font, fill=(0, 0, 0))
+    return np.concatenate([np.asarray(band), rgb], axis=0)
+
+
+def _legend_layout(
+    entries: Sequence[LegendEntry], font: Any, width: int
+) -> tuple[list[tuple[int, int, str, Any, str | None, int]], int, int, int]:
+    """Where :func:`legend_band` puts each entry: ``(x, line, text, colour, tag, tag
+    width)``, the last line's index, the widest entry and the line height."""
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    line_h = int(probe.textbbox((0, 0), "Hg", font=font)[3]) + 6
+    gap = max(6, line_h // 2)
+    placed = []
+    x, row, widest = gap // 2, 0, 0
+    for text, colour, tag in entries:
+        tag_w = 0
+        if colour is not None:
+            tag_w = line_h - 4
+            if tag:
+                left, _, right, _ = probe.textbbox((0, 0), tag, font=font)
+                tag_w = max(tag_w, int(right - left) + 6)
+        left, _, right, _ = probe.textbbox((0, 0), text, font=font)
+        entry_w = tag_w + (4 if tag_w else 0) + int(right - left)
+        widest = max(widest, entry_w)
+        if x > gap // 2 and x + entry_w > width - gap // 2:
+            x, row = gap // 2, row + 1
+        placed.append((x, row, text, colour, tag, tag_w))
+        x += entry_w + gap
+    return placed, row, widest, line_h
+
+
+def draw_truth_boxes(image: np.ndarray, boxes: Any, *, thickness: int | None = None) -> np.ndarray:
+    """Ground-truth boxes: a white outline edged in black on both sides, which shows on
+    pale and on dark backgrounds alike (a white line alone vanishes on a pale smear).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (grey also works).
+        boxes: ``(N, 4)`` xyxy pixels.
+        thickness: Width of the white line; default 1 px per 500 px of the longer side,
+            at least 1. Each black edge is about half as wide, at least 1 px.
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 RGB image.
+    """
+    rgb = to_rgb(image).copy()
+    width = thickness or max(1, round(max(rgb.shape[:2]) / 500))
+    edge = max(1, width // 2)
+    for x1, y1, x2, y2 in np.round(as_array(boxes, np.float64, (-1, 4))).astype(int):
+        cv2.rectangle(rgb, (x1, y1), (x2, y2), (0, 0, 0), width + 2 * edge)
+        cv2.rectangle(rgb, (x1, y1), (x2, y2), (255, 255, 255), width)
+    return rgb
+
+
+def tag_regions(
+    picture: np.ndarray,
+    mask: np.ndarray,
+    colors: np.ndarray,
+    tags: Sequence[str],
+    *,
+    text_size: int | None = None,
+    per_class: int = 3,
+) -> np.ndarray:
+    """Class tags (:func:`class_tags`) on the objects of a mask, where there is room:
+    each tag sits at the point of its object farthest from the object's border, on the
+    class colour, and only when it fits inside the object. At most ``per_class``
+    objects of each class (the largest) are tagged; the background (class 0) never.
+
+    Args:
+        picture: ``(H, W, 3)`` uint8 RGB, usually :func:`overlay` of ``mask``.
+        mask: ``(H, W)`` class indices.
+        colors: ``(K, 3)`` uint8 class colours.
+        tags: The K tags (the background's is not used).
+        text_size: Text height in pixels; default about 1/25 of the shorter side, 12..28.
+        per_class: Objects tagged per class.
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 RGB image.
+    """
+    rgb = to_rgb(picture)
+    mask = np.asarray(mask)
+    if mask.shape != rgb.shape[:2]:
+        raise ValueError(f"mask {mask.shape} and picture {rgb.shape[:2]} differ in size")
+    size = text_size or int(np.clip(round(min(mask.shape) / 25), 12, 28))
+    font = ImageFont.load_default(size=size)
+    out = Image.fromarray(np.ascontiguousarray(rgb))
+    draw = ImageDraw.Draw(out)
+    for index in range(1, min(len(colors), len(tags))):
+        region = (mask == index).astype(np.uint8)
+        if not region.any():
+            continue
+        left, top, right, bottom = draw.textbbox((0, 0), tags[index], font=font)
+        tag_w, tag_h = right - left + 6, bottom - top + 6
+        _, labelled, stats, _ = cv2.connectedComponentsWithStats(region, connectivity=8)
+        largest = np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:per_class] + 1
+        for component in largest:
+            if stats[component, cv2.CC_STAT_AREA] < 2 * tag_w * tag_h:
+                break  # the rest are smaller still
+            x0, y0, w, h = (int(v) for v in stats[component, :4])
+            inside = (labelled[y0 : y0 + h, x0 : x0 + w] == component).astype(np.uint8)
+            distance = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+            cy, cx = np.unravel_index(int(np.argmax(distance)), distance.shape)
+            if distance[cy, cx] < 0.5 * np.hypot(tag_w, tag_h):
+                continue  # no room for the tag inside this object
+            x, y = x0 + cx - tag_w / 2, y0 + cy - tag_h / 2
+            fill = tuple(int(c) for c in colors[index])
+            draw.rectangle((x, y, x + tag_w, y + tag_h), fill=fill, outline=(32, 32, 32))
+            draw.text((x + 3 - left, y + 3 - top), tags[index], font=font, fill=_text_colour(fill))
+    return np.asarray(out)
+
+
+def labelled_overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    classes: Sequence[str],
+    colors: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`overlay` of the mask, its objects tagged with their class initials where
+    there is room (:func:`tag_regions`), under a legend band naming each object class
+    with its tag and share of the pixels (:func:`legend_band`).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (grey also works).
+        mask: ``(H, W)`` class indices.
+        classes: The K class names, background first.
+        colors: ``(K, 3)`` uint8 class colours; default :func:`class_colors`.
+
+    Returns:
+        ``(H + band, W, 3)`` uint8 RGB.
+    """
+    colors = class_colors(len(classes)) if colors is None else np.asarray(colors)
+    mask = np.asarray(mask)
+    tags = class_tags(classes)
+    drawn = tag_regions(overlay(image, mask, colors), mask, colors, tags)
+    shares = np.bincount(mask.ravel().astype(np.int64), minlength=len(classes)) / max(mask.size, 1)
+    entries: list[LegendEntry] = [
+        (f"{name} {100 * shares[k]:.1f} %", colors[k], tags[k])
+        for k, name in enumerate(classes)
+        if k > 0 or len(classes) == 1
+    ]
+    return legend_band(drawn, entries)
 
 
 def heatmap_overlay(

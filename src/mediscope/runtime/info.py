@@ -25,7 +25,7 @@ returns for the same input):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mediscope.errors import ConfigError
@@ -35,7 +35,8 @@ METADATA_KEY = "mediscope"
 #: The TorchScript extra file holding :meth:`ModelInfo.to_json`.
 EXTRA_FILE = "mediscope.json"
 #: The newest metadata layout read; a newer one is refused with a clear message.
-#: Layout 2 added ``intensity``, ``temperature``, ``thresholds`` and the multilabel task;
+#: Layout 2 added ``intensity``, ``temperature``, ``thresholds``, the multilabel task and
+#: the settings in :data:`LAYOUT_2_SETTINGS`;
 #: a model that uses none of them is written as layout 1, which older readers still read
 #: (a layout-1 reader would silently drop the new keys, so a model that needs them says 2).
 FORMAT_VERSION = 2
@@ -45,12 +46,29 @@ PRE_NMS_TOP = 1000
 TASKS = ("classification", "segmentation", "detection", "multilabel")
 
 
+#: Detection score threshold of a model without a calibrated one (``inference.score_threshold:
+#: auto`` and no ``score_threshold_f1`` in the run's ``val_metrics.json``). Detection tools
+#: use 0.25 to 0.5 when counting or drawing without calibration (ultralytics 0.25,
+#: MMDetection's demos 0.3, detectron2's 0.5); 0.05 and below are for mAP, which ranks
+#: boxes, and count every faint duplicate.
+DEFAULT_SCORE_THRESHOLD = 0.3
+
+#: Where a detection score threshold comes from: the F1-optimal one on the run's
+#: validation split, set (config, ``--score-threshold``, ``mediscope.load``), or
+#: :data:`DEFAULT_SCORE_THRESHOLD` for want of both ("" in files exported before it was
+#: recorded).
+THRESHOLD_SOURCES = ("calibrated", "set", "default")
+
+
 @dataclass
 class InferenceSettings:
     """How whole images are predicted (the run config's ``inference`` section, resolved).
 
     ``score_threshold`` is a number here: ``auto`` in the config becomes the F1-optimal
-    threshold found on the validation split (or 0.05 without one).
+    threshold found on the validation split (or :data:`DEFAULT_SCORE_THRESHOLD` without
+    one); ``score_threshold_source`` says which (see :data:`THRESHOLD_SOURCES`).
+    ``agnostic_nms`` is false here, as in files exported before it existed; a run's
+    config sets it (``inference.agnostic_nms``, true by default).
     """
 
     window: tuple[int, int] | None = None
@@ -59,12 +77,84 @@ class InferenceSettings:
     tta: bool = False
     batch_size: int = 4
     merge: str = "nms"
-    score_threshold: float = 0.05
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
     iou_threshold: float = 0.5
     max_detections: int = 300
     #: Whole slides: microns per pixel the model sees, or else the pyramid level read.
     mpp: float | None = None
     level: int | None = None
+    agnostic_nms: bool = False
+    score_threshold_source: str = ""
+
+    def threshold_note(self) -> str:
+        """Where the score threshold comes from, in words.
+
+        Example:
+            >>> InferenceSettings(score_threshold_source="set").threshold_note()
+            'set by --score-threshold or inference.score_threshold'
+        """
+        return THRESHOLD_NOTES.get(self.score_threshold_source, "as the exported model records it")
+
+    @property
+    def uncalibrated(self) -> bool:
+        """Whether the score threshold is the default for want of a calibrated one."""
+        return self.score_threshold_source == "default"
+
+    def with_detection(
+        self,
+        *,
+        score_threshold: float | None = None,
+        iou_threshold: float | None = None,
+        agnostic_nms: bool | None = None,
+    ) -> InferenceSettings:
+        """These settings with other detection thresholds (None keeps a setting).
+
+        Example:
+            >>> settings = InferenceSettings().with_detection(score_threshold=0.5)
+            >>> settings.score_threshold, settings.score_threshold_source
+            (0.5, 'set')
+
+        Raises:
+            ConfigError: a threshold out of range, naming its option.
+        """
+        changes: dict[str, Any] = {}
+        if score_threshold is not None:
+            if not 0 <= score_threshold <= 1:
+                raise ConfigError(
+                    f"must be in [0, 1], got {score_threshold}",
+                    where="--score-threshold",
+                    hint="boxes scoring less are dropped; e.g. 0.3",
+                )
+            changes.update(score_threshold=float(score_threshold), score_threshold_source="set")
+        if iou_threshold is not None:
+            if not 0 < iou_threshold <= 1:
+                raise ConfigError(
+                    f"must be in (0, 1], got {iou_threshold}",
+                    where="--iou-threshold",
+                    hint="boxes overlapping more are one object; e.g. 0.5",
+                )
+            changes["iou_threshold"] = float(iou_threshold)
+        if agnostic_nms is not None:
+            changes["agnostic_nms"] = bool(agnostic_nms)
+        return replace(self, **changes)
+
+
+#: :meth:`InferenceSettings.threshold_note` by source.
+THRESHOLD_NOTES = {
+    "calibrated": "the best F1 on the run's validation split (score_threshold_f1)",
+    "set": "set by --score-threshold or inference.score_threshold",
+    "default": "the default: this model has no calibrated threshold (no score_threshold_f1 "
+    "in the run's val_metrics.json; `mediscope validate` computes it)",
+}
+
+
+#: The ``inference`` settings layout 2 added, at the values that mean "as before".
+LAYOUT_2_SETTINGS: dict[str, Any] = {
+    "mpp": None,
+    "level": None,
+    "agnostic_nms": False,
+    "score_threshold_source": "",
+}
 
 
 @dataclass
@@ -109,11 +199,13 @@ class ModelInfo:
 
     def needed_version(self) -> int:
         """The oldest metadata layout that holds everything this model needs."""
+        settings = asdict(self.inference)
         if (
             self.intensity is not None
             or self.temperature != 1.0
             or self.thresholds
             or self.task == "multilabel"
+            or any(settings[key] != value for key, value in LAYOUT_2_SETTINGS.items())
         ):
             return 2
         return 1
@@ -126,6 +218,8 @@ class ModelInfo:
         if data["format_version"] < 2:
             for key in ("intensity", "temperature", "thresholds"):
                 del data[key]
+            for key in LAYOUT_2_SETTINGS:
+                del data["inference"][key]
         return json.dumps(data, sort_keys=True)
 
     @classmethod

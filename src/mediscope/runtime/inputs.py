@@ -173,10 +173,9 @@ def collect_inputs(inputs: Sequence[Path], *, root: Path | None = None) -> list[
         elif suffix == ".csv":
             refs.extend(_csv_paths(item, root))
         elif suffix == ".npz":
-            from mediscope.data.formats.npz import read_npz
+            from mediscope.data.formats.npz import npz_image_refs
 
-            found = read_npz(item, classes=None, task="classification")
-            refs.extend(s.image for s in found.samples)
+            refs.extend(npz_image_refs(item))  # prediction needs no labels
         elif item.is_file() and suffix in IMAGE_SUFFIXES | DICOM_SUFFIXES:
             refs.append(str(item))
         else:

@@ -5,9 +5,11 @@ Whatever the model's format (eager, TorchScript, ONNX), the files are the same:
 * classification: one CSV, ``path``, ``label`` and a probability column per class;
 * segmentation: a folder with ``masks/<name>.png`` (class indices, palette PNG),
   ``overlays/<name>.png``, ``probabilities/<name>.npz`` (on request) and
-  ``predictions.csv`` (each class's pixel share);
+  ``predictions.csv`` (``area_fraction/<class>``: each class's share of the pixels);
 * detection: a folder with ``predictions.csv`` / ``.json``, ``labels/`` (YOLO with
-  scores), ``counts.csv`` and ``overlays/<name>.jpg``.
+  scores), ``counts.csv``, ``overlays/<name>.jpg`` and ``settings.txt`` (the score
+  threshold the counts used and where it comes from, the IoU threshold, whether boxes
+  were suppressed across classes).
 
 An image that cannot be read leaves no half-written folder.
 """
@@ -27,7 +29,13 @@ from PIL import Image
 from mediscope.errors import DataError
 from mediscope.files import write_text_atomic, write_with
 from mediscope.runtime.detection_files import DetectionRecord, write_detection_predictions
-from mediscope.runtime.drawing import UNLABELLED, class_colors, draw_detections, overlay
+from mediscope.runtime.drawing import (
+    UNLABELLED,
+    class_colors,
+    draw_detections,
+    labelled_overlay,
+)
+from mediscope.runtime.info import InferenceSettings, ModelInfo
 from mediscope.runtime.inputs import chunks
 from mediscope.runtime.results import ClassificationResult, DetectionResult, SegmentationResult
 from mediscope.runtime.staging import staged_output
@@ -42,7 +50,8 @@ if TYPE_CHECKING:
 class PredictionTable:
     """What ``mediscope predict`` wrote: one row per image, and where.
 
-    ``score_threshold`` is the detection threshold used (None for other tasks).
+    ``score_threshold`` is the detection threshold used (None for other tasks),
+    ``settings`` the detector's inference settings (its source, IoU threshold, ...).
     """
 
     task: str
@@ -51,15 +60,26 @@ class PredictionTable:
     classes: list[str]
     score_threshold: float | None = None
     columns: list[str] = field(default_factory=list)
+    settings: InferenceSettings | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        """``path``; detection: ``score_threshold``, ``score_threshold_source``,
+        ``iou_threshold``, ``agnostic_nms``."""
+        found: dict[str, Any] = {"path": str(self.path)}
+        if self.score_threshold is not None:
+            found["score_threshold"] = self.score_threshold
+        if self.settings is not None:
+            found["score_threshold_source"] = self.settings.score_threshold_source
+            found["iou_threshold"] = self.settings.iou_threshold
+            found["agnostic_nms"] = self.settings.agnostic_nms
+        return found
 
     def to_dataframe(self) -> pd.DataFrame:
-        """The rows as a pandas DataFrame (``attrs``: ``path``, ``score_threshold``)."""
+        """The rows as a pandas DataFrame (its ``attrs``: :meth:`attrs`)."""
         import pandas as pd
 
         frame = pd.DataFrame(self.rows, columns=self.columns or None)
-        frame.attrs["path"] = str(self.path)
-        if self.score_threshold is not None:
-            frame.attrs["score_threshold"] = self.score_threshold
+        frame.attrs.update(self.attrs())
         return frame
 
 
@@ -92,11 +112,16 @@ def classification_row(ref: str, result: ClassificationResult) -> dict[str, Any]
     return row
 
 
+#: Prefix of the ``predictions.csv`` columns of a segmentation model's pixel shares.
+AREA_FRACTION = "area_fraction/"
+
+
 def segmentation_row(ref: str, mask: str, result: SegmentationResult) -> dict[str, Any]:
     """A ``predictions.csv`` row of a segmentation model: ``path``, ``mask`` (the mask
-    file's name) and each class's pixel share (6 decimals)."""
+    file's name) and ``area_fraction/<class>``, each class's share of the image's
+    pixels (6 decimals)."""
     row: dict[str, Any] = {"path": ref, "mask": mask}
-    row.update({c: round(v, 6) for c, v in result.fractions().items()})
+    row.update({AREA_FRACTION + c: round(v, 6) for c, v in result.fractions().items()})
     return row
 
 
@@ -116,7 +141,7 @@ def table_columns(task: str, classes: Sequence[str]) -> list[str]:
     if task in ("classification", "multilabel"):
         return ["path", "label", *classes]
     if task == "segmentation":
-        return ["path", "mask", *classes]
+        return ["path", "mask", *(AREA_FRACTION + c for c in classes)]
     return ["path", *classes, "total"]
 
 
@@ -256,9 +281,8 @@ def write_segmentation(
             result = predictor.predict(image, probabilities=probabilities)
             assert isinstance(result, SegmentationResult)
             save_mask_png(staging / "masks" / f"{name}.png", result.mask, colors)
-            _save_png(
-                overlay(_rgb(image), result.mask, colors), staging / "overlays" / f"{name}.png"
-            )
+            drawn = labelled_overlay(_rgb(image), result.mask, classes, colors)
+            _save_png(drawn, staging / "overlays" / f"{name}.png")
             if probabilities:
                 save_probability_map(
                     staging / "probabilities" / f"{name}.npz", result.probabilities
@@ -287,10 +311,16 @@ def write_detection(predictor: Predictor, refs: Sequence[str], output: Path) -> 
                 )
             )
             drawn = draw_detections(
-                _rgb(image), result.boxes, result.class_indices, result.scores, classes
+                _rgb(image),
+                result.boxes,
+                result.class_indices,
+                result.scores,
+                classes,
+                legend=True,
             )
             save_jpeg(staging / "overlays" / f"{name}.jpg", drawn)
         write_detection_predictions(staging, records, classes)
+        write_text_atomic(staging / SETTINGS_FILE, detection_settings_text(predictor.info))
     rows = [detection_row(record.path, record.labels, classes) for record in records]
     return PredictionTable(
         "detection",
@@ -299,7 +329,45 @@ def write_detection(predictor: Predictor, refs: Sequence[str], output: Path) -> 
         classes,
         score_threshold=predictor.info.inference.score_threshold,
         columns=table_columns("detection", classes),
+        settings=predictor.info.inference,
     )
+
+
+#: The note beside ``counts.csv``: how its boxes were kept.
+SETTINGS_FILE = "settings.txt"
+
+
+def detection_settings_text(info: ModelInfo) -> str:
+    """``settings.txt`` of a detection output folder: the score threshold the boxes and
+    counts use and where it comes from (with a warning line when it is the default for
+    want of a calibrated one), the IoU threshold, the suppression and the tiles.
+
+    Example:
+        >>> info = ModelInfo(task="detection", classes=["a"], image_size=(64, 64),
+        ...                  channels=3, mean=[0.5] * 3, std=[0.25] * 3)
+        >>> print(detection_settings_text(info).splitlines()[1])
+        score threshold: 0.3 (as the exported model records it)
+    """
+    settings = info.inference
+    lines = ["Boxes in predictions.csv, predictions.json, labels/, counts.csv and overlays/:"]
+    lines.append(f"score threshold: {settings.score_threshold:g} ({settings.threshold_note()})")
+    if settings.uncalibrated:
+        lines.append(
+            "WARNING: the threshold was not calibrated on this model's validation data; the "
+            "counts may be far off. Calibrate it (`mediscope validate`) or choose one "
+            "(`mediscope predict --score-threshold`)."
+        )
+    across = "across classes (agnostic_nms: true)" if settings.agnostic_nms else "within each class"
+    lines.append(f"overlapping boxes suppressed {across} above IoU {settings.iou_threshold:g}")
+    if settings.window is not None:
+        lines.append(
+            f"large images: tiles of {settings.window[0]} x {settings.window[1]} px, overlap "
+            f"{settings.overlap:g}, merged by {settings.merge}"
+        )
+    lines.append(f"at most {settings.max_detections} boxes per image (per tile when tiled)")
+    if info.checkpoint:
+        lines.append(f"model: {info.checkpoint}")
+    return "\n".join(lines) + "\n"
 
 
 #: Suffixes of exported model files (ONNX, TorchScript).
@@ -318,12 +386,19 @@ def predict_exported(
     output: Path,
     probabilities: bool = False,
     device: str = "cpu",
+    score_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    agnostic_nms: bool | None = None,
 ) -> PredictionTable:
     """``mediscope predict MODEL.onnx``: an exported model's files, without the training
     stack (torch is imported only for TorchScript).
 
+    ``score_threshold``, ``iou_threshold`` and ``agnostic_nms`` replace the detector's
+    exported settings (see :meth:`Predictor.with_settings`).
+
     Raises:
-        ConfigError: when ``output`` is an input, or inside or above one.
+        ConfigError: when ``output`` is an input, or inside or above one, or detection
+            settings are given for another task or out of range.
     """
     from mediscope.files import refuse_overlap
     from mediscope.runtime.backends import OnnxBackend, TorchScriptBackend
@@ -336,7 +411,9 @@ def predict_exported(
         backend = OnnxBackend(source, device=device)
     else:
         backend = TorchScriptBackend(source, device=device)
-    predictor = Predictor(backend, backend.info)
+    predictor = Predictor(backend, backend.info).with_settings(
+        score_threshold=score_threshold, iou_threshold=iou_threshold, agnostic_nms=agnostic_nms
+    )
     refs = collect_inputs(inputs)
     refuse_overlap(output, refs, option="--output")
     return write_predictions(predictor, refs, output, probabilities=probabilities)

@@ -215,12 +215,27 @@ def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 def nms(
-    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    iou_threshold: float,
+    *,
+    agnostic: bool = False,
 ) -> np.ndarray:
-    """Per-class non-maximum suppression: indices kept, by decreasing score.
+    """Non-maximum suppression: indices kept, by decreasing score.
 
-    Within a class, a box overlapping a better-scored kept box by more than
-    ``iou_threshold`` is dropped (as torchvision's ``batched_nms``).
+    A box overlapping a better-scored kept box of its class by more than
+    ``iou_threshold`` is dropped (as torchvision's ``batched_nms``); with ``agnostic``,
+    a better-scored kept box of any class suppresses it (one box per object, whatever
+    class the model hesitated between).
+
+    Example:
+        >>> boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10]], dtype=np.float32)
+        >>> scores, labels = np.array([0.9, 0.8]), np.array([0, 1])
+        >>> nms(boxes, scores, labels, 0.5).tolist()
+        [0, 1]
+        >>> nms(boxes, scores, labels, 0.5, agnostic=True).tolist()
+        [0]
     """
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
@@ -230,7 +245,8 @@ def nms(
             continue
         keep.append(int(index))
         rest = order[rank + 1 :]
-        rest = rest[(labels[rest] == labels[index]) & ~suppressed[rest]]
+        same = np.ones(len(rest), dtype=bool) if agnostic else labels[rest] == labels[index]
+        rest = rest[same & ~suppressed[rest]]
         if len(rest):
             suppressed[rest[box_iou(boxes[index], boxes[rest]) > iou_threshold]] = True
     return np.asarray(keep, dtype=np.int64)
@@ -244,6 +260,7 @@ def dense_detections(
     iou_threshold: float,
     max_detections: int,
     pre_nms_top: int = 1000,
+    agnostic: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's detections from a dense detector's outputs.
 
@@ -251,9 +268,10 @@ def dense_detections(
         boxes: ``(A, 4)`` xyxy per anchor, in input pixels.
         scores: ``(A, C)`` per anchor and class.
         score_threshold: Candidates scoring this or less are dropped.
-        iou_threshold: Per-class NMS threshold.
+        iou_threshold: NMS threshold.
         max_detections: Boxes kept, best first.
         pre_nms_top: Candidates kept (best first) before NMS.
+        agnostic: Suppress overlapping boxes across classes (see :func:`nms`).
 
     Returns:
         ``boxes (N, 4)``, ``scores (N,)``, ``labels (N,)``, by decreasing score.
@@ -268,7 +286,8 @@ def dense_detections(
     labels = (candidates % num_classes).astype(np.int64)
     picked_boxes = boxes[anchor].astype(np.float32)
     picked_scores = flat[candidates].astype(np.float32)
-    keep = nms(picked_boxes, picked_scores, labels, iou_threshold)[:max_detections]
+    keep = nms(picked_boxes, picked_scores, labels, iou_threshold, agnostic=agnostic)
+    keep = keep[:max_detections]
     return picked_boxes[keep], picked_scores[keep], labels[keep]
 
 
@@ -396,6 +415,7 @@ def edge_merge(
     *,
     iou_threshold: float,
     ios_threshold: float = 0.5,
+    agnostic: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merges the boxes of overlapping tiles into one box per object, as SAHI's greedy
     non-maximum merging does, but only across tiles.
@@ -419,6 +439,8 @@ def edge_merge(
         cut: ``(N,)`` whether a tile edge cuts the box (:func:`cut_by_edge`).
         iou_threshold: Whole views of one object overlap by more than this.
         ios_threshold: A piece lies in its object's box by more than this share.
+        agnostic: Boxes of any class may be one object (it keeps its best box's class);
+            else only boxes of one class.
 
     Returns:
         ``boxes``, ``scores``, ``labels``, one per object, by decreasing score.
@@ -430,7 +452,8 @@ def edge_merge(
     cut = np.asarray(cut, dtype=bool).reshape(-1)
     order = np.argsort(-scores, kind="stable")
     taken = np.zeros(len(boxes), dtype=bool)
-    by_class = {int(k): order[labels[order] == k] for k in np.unique(labels)}
+    group = np.zeros_like(labels) if agnostic else labels
+    by_class = {int(k): order[group[order] == k] for k in np.unique(group)}
     out_boxes, out_scores, out_labels = [], [], []
     for seed in order:
         if taken[seed]:
@@ -440,7 +463,7 @@ def edge_merge(
         seen = {int(tiles[seed])}
         box = boxes[seed].copy()
         while True:
-            rest = by_class[int(labels[seed])]
+            rest = by_class[int(group[seed])]
             rest = rest[~taken[rest] & ~np.isin(tiles[rest], list(seen))]
             if not len(rest):
                 break
@@ -491,25 +514,33 @@ def merge_tiles(
     max_detections: int | None = None,
     tiles: np.ndarray | None = None,
     windows: Sequence[Window] | None = None,
+    agnostic: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merges the boxes of overlapping tiles of one image; boxes without area are
     dropped; the result is sorted by decreasing score.
 
-    Methods: ``nms`` (per-class NMS), ``wbf`` (weighted boxes fusion) or ``edge``
-    (:func:`edge_merge`: one box per object, also for objects cut by tile edges). ``edge``
-    needs ``tiles`` (each box's index in ``windows``) and ``windows``; without them every
-    box counts as its own uncut tile, which merges as ``nms`` does.
+    Methods: ``nms``, ``wbf`` (weighted boxes fusion) or ``edge`` (:func:`edge_merge`:
+    one box per object, also for objects cut by tile edges). ``edge`` needs ``tiles``
+    (each box's index in ``windows``) and ``windows``; without them every box counts as
+    its own uncut tile, which merges as ``nms`` does.
+
+    With ``agnostic``, boxes of different classes overlapping by more than
+    ``iou_threshold`` are one object too: NMS keeps the best of them; WBF fuses within
+    a class, then the best of the fused boxes is kept (:func:`suppress_across_classes`);
+    ``edge`` merges across classes (the object keeps its best box's class).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if method == "wbf":
         boxes, scores, labels = wbf([(boxes, scores, labels)], None, image_size, iou_threshold)
+        if agnostic:
+            boxes, scores, labels = suppress_across_classes(boxes, scores, labels, iou_threshold)
     elif method in ("nms", "edge"):
         keep = _with_area(boxes)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         if method == "nms":
-            kept = nms(boxes, scores, labels, iou_threshold)
+            kept = nms(boxes, scores, labels, iou_threshold, agnostic=agnostic)
             boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
         else:
             if tiles is None or windows is None:
@@ -523,8 +554,9 @@ def merge_tiles(
                     if mine.any():
                         cut[mine] = cut_by_edge(boxes[mine], window, image_size)
             boxes, scores, labels = edge_merge(
-                boxes, scores, labels, tile_of, cut, iou_threshold=iou_threshold
-            )
+                boxes, scores, labels, tile_of, cut, iou_threshold=iou_threshold,
+                agnostic=agnostic,
+            )  # fmt: skip
     else:
         raise ConfigError(
             f"unknown box merging method {method!r}",
@@ -533,3 +565,15 @@ def merge_tiles(
         )
     order = np.argsort(-scores, kind="stable")[:max_detections]
     return boxes[order], scores[order], labels[order]
+
+
+def suppress_across_classes(
+    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class-agnostic NMS of one image's detections: of boxes overlapping by more than
+    ``iou_threshold``, whatever their classes, the best-scored one is kept (its class
+    with it). The result is sorted by decreasing score."""
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    scores, labels = np.asarray(scores).reshape(-1), np.asarray(labels).reshape(-1)
+    kept = nms(boxes, scores, labels, iou_threshold, agnostic=True)
+    return boxes[kept], scores[kept], labels[kept]

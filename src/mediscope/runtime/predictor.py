@@ -9,6 +9,7 @@ set by the model's inference settings.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mediscope.runtime.pipeline import (
     prepare,
     resize_maps,
     sliding_window,
+    suppress_across_classes,
     tile_windows,
     with_flips,
 )
@@ -90,6 +92,42 @@ class Predictor:
     def format(self) -> str:
         """Where the model runs: ``eager``, ``torchscript`` or ``onnx``."""
         return self.backend.name
+
+    def with_settings(
+        self,
+        *,
+        score_threshold: float | None = None,
+        iou_threshold: float | None = None,
+        agnostic_nms: bool | None = None,
+    ) -> Predictor:
+        """The same model with other detection settings (None keeps the model's).
+
+        Args:
+            score_threshold: Boxes scoring less are dropped (counts included).
+            iou_threshold: Boxes overlapping more are one object (NMS, tile merge).
+            agnostic_nms: Also suppress overlapping boxes of different classes.
+
+        Raises:
+            ConfigError: for a model that does not detect, or a threshold out of range.
+
+        Example:
+            >>> strict = mediscope.load("runs/demo-gram-stain").with_settings(  # doctest: +SKIP
+            ...     score_threshold=0.5, agnostic_nms=True)
+        """
+        given = (score_threshold, iou_threshold, agnostic_nms)
+        if all(value is None for value in given):
+            return self
+        if self.task != "detection":
+            raise ConfigError(
+                f"score and IoU thresholds are for detectors; this model is a {self.task} model",
+                where="score_threshold",
+                hint="drop score_threshold, iou_threshold and agnostic_nms",
+            )
+        settings = self.info.inference.with_detection(
+            score_threshold=score_threshold, iou_threshold=iou_threshold, agnostic_nms=agnostic_nms
+        )
+        info = replace(self.info, inference=settings)
+        return Predictor(self.backend, info, batch_size=self.batch_size, cam=self._cam)
 
     def __repr__(self) -> str:
         size = "x".join(map(str, self.info.image_size))
@@ -341,6 +379,13 @@ class Predictor:
                 max_detections=settings.max_detections * len(windows),
                 tiles=np.concatenate(tiles),
                 windows=windows,
+                agnostic=settings.agnostic_nms,
+            )
+        elif settings.agnostic_nms and len(all_boxes):
+            # within each class first (as an eager detector does), then across classes:
+            # the same boxes whatever the model's format
+            all_boxes, all_scores, all_labels = suppress_across_classes(
+                all_boxes, all_scores, all_labels, settings.iou_threshold
             )
         return DetectionResult(
             boxes=np.asarray(all_boxes, np.float64).reshape(-1, 4),

@@ -328,7 +328,7 @@ class DetectionResult:
             }
         )
 
-    def draw(self, image: np.ndarray, *, scores: bool = True) -> np.ndarray:
+    def draw(self, image: np.ndarray, *, scores: bool = True, legend: bool = False) -> np.ndarray:
         """The image with class-coloured boxes labelled with class and score.
 
         See :func:`mediscope.runtime.drawing.draw_detections`.
@@ -336,9 +336,11 @@ class DetectionResult:
         Args:
             image: The ``(H, W, 3)`` uint8 RGB image (grey also works) of ``image_size``.
             scores: Show each box's score beside its class name.
+            legend: Add a band above the image naming each class with its colour and
+                number of boxes (as ``mediscope predict``'s overlays).
 
         Returns:
-            A new ``(H, W, 3)`` uint8 RGB image.
+            A new uint8 RGB image: ``(H, W, 3)``, taller with the legend.
 
         Raises:
             ValueError: The image's size is not ``image_size``.
@@ -352,6 +354,7 @@ class DetectionResult:
             self.class_indices,
             self.scores if scores else None,
             self.classes,
+            legend=legend,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def collect_leaderboard(plan: StudyPlan) -> Leaderboard:
                     metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
                     params=record.get("params"),
                     seconds=record.get("seconds"),
+                    cpu_seconds=record.get("cpu_seconds"),
                     best_epoch=best_epoch,
                 )
             )

@@ -65,11 +65,16 @@ class Repeat:
 
 @dataclass
 class Cell:
-    """One combination of grid values."""
+    """One combination of grid values.
+
+    ``notes`` say what the plan changed in the cell's config beyond its grid values
+    (base ``model.params`` that the cell's model does not take, left out).
+    """
 
     index: int
     name: str
     values: dict[str, str]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def overrides(self) -> list[str]:
@@ -199,10 +204,19 @@ def plan_study(
                 datamodules[name] = datamodule
 
     classes = next(iter(datamodules.values())).classes
-    seen: set[str] = set()
+    seen: dict[str, list[str]] = {}
     for cell in cells:
         cfg = configs[(cell.index, repeats[0].tag)]
-        _check_cell(cfg, cell, classes, seen)
+        dropped = _check_cell(cfg, cell, classes, seen)
+        if dropped:
+            for repeat in repeats:
+                key = (cell.index, repeat.tag)
+                configs[key] = _without_model_params(configs[key], dropped)
+            names = ", ".join(f"model.params.{k}" for k in dropped)
+            cell.notes.append(
+                f"base {names} left out: {cfg.model.name} does not take "
+                f"{'it' if len(dropped) == 1 else 'them'}"
+            )
 
     chosen = metric or base.checkpoint.monitor.split("/", 1)[-1]
     available = known_metrics(base.task, classes)
@@ -299,9 +313,24 @@ def _split_signature(cfg: Config) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def _check_cell(cfg: Config, cell: Cell, classes: list[str], seen: set[str]) -> None:
+def _check_cell(
+    cfg: Config, cell: Cell, classes: list[str], seen: dict[str, list[str]]
+) -> list[str]:
     """Builds the cell's model and loss, as fit would (its monitors were checked when
-    its config was validated)."""
+    its config was validated).
+
+    When the grid changes the model (``model.name`` or ``model``), base
+    ``model.params`` that the cell's model does not take are left out rather than
+    refused (``--grid model.name=simple_cnn,mobilenetv3_small`` with a base
+    ``model.params.width`` that only ``simple_cnn`` takes).
+
+    Returns:
+        The keys of ``model.params`` to leave out of the cell's configs.
+
+    Raises:
+        ConfigError: naming the cell or its grid value, when the model or loss does not
+            build (a grid value's own params included).
+    """
     check_loggers(cfg)
     key = json.dumps(
         {
@@ -311,10 +340,47 @@ def _check_cell(cfg: Config, cell: Cell, classes: list[str], seen: set[str]) -> 
         sort_keys=True,
     )
     if key in seen:
-        return
-    seen.add(key)
-    try:
-        task = build_task(cfg, classes, class_counts=[1] * len(classes))
-    except MediscopeError as exc:
-        raise _grid_error(exc, cell) from None
-    del task
+        return seen[key]
+    dropped: list[str] = []
+    while True:
+        try:
+            task = build_task(cfg, classes, class_counts=[1] * len(classes))
+        except MediscopeError as exc:
+            name = _refused_model_param(exc)
+            if name is None or name not in cfg.model.params or not _droppable(cell, name):
+                raise _grid_error(exc, cell) from None
+            dropped.append(name)
+            cfg = _without_model_params(cfg, [name])
+            continue
+        del task
+        seen[key] = dropped
+        return dropped
+
+
+def _refused_model_param(exc: MediscopeError) -> str | None:
+    """The ``model.params`` key a model builder refused, if that is what ``exc`` says."""
+    where = exc.where or ""
+    found = re.search(r"model\.params\.([A-Za-z_][A-Za-z0-9_]*)$", where)
+    if found is not None:
+        return found.group(1)
+    if where.endswith("model.params"):
+        found = re.search(r"unexpected keyword argument '([A-Za-z_][A-Za-z0-9_]*)'", exc.message)
+        if found is not None:
+            return found.group(1)
+    return None
+
+
+def _droppable(cell: Cell, name: str) -> bool:
+    """Whether ``model.params.<name>`` comes from the base config (not the grid) while
+    the grid changes the model: the base's params were written for another model."""
+    keys = set(cell.values)
+    changes_model = bool(keys & {"model", "model.name"})
+    from_grid = bool(keys & {"model", "model.params", f"model.params.{name}"})
+    return changes_model and not from_grid
+
+
+def _without_model_params(cfg: Config, names: Sequence[str]) -> Config:
+    """``cfg`` without the ``model.params`` keys ``names``."""
+    params = {k: v for k, v in cfg.model.params.items() if k not in names}
+    model = cfg.model.model_copy(update={"params": params})
+    return cfg.model_copy(update={"model": model})

@@ -3,6 +3,7 @@ events, failures recorded per cell, and the leaderboard at the end."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import traceback
 from collections.abc import Callable
@@ -200,13 +201,18 @@ def run_one(cfg: Config, run_dir: Path, split_file: Path, *, has_test: bool) -> 
     """Trains (or continues) one run in ``run_dir`` on the study's split and evaluates it.
 
     Returns:
-        The run's record (training seconds, parameters, best epoch), also written to
-        ``study_run.json``.
+        The run's record (training seconds, wall and CPU, parameters, best epoch), also
+        written to ``study_run.json``.
     """
     counter = ParameterCount()
     last = run_dir / CHECKPOINTS / LAST
     best = run_dir / CHECKPOINTS / BEST
-    record: dict[str, Any] = {"seconds": None, "params": None, "best_epoch": None}
+    record: dict[str, Any] = {
+        "seconds": None,
+        "cpu_seconds": None,
+        "params": None,
+        "best_epoch": None,
+    }
     if last.is_file() and int(read_checkpoint(last).get("epoch", -1)) + 1 >= cfg.trainer.max_epochs:
         # Training ended but the evaluation did not: evaluate the best checkpoint only.
         if not best.is_file():
@@ -216,13 +222,18 @@ def run_one(cfg: Config, run_dir: Path, split_file: Path, *, has_test: bool) -> 
         task, _ = task_from_checkpoint(cfg, best)
         record["params"] = int(sum(p.numel() for p in task.model.parameters()))
     else:
+        started = cpu_seconds()
         if last.is_file():
             result = fit(cfg, resume=last, callbacks=[counter], test=False)
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_with(run_dir / SPLIT_FILE, lambda tmp: shutil.copyfile(split_file, tmp))
             result = fit(cfg, run_dir=run_dir, callbacks=[counter], test=False)
-        record.update(seconds=round(result.seconds, 2), params=counter.total)
+        record.update(
+            seconds=round(result.seconds, 2),
+            cpu_seconds=round(cpu_seconds() - started, 2),
+            params=counter.total,
+        )
         record["best_epoch"] = result.best_epoch
         if result.resumed_from is not None:
             record["resumed"] = True
@@ -231,6 +242,14 @@ def run_one(cfg: Config, run_dir: Path, split_file: Path, *, has_test: bool) -> 
     write_json_atomic(run_dir / RUN_RECORD, record)
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     return record
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user and system) used so far by this process and its finished
+    children (data-loader workers): unlike wall time, not lengthened by other programs
+    sharing the machine."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _write_splits(plan: StudyPlan) -> dict[str, Path]:

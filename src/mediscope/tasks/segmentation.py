@@ -20,7 +20,8 @@ EPOCH_METRICS = ("dice_mean", "iou_mean", "pixel_accuracy")
 
 
 class SegmentationTask(BaseTask):
-    """Trains a segmenter with any segmentation loss; logs Dice, IoU and pixel accuracy."""
+    """Trains a segmenter with any segmentation loss; logs Dice, IoU (means over the
+    foreground classes) and pixel accuracy."""
 
     def configure_models(self) -> None:
         cfg = self.config.model
@@ -113,7 +114,15 @@ SPEC = TaskSpec(
         terminal=("dice_mean", "iou_mean", "pixel_accuracy", "hd95_mean", "nsd_mean", "object_f1"),
         per_class=(("dice", "dice/"), ("iou", "iou/")),
         ranked=("dice_mean", "iou_mean", "pixel_accuracy"),
-        ranked_more=("nsd_mean", "hd95_mean", "assd_mean", "object_f1", "object_count_mae"),
+        ranked_more=(
+            "nsd_mean",
+            "hd95_mean",
+            "assd_mean",
+            "object_f1",
+            "object_count_mae",
+            "dice_mean_with_background",
+            "iou_mean_with_background",
+        ),
         ranked_per_class=("dice", "iou", "nsd", "hd95"),
         files=(
             (
@@ -123,7 +132,7 @@ SPEC = TaskSpec(
             ("plots", "plots/ (training curves, val_best.png and val_worst.png galleries)"),
         ),
         folds=("dice_mean", "iou_mean", "pixel_accuracy"),
-        report=("dice_mean", "iou_mean", "pixel_accuracy"),
+        report=("dice_mean", "iou_mean", "pixel_accuracy", "dice_mean_with_background"),
         interval_metric="dice",
         plots=(
             ("best.png", "The images with the best Dice: image, ground truth, prediction."),

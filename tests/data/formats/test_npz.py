@@ -270,3 +270,33 @@ def test_datamodule_uses_the_files_splits(tmp_path: Path) -> None:
     assert module.test_set().ids() == [f"data.npz::test_images::{i}" for i in range(3)]
     image, label = module.dataset(module.test_set(), train=False)[2]
     assert image.shape == (3, 8, 8) and int(label) == 0
+
+
+def test_prediction_inputs_need_no_labels(tmp_path: Path) -> None:
+    """An npz of images only, or with -1 for unknown labels, is a prediction input."""
+    from mediscope.data.formats.npz import npz_image_refs
+    from mediscope.runtime.inputs import collect_inputs
+
+    images = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "only.npz", images=images)
+    np.savez(tmp_path / "unknown.npz", images=images, labels=np.full(3, -1))
+    np.savez(tmp_path / "splits.npz", val_images=images[:1], test_images=images)
+    for name in ("only", "unknown"):
+        with pytest.raises(DataError):  # training still needs labels
+            read_npz(tmp_path / f"{name}.npz", task="classification")
+        refs = collect_inputs([tmp_path / f"{name}.npz"])
+        assert refs == [f"{tmp_path / name}.npz::images::{i}" for i in range(3)]
+        assert (read_image(refs[2]) == images[2]).all()
+    refs = npz_image_refs(tmp_path / "splits.npz")
+    assert [r.split("::", 1)[1] for r in refs] == [
+        "val_images::0",
+        "test_images::0",
+        "test_images::1",
+        "test_images::2",
+    ]
+    np.savez(tmp_path / "none.npz", x=np.zeros(2))
+    with pytest.raises(DataError, match=r"none.npz: no image array; name it images"):
+        npz_image_refs(tmp_path / "none.npz")
+    np.savez(tmp_path / "flat.npz", images=np.zeros((3, 4), np.uint8))
+    with pytest.raises(DataError, match=r"'images' has shape \(3, 4\)"):
+        npz_image_refs(tmp_path / "flat.npz")

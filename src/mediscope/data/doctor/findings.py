@@ -32,7 +32,7 @@ KINDS: dict[str, str] = {
     "mask_values": "mask values that are not in the class table",
     "mask_size": "a mask whose size differs from its image's",
     "unreadable_mask": "a mask file that does not decode",
-    "exact_duplicate": "the same pixels as another image (across splits: leakage)",
+    "exact_duplicate": "the same pixels as another image",
     "near_duplicate": "a resized, re-encoded or retouched copy of another image",
     "image_in_two_splits": "one image file listed in two splits",
     "patient_in_two_splits": "a patient (group) whose images are in two splits",
@@ -47,6 +47,29 @@ KINDS: dict[str, str] = {
     "random_split": "no fixed validation split: only test and the rest are compared",
     "split_file": "the run's split.json and the dataset disagree",
 }
+
+
+#: Meanings that depend on the severity: a duplicate within one split is a warning (the
+#: model sees the image twice), across splits an error (leakage).
+SEVERITY_MEANINGS: dict[tuple[str, str], str] = {
+    ("exact_duplicate", "warning"): "the same pixels as another image of the same split "
+    "(seen twice in training or evaluation)",
+    ("exact_duplicate", "error"): "the same pixels as an image of another split (leakage)",
+    ("near_duplicate", "warning"): "a resized, re-encoded or retouched copy of another "
+    "image of the same split",
+    ("near_duplicate", "error"): "a resized, re-encoded or retouched copy of an image of "
+    "another split (leakage)",
+}
+
+
+def meaning(kind: str, severity: str) -> str:
+    """What a kind of finding of this severity means (the report's legend).
+
+    Example:
+        >>> meaning("exact_duplicate", "error")
+        'the same pixels as an image of another split (leakage)'
+    """
+    return SEVERITY_MEANINGS.get((kind, severity), KINDS.get(kind, ""))
 
 
 @dataclass

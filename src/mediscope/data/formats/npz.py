@@ -127,6 +127,50 @@ def _read_multilabel(
     return SampleSet(classes=list(names), samples=samples, root=path.parent)
 
 
+def npz_image_refs(path: Path) -> list[str]:
+    """References to every image of an ``.npz`` file, labels or not (for prediction).
+
+    The image arrays are those :func:`read_npz` reads (``images``, ``train_images``,
+    ``val_images``, ``test_images``); label arrays, when present, are not read, so a file
+    of images only, or with ``-1`` for unknown labels, is fine.
+
+    Raises:
+        DataError: when the file is missing or not an npz, holds no image array, or an
+            image array has the wrong shape.
+    """
+    path = Path(os.path.abspath(path))
+    if not path.is_file():
+        raise DataError("npz file not found", where=path, hint="check --input")
+    keys = _array_keys(path)
+    names = [f"{split}_images" for split in SPLITS] + ["images"]
+    found = [key for key in names if key in keys]
+    if not found:
+        raise DataError(
+            "no image array",
+            where=path,
+            hint=f"name it images (or train_images, val_images, test_images); "
+            f"found: {', '.join(sorted(keys)) or 'none'}",
+        )
+    refs: list[str] = []
+    for key in found:
+        refs.extend(reference(path, key, i) for i in range(len(_image_array(path, key))))
+    if not refs:
+        raise DataError("the npz file holds no images", where=path)
+    return refs
+
+
+def _image_array(path: Path, key: str) -> Any:
+    """The image array ``key`` (memory-mapped, not loaded), its shape checked."""
+    images = member_array(path, key)
+    ok_shape = images.ndim == 3 or (images.ndim == 4 and images.shape[3] in (1, 3, 4))
+    if not ok_shape:
+        raise DataError(
+            f"'{key}' has shape {images.shape}; expected (N, H, W) or (N, H, W, C)",
+            where=path,
+        )
+    return images
+
+
 def _array_keys(path: Path) -> set[str]:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -150,7 +194,8 @@ def _image_label_keys(path: Path, keys: set[str]) -> list[tuple[str | None, str,
             raise DataError(
                 f"array '{images}' has no '{labels}'",
                 where=path,
-                hint=f"arrays: {', '.join(sorted(keys))}",
+                hint=f"arrays: {', '.join(sorted(keys))}; training and evaluation need "
+                "labels, `mediscope predict` does not",
             )
         parts.append((split, images, labels))
     if not parts:
@@ -176,13 +221,7 @@ def _load(path: Path, key: str) -> np.ndarray:
 
 def _read_labels(path: Path, images_key: str, labels_key: str) -> np.ndarray:
     """The labels as int64 ``(N,)``, checked against the images' shape."""
-    images = member_array(path, images_key)
-    ok_shape = images.ndim == 3 or (images.ndim == 4 and images.shape[3] in (1, 3, 4))
-    if not ok_shape:
-        raise DataError(
-            f"'{images_key}' has shape {images.shape}; expected (N, H, W) or (N, H, W, C)",
-            where=path,
-        )
+    images = _image_array(path, images_key)
     labels = _load(path, labels_key)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
