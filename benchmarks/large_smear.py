@@ -67,11 +67,18 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--merge", default="edge")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="a detection run folder (default: the counting benchmark's demo run)",
+    )
+    parser.add_argument("--formats", nargs="+", default=["eager", "onnx"])
     args = parser.parse_args()
     from mediscope.data.synthetic.gram_stain import generate_gram_stain
     from mediscope.export import export_run
 
-    run = trained_run(args.dir, args.epochs)
+    run = args.run or trained_run(args.dir, args.epochs)
     data = args.dir / "large-4912x3684"
     if not (data / "data.yaml").is_file():
         generate_gram_stain(
@@ -79,9 +86,9 @@ def main() -> None:
         )
     smear = next((data / "large" / "images").glob("*.png"))
     onnx = args.dir / "export" / f"{run.name}.onnx"
-    if not onnx.is_file():
+    if "onnx" in args.formats and not onnx.is_file():
         export_run(run, format="onnx", output=onnx, dynamic_batch=True)
-    models = {"eager": run, "onnx": onnx}
+    models = {name: {"eager": run, "onnx": onnx}[name] for name in args.formats}
     rows: dict[str, dict[int, list[dict]]] = {name: {} for name in models}
     for _ in range(args.repeats):  # interleaved: each repeat sees the same load
         for batch in args.batches:
@@ -101,13 +108,13 @@ def main() -> None:
         }
         for name, by_batch in rows.items()
     }
-    base = table["eager"][str(args.batches[0])]["seconds"]
+    base = table[args.formats[0]][str(args.batches[0])]["seconds"]
     summary = {
         "image": f"{SMEAR[0]}x{SMEAR[1]}",
         "model": f"detection demo run {run.name} (retinanet efficientnet_lite0)",
         "merge": args.merge,
         "figures": table,
-        "speedup_vs_eager_batch_" + str(args.batches[0]): {
+        f"speedup_vs_{args.formats[0]}_batch_{args.batches[0]}": {
             name: {b: round(base / v["seconds"], 2) for b, v in by_batch.items()}
             for name, by_batch in table.items()
         },
