@@ -39,6 +39,8 @@ import mediscope
 model, smear, batch, merge = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 predictor = mediscope.load(model, batch_size=batch)
 predictor.info.inference.merge = merge
+if sys.argv[5] != "model":
+    predictor.info.inference.score_threshold = float(sys.argv[5])
 image, _ = predictor.load_image(smear)
 predictor.predict(image[:512, :512])  # warm-up: first calls allocate and plan
 tic = time.perf_counter()
@@ -50,9 +52,9 @@ print(json.dumps({"seconds": seconds, "peak_bytes": hwm, "objects": len(result.b
 """
 
 
-def child(model: Path, smear: Path, batch: int, merge: str) -> dict:
+def child(model: Path, smear: Path, batch: int, merge: str, threshold: str) -> dict:
     """One configuration's figures, measured in a fresh process."""
-    command = [sys.executable, "-c", CHILD, str(model), str(smear), str(batch), merge]
+    command = [sys.executable, "-c", CHILD, str(model), str(smear), str(batch), merge, threshold]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
@@ -74,6 +76,9 @@ def main() -> None:
         help="a detection run folder (default: the counting benchmark's demo run)",
     )
     parser.add_argument("--formats", nargs="+", default=["eager", "onnx"])
+    parser.add_argument(
+        "--score-threshold", default="model", help="a number, or model: the run's own"
+    )
     args = parser.parse_args()
     from mediscope.data.synthetic.gram_stain import generate_gram_stain
     from mediscope.export import export_run
@@ -93,7 +98,7 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved: each repeat sees the same load
         for batch in args.batches:
             for name, model in models.items():
-                figures = child(model, smear, batch, args.merge)
+                figures = child(model, smear, batch, args.merge, args.score_threshold)
                 rows[name].setdefault(batch, []).append(figures)
                 print(name, batch, figures, flush=True)
     table = {
@@ -111,8 +116,9 @@ def main() -> None:
     base = table[args.formats[0]][str(args.batches[0])]["seconds"]
     summary = {
         "image": f"{SMEAR[0]}x{SMEAR[1]}",
-        "model": f"detection demo run {run.name} (retinanet efficientnet_lite0)",
+        "model": f"run {run.parent.name}/{run.name} (the detection demo's config)",
         "merge": args.merge,
+        "score_threshold": args.score_threshold,
         "figures": table,
         f"speedup_vs_{args.formats[0]}_batch_{args.batches[0]}": {
             name: {b: round(base / v["seconds"], 2) for b, v in by_batch.items()}

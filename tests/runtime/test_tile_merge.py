@@ -162,3 +162,14 @@ def test_agnostic_edge_merge_joins_pieces_the_model_gave_different_classes() -> 
     assert len(per_class) == 2 and len(merged) == 1
     assert kept.tolist() == [0]  # the best-scored box's class
     np.testing.assert_allclose(merged[0], OBJECTS["four tiles"])
+
+
+def test_a_model_merging_at_tile_edges_is_written_in_layout_2() -> None:
+    info = ModelInfo(
+        task="detection", classes=["a"], image_size=(64, 64), channels=3,
+        mean=[0.5] * 3, std=[0.5] * 3,
+    )  # fmt: skip
+    assert info.needed_version() == 1
+    info.inference.merge = "edge"
+    assert info.needed_version() == 2
+    assert ModelInfo.from_json(info.to_json()).inference.merge == "edge"
