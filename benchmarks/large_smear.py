@@ -62,6 +62,40 @@ def child(model: Path, smear: Path, batch: int, merge: str, threshold: str) -> d
     return figures
 
 
+def summarise(rows: dict[str, dict[int, list[dict]]], args: argparse.Namespace, run: Path) -> dict:
+    """The JSON of the configurations measured so far."""
+    table = {
+        name: {
+            str(batch): {
+                "seconds": round(min(r["seconds"] for r in runs), 2),
+                "seconds_all": [round(r["seconds"], 2) for r in runs],
+                "peak_gib": round(max(r["peak_bytes"] for r in runs) / (1 << 30), 3),
+                "objects": runs[0]["objects"],
+                "load_average": runs[0]["load_average"],
+            }
+            for batch, runs in by_batch.items()
+        }
+        for name, by_batch in rows.items()
+        if by_batch
+    }
+    first = table[args.formats[0]][str(args.batches[0])]["seconds"]
+    return {
+        "image": f"{SMEAR[0]}x{SMEAR[1]}",
+        "model": f"run {run.parent.name}/{run.name} (the detection demo's config)",
+        "merge": args.merge,
+        "score_threshold": args.score_threshold,
+        "figures": table,
+        f"speedup_vs_{args.formats[0]}_batch_{args.batches[0]}": {
+            name: {b: round(first / v["seconds"], 2) for b, v in by_batch.items()}
+            for name, by_batch in table.items()
+        },
+        "target_seconds": TARGET_SECONDS,
+        "best_seconds": min(v["seconds"] for by in table.values() for v in by.values()),
+        "cpu_threads": os.cpu_count(),
+        "machine": platform.platform(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path.home() / ".cache" / "mediscope-bench")
@@ -95,42 +129,16 @@ def main() -> None:
         export_run(run, format="onnx", output=onnx, dynamic_batch=True)
     models = {name: {"eager": run, "onnx": onnx}[name] for name in args.formats}
     rows: dict[str, dict[int, list[dict]]] = {name: {} for name in models}
+    summary: dict = {}
     for _ in range(args.repeats):  # interleaved: each repeat sees the same load
         for batch in args.batches:
             for name, model in models.items():
                 figures = child(model, smear, batch, args.merge, args.score_threshold)
+                figures["load_average"] = os.getloadavg()
                 rows[name].setdefault(batch, []).append(figures)
                 print(name, batch, figures, flush=True)
-    table = {
-        name: {
-            str(batch): {
-                "seconds": round(min(r["seconds"] for r in runs), 2),
-                "seconds_all": [round(r["seconds"], 2) for r in runs],
-                "peak_gib": round(max(r["peak_bytes"] for r in runs) / (1 << 30), 3),
-                "objects": runs[0]["objects"],
-            }
-            for batch, runs in by_batch.items()
-        }
-        for name, by_batch in rows.items()
-    }
-    base = table[args.formats[0]][str(args.batches[0])]["seconds"]
-    summary = {
-        "image": f"{SMEAR[0]}x{SMEAR[1]}",
-        "model": f"run {run.parent.name}/{run.name} (the detection demo's config)",
-        "merge": args.merge,
-        "score_threshold": args.score_threshold,
-        "figures": table,
-        f"speedup_vs_{args.formats[0]}_batch_{args.batches[0]}": {
-            name: {b: round(base / v["seconds"], 2) for b, v in by_batch.items()}
-            for name, by_batch in table.items()
-        },
-        "target_seconds": TARGET_SECONDS,
-        "best_seconds": min(v["seconds"] for by in table.values() for v in by.values()),
-        "load_average": os.getloadavg(),
-        "cpu_threads": os.cpu_count(),
-        "machine": platform.platform(),
-    }
-    write_json_atomic(RESULTS, summary)
+                summary = summarise(rows, args, run)
+                write_json_atomic(RESULTS, summary)  # figures so far, should a run be cut
     print(json.dumps(summary, indent=1))
 
 
