@@ -173,3 +173,14 @@ def test_a_model_merging_at_tile_edges_is_written_in_layout_2() -> None:
     info.inference.merge = "edge"
     assert info.needed_version() == 2
     assert ModelInfo.from_json(info.to_json()).inference.merge == "edge"
+
+
+def test_agnostic_edge_merge_keeps_one_box_of_a_cell_two_classes_claim_in_one_tile() -> None:
+    windows = tile_windows(*SIZE, TILE, 0.25)
+    boxes = np.array([[20, 20, 40, 40], [21, 20, 41, 40], [60, 60, 80, 80]], float)
+    labels, scores = np.array([0, 1, 1]), np.array([0.9, 0.8, 0.7])
+    args = {"method": "edge", "iou_threshold": 0.5, "image_size": SIZE, "windows": windows}
+    tiles = np.zeros(3, np.int64)
+    assert len(merge_tiles(boxes, scores, labels, tiles=tiles, **args)[0]) == 3
+    merged, _, kept = merge_tiles(boxes, scores, labels, tiles=tiles, agnostic=True, **args)
+    assert kept.tolist() == [0, 1] and merged[0].tolist() == [20, 20, 40, 40]

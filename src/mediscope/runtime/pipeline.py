@@ -553,6 +553,10 @@ def merge_tiles(
                     mine = tile_of == index
                     if mine.any():
                         cut[mine] = cut_by_edge(boxes[mine], window, image_size)
+            if agnostic:  # one box per object within each tile first, whatever its class
+                kept = nms(boxes, scores, tile_of, iou_threshold)
+                boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
+                tile_of, cut = tile_of[kept], cut[kept]
             boxes, scores, labels = edge_merge(
                 boxes, scores, labels, tile_of, cut, iou_threshold=iou_threshold,
                 agnostic=agnostic,
