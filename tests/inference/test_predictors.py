@@ -69,7 +69,11 @@ def test_detection_window_falls_back_to_the_crop_size(tmp_path: Path) -> None:
 def test_detection_thresholds_from_config(tmp_path: Path) -> None:
     predictor = detection(tmp_path)
     assert predictor.score_threshold == DEFAULT_SCORE_THRESHOLD
-    assert (predictor.iou_threshold, predictor.max_detections, predictor.merge) == (0.5, 300, "nms")
+    assert (predictor.iou_threshold, predictor.max_detections, predictor.merge) == (
+        0.5,
+        300,
+        "edge",
+    )
     inference = {"score_threshold": 0.3, "iou_threshold": 0.6, "merge": "wbf", "overlap": 0.1}
     predictor = detection(tmp_path, inference=inference)
     assert (predictor.score_threshold, predictor.iou_threshold) == (0.3, 0.6)

@@ -486,7 +486,7 @@ class InferenceConfig(Section):
         300, ge=1, description="detection: boxes kept per image, or per window when tiled"
     )
     merge: Literal["nms", "wbf", "edge"] = Field(
-        "nms",
+        "edge",
         description="detection: how boxes of overlapping windows are merged: nms, wbf, or "
         "edge (one box per object: pieces of an object cut by a window edge are merged "
         "across windows by intersection over the smaller box)",
