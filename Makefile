@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/serve_load.py
 	$(PY) benchmarks/wsi.py
+	$(PY) benchmarks/dataloader.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache site

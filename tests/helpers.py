@@ -69,6 +69,37 @@ def tiny_detection_config(data_root: Path, runs: Path, /, **sections: Any) -> di
     return merge_sections(config, sections)
 
 
+def tiny_multilabel_config(runs: Path, /, **sections: Any) -> dict[str, Any]:
+    """A fast multi-label config over random images with three random 0/1 labels each,
+    written MedMNIST-style (npz) into ``runs``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 48), ("val", 16)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 2, (n, 3), dtype=np.uint8)
+    runs.mkdir(parents=True, exist_ok=True)
+    path = runs / "findings.npz"
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+    config: dict[str, Any] = {
+        "task": "multilabel",
+        "seed": 1,
+        "data": {
+            "format": "npz",
+            "path": str(path),
+            "classes": ["a", "b", "c"],
+            "image_size": 32,
+            "batch_size": 16,
+        },
+        "model": {"name": "simple_cnn", "params": {"width": 8, "depth": 2}},
+        "trainer": {"max_epochs": 1},
+        "logging": {"progress": "none"},
+        "run": {"name": "tiny-ml", "dir": str(runs)},
+    }
+    return merge_sections(config, sections)
+
+
 def merge_sections(config: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
     """``config`` with each section updated key by key (other values replaced)."""
     for key, value in sections.items():

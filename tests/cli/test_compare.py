@@ -173,3 +173,32 @@ def test_help(cli) -> None:
     assert result.code == 0
     for option in ("--grid", "--set", "--seeds", "--folds", "--metric", "--output"):
         assert option in result.out
+
+
+def test_ray_backend_without_ray_is_one_line(
+    cli, config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as when not installed
+    args = ("compare", config_path, "--grid", "model.params.width=4,8", "--backend", "ray")
+    result = cli(*args)
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        "error: --backend ray: the ray backend needs Ray, which is not installed; "
+        "pip install 'mediscope[ray]'"
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ray_options_need_the_ray_backend(cli, config_path: Path, tmp_path: Path) -> None:
+    args = ("compare", config_path, "--grid", "model.params.width=4,8")
+    result = cli(*args, "--address", "auto")
+    assert result.code == 2
+    assert result.err.startswith("error: --address: --address needs --backend ray")
+    result = cli(*args, "--backend", "dask")
+    assert result.code == 2 and "choose local or ray" in result.err
+    result = cli(*args, "--backend", "ray", "--cpus-per-cell", "0")
+    assert result.code == 2
+    assert result.err.startswith("error: --cpus-per-cell: 0: give a positive number of CPUs")
+    assert not (tmp_path / "runs").exists()

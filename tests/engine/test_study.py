@@ -414,3 +414,13 @@ def test_formatting() -> None:
     assert fmt_mean_sd(0.5, math.nan) == "0.5000 ± n/a"
     assert fmt_params(950) == "950" and fmt_params(31_000) == "31.0 k"
     assert fmt_params(None) == "n/a"
+
+
+def test_ray_backend_docstring_examples() -> None:
+    """The Ray backend's module imports without Ray; its examples run."""
+    import doctest
+
+    from mediscope.study import cluster
+
+    result = doctest.testmod(cluster)
+    assert result.attempted >= 1 and result.failed == 0

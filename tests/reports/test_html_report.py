@@ -26,7 +26,13 @@ def assert_self_contained(text: str) -> None:
 def fitted(tiny_crops: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     runs = tmp_path_factory.mktemp("report-runs")
     config = config_from_dict(
-        tiny_config(tiny_crops, runs, trainer={"max_epochs": 1}, report={"bootstrap": 200})
+        tiny_config(
+            tiny_crops,
+            runs,
+            # the test split is added by test_test_adds_its_section
+            trainer={"max_epochs": 1, "test_after_fit": False},
+            report={"bootstrap": 200},
+        )
     )
     result = api.fit(config)
     return config, result

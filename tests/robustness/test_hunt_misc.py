@@ -366,9 +366,8 @@ def _(env: Env) -> Run:
 # -- images beyond PIL's pixel limit, DICOM folders, non-regular files -----------------
 
 
-def _pixel_limit(env: Env) -> None:
-    monkeypatch: pytest.MonkeyPatch = env.request.getfixturevalue("monkeypatch")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64)  # tiny images (32 px) pass
+#: A data.max_pixels that the tiny images (32 px) pass and _large_png's do not.
+SMALL_LIMIT = 64 * 64
 
 
 def _large_png(path: Path) -> Path:
@@ -378,25 +377,32 @@ def _large_png(path: Path) -> Path:
 
 @case("fit-png-beyond-pil-limit")
 def _(env: Env) -> Run:
-    _pixel_limit(env)
     root = env.copy("crops")
     big = _large_png(next((root / "train").iterdir()) / "huge.png")
-    config = env.config(env.classification(root))
-    return Run(["fit", config], [str(big), "PIL's", "MAX_IMAGE_PIXELS"], [config, root])
+    config = env.config(env.classification(root, data={"max_pixels": SMALL_LIMIT}))
+    return Run(["fit", config], [str(big), "data.max_pixels", "--set"], [config, root])
 
 
 @case("predict-png-beyond-pil-limit")
 def _(env: Env) -> Run:
     trained = env.trained()
-    _pixel_limit(env)
     inputs = env.root / "inputs"
     shutil.copytree(trained.data / "test" / "G-cocci", inputs)
     big = _large_png(inputs / "huge.png")
     out = env.root / "predictions.csv"
     run_dir = trained.classification.parent.parent
     return Run(
-        ["predict", run_dir, "--input", inputs, "--output", out],
-        [str(big), "PIL's", "MAX_IMAGE_PIXELS"],
+        [
+            "predict",
+            run_dir,
+            "--input",
+            inputs,
+            "--output",
+            out,
+            "--set",
+            f"data.max_pixels={SMALL_LIMIT}",
+        ],
+        [str(big), "data.max_pixels", "--set"],
         [out, inputs],
     )
 

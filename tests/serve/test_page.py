@@ -420,7 +420,9 @@ def test_segmentation_overlay_opacity_and_areas(
     assert done.code == 0, done.err
     want = read_csv(tmp_path / "cli" / "predictions.csv")[0]
     for name in result["classes"]:
-        assert result["fractions"][name] == pytest.approx(float(want[name]), abs=1e-6)
+        assert result["fractions"][name] == pytest.approx(
+            float(want[f"area_fraction/{name}"]), abs=1e-6
+        )
     mask = Image.open(download(page, "a[data-kind=mask]", tmp_path, "mask.png"))
     assert mask.size == (body["image"]["width"], body["image"]["height"])
     page_csv = read_csv(download(page, "a[data-kind=csv]", tmp_path, "areas.csv"))

@@ -83,6 +83,19 @@ def fit(
         run_dir=run_dir,
         read_test=run_test,
     )
+    if not trained.trainer.is_global_zero:
+        # Another process of a DDP run: process 0 evaluates and reports, alone, on every
+        # sample (the bootstrap, per-sample files and plots need them all in one place).
+        return FitResult(
+            run_dir=trained.run_dir,
+            monitor=config.checkpoint.monitor,
+            best_checkpoint=None,
+            best_epoch=None,
+            best_score=None,
+            epochs_run=trained.trainer.current_epoch,
+            seconds=time.perf_counter() - started,
+            resumed_from=trained.resumed_from,
+        )
     try:
         return _finish_fit(config, trained, started, run_test=run_test)
     except KeyboardInterrupt as exc:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from mediscope.study.cluster import RayOptions
 
 SET_HELP = "Override a key of the base config, e.g. --set trainer.max_epochs=80 (repeatable)."
 GRID_HELP = (
@@ -43,6 +46,25 @@ def compare_command(
     output: Path | None = typer.Option(
         None, "--output", help="The study folder (default: <run.dir>/<run.name>-study)."
     ),
+    backend: str = typer.Option(
+        "local",
+        "--backend",
+        help="local: one run after another in this process; ray: every run as a task on a "
+        "Ray cluster (pip install 'mediscope[ray]').",
+        metavar="local|ray",
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="With --backend ray: the cluster, e.g. auto or HOST:6379 (default: RAY_ADDRESS, "
+        "else a new local cluster).",
+    ),
+    cpus_per_cell: float | None = typer.Option(
+        None, "--cpus-per-cell", help="With --backend ray: CPUs per run (default 1).", metavar="N"
+    ),
+    gpus_per_cell: float | None = typer.Option(
+        None, "--gpus-per-cell", help="With --backend ray: GPUs per run (default 0).", metavar="N"
+    ),
 ) -> None:
     """Train every combination of the --grid values under identical conditions (one split,
     seed, epochs and augmentation), evaluate each on the test data (else validation) and
@@ -54,8 +76,10 @@ def compare_command(
         parse_seeds,
         plan_study,
         run_study,
+        run_study_on_ray,
     )
 
+    ray = _ray_options(backend, address, cpus_per_cell, gpus_per_cell)
     plan = plan_study(
         config,
         grid=parse_grid(grid or []),
@@ -72,7 +96,14 @@ def compare_command(
         f"{'test' if plan.has_test else 'validation'} split; folder {plan.folder}",
         soft_wrap=True,
     )
-    result = run_study(plan, on_event=lambda event: print_event(console, event))
+
+    def show(event: Any) -> None:
+        print_event(console, event)
+
+    if ray is None:
+        result = run_study(plan, on_event=show)
+    else:
+        result = run_study_on_ray(plan, ray, on_event=show)
     print_leaderboard(console, result)
     console.print(f"study: {result.folder}", soft_wrap=True)
     if result.failed:
@@ -81,6 +112,34 @@ def compare_command(
             f"({', '.join(result.failed)}; see error.txt in their folders)",
             hint="rerun the command to retry them",
         )
+
+
+def _ray_options(
+    backend: str, address: str | None, cpus: float | None, gpus: float | None
+) -> RayOptions | None:
+    """The Ray options of ``--backend ray`` (checked, Ray imported), else None."""
+    from mediscope.errors import ConfigError
+
+    if backend not in ("local", "ray"):
+        raise ConfigError(
+            f"unknown backend '{backend}'", where="--backend", hint="choose local or ray"
+        )
+    given = {"--address": address, "--cpus-per-cell": cpus, "--gpus-per-cell": gpus}
+    if backend == "local":
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise ConfigError(f"{named[0]} needs --backend ray", where=named[0])
+        return None
+    from mediscope.study.cluster import RayOptions, import_ray
+
+    options = RayOptions(
+        address=address,
+        cpus_per_cell=1.0 if cpus is None else cpus,
+        gpus_per_cell=0.0 if gpus is None else gpus,
+    )
+    options.check()
+    import_ray()  # not installed: one line before anything is planned
+    return options
 
 
 def _console() -> Console:
@@ -105,6 +164,8 @@ def print_event(console: Console, event: Any) -> None:
         line = f"{head}  training"
         if event.cell.notes:
             line += f" ({'; '.join(event.cell.notes)})"
+    elif event.kind == "queued":
+        line = f"{head}  queued on Ray"
     elif event.kind == "skip":
         line = f"{head}  finished earlier: {_value(event)}"
     elif event.kind == "failed":

@@ -33,6 +33,7 @@ from mediscope.cli import (
     predict,
     report,
     serve,
+    slurm,
     train,
 )
 from mediscope.errors import InterruptedRun, MediscopeError, Terminated, TerminatedRun
@@ -99,6 +100,7 @@ app.command("compare")(compare.compare_command)
 app.command("export")(export.export_command)
 app.command("serve")(serve.serve_command)
 app.command("benchmark")(benchmark.benchmark_command)
+app.command("slurm")(slurm.slurm_command)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -174,8 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MediscopeError as exc:
         if debug:
             traceback.print_exc()
+        rank = _process_rank()
+        if rank and isinstance(exc, InterruptedRun):
+            # Process 0 of the DDP run says it, once, with the exit code. Another process
+            # that stopped with it exits quietly with 0: Lightning's ddp launcher kills
+            # process 0 at once when another process fails, before it could say it.
+            return 0
         # One line, whatever a message quotes (a CSV header cell, a library's message).
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        prefix = f"error: process {rank}: " if rank else "error: "
+        print(prefix + " ".join(str(exc).split()), file=sys.stderr)
         return exc.exit_code
     except (click.exceptions.Exit, typer.Exit) as exc:
         return int(exc.exit_code or 0)
@@ -205,6 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _process_rank() -> int:
+    """The rank of this process in a DDP run (0 alone), read from its environment."""
+    if not any(k in os.environ for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID")):
+        return 0
+    from mediscope.engine.distributed import launch_rank
+
+    return launch_rank()
 
 
 def _usage_error(exc: click.ClickException | typer.TyperException) -> int:

@@ -47,7 +47,10 @@ def fit_command(
     except InterruptedRun as exc:
         _add_commands(exc, config, overrides or [], folds)
         raise
-    print_fit_summary(result, cfg)
+    from mediscope.engine.distributed import is_launch_zero
+
+    if is_launch_zero():  # one summary for a DDP run, by the process that wrote it
+        print_fit_summary(result, cfg)
 
 
 def _add_commands(

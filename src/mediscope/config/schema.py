@@ -228,6 +228,19 @@ class DataConfig(Section):
     num_workers: int = Field(
         0, ge=0, description="data-loader worker processes; 0 loads in the main process"
     )
+    persistent_workers: bool = Field(
+        True,
+        description="with num_workers: keep the worker processes between epochs (no restart "
+        "at every training and validation epoch)",
+    )
+    pin_memory: bool | Literal["auto"] = Field(
+        "auto",
+        description="page-locked batches for faster copies to the GPU; auto: on when "
+        "training on a CUDA GPU",
+    )
+    prefetch_factor: int = Field(
+        2, ge=1, description="with num_workers: batches each worker loads ahead"
+    )
     # -- segmentation masks ------------------------------------------------------------
     img_suffix: str | None = Field(
         None, description="masks: image file ending, e.g. .jpg; default any image suffix"
@@ -341,6 +354,11 @@ class ModelConfig(Section):
     )
     params: dict[str, Any] = Field(
         default_factory=dict, description="extra builder keywords, e.g. drop_rate"
+    )
+    channels_last: bool = Field(
+        False,
+        description="train in the channels-last memory layout (faster convolutions with "
+        "mixed precision on recent GPUs)",
     )
 
     @field_validator("freeze")
@@ -579,6 +597,11 @@ class TrainerConfig(Section):
     )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="stop when the monitored metric stops improving; none: never"
+    )
+    compile: bool = Field(
+        False,
+        description="compile the network with torch.compile (needs a C++ compiler on a CPU); "
+        "checkpoints stay those of the plain network",
     )
 
     @field_validator("devices")

@@ -212,6 +212,7 @@ class MediscopeDataModule(L.LightningDataModule):
         self._test_set: SampleSet | None = None
         self.train_dataset: ImageDataset | None = None
         self.val_dataset: ImageDataset | None = None
+        self._train_sampler: EpochSampler | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -396,41 +397,98 @@ class MediscopeDataModule(L.LightningDataModule):
         return self.task_data.dataset(cfg, samples, train=train, options=options)
 
     def set_epoch(self, epoch: int) -> None:
-        """Tells the training dataset which epoch runs (augmentation seeds, schedule)."""
+        """Tells the training dataset and sampler which epoch runs (augmentation seeds,
+        schedule, the epoch's order)."""
         if self.train_dataset is not None:
             self.train_dataset.epoch = epoch
+        if self._train_sampler is not None:
+            self._train_sampler.set_epoch(epoch)
 
-    def loader(self, dataset: ImageDataset, *, train: bool) -> DataLoader[Any]:
-        """A DataLoader with the configured batch size, workers and sampler."""
+    def loader(
+        self, dataset: ImageDataset, *, train: bool, rank: int = 0, world: int = 1, epoch: int = 0
+    ) -> DataLoader[Any]:
+        """A DataLoader with the configured batch size, workers and sampler.
+
+        ``rank`` and ``world``: this process's share under DDP (see
+        :class:`~mediscope.data.samplers.EpochSampler`); training shares are equal in size,
+        evaluation shares hold every sample once.
+        """
         batch = self.config.data.batch_size
         weights = None
         if train and self.config.data.sampler == "weighted":
             labels = np.array([s.label if s.label is not None else 0 for s in dataset.samples])
             counts = np.bincount(labels, minlength=len(self.classes)).astype(float)
             weights = 1.0 / counts[labels]
-        sampler = EpochSampler(len(dataset), seed=self.config.seed, shuffle=train, weights=weights)
+        sampler = EpochSampler(
+            len(dataset),
+            seed=self.config.seed,
+            shuffle=train,
+            weights=weights,
+            rank=rank,
+            world=world,
+            drop_uneven=train,
+            epoch=epoch,
+        )
+        if train:
+            self._train_sampler = sampler
         return DataLoader(
             dataset,
             batch_size=batch,
             sampler=sampler,
-            drop_last=train and len(dataset) > batch,  # a batch of 1 breaks BatchNorm
-            num_workers=self.config.data.num_workers,
+            drop_last=train and len(sampler) > batch,  # a batch of 1 breaks BatchNorm
             collate_fn=self.task_data.collate,
+            **loader_options(self.config),
         )
+
+    def _share(self) -> tuple[int, int, int]:
+        """``(rank, world, epoch)`` of the Trainer this module serves (0, 1, 0 without one)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1, 0
+        return trainer.global_rank, trainer.world_size, trainer.current_epoch
 
     def train_dataloader(self) -> DataLoader[Any]:
         assert self.train_dataset is not None
-        return self.loader(self.train_dataset, train=True)
+        rank, world, epoch = self._share()
+        return self.loader(self.train_dataset, train=True, rank=rank, world=world, epoch=epoch)
 
     def val_dataloader(self) -> DataLoader[Any]:
         assert self.val_dataset is not None
-        return self.loader(self.val_dataset, train=False)
+        rank, world, _ = self._share()
+        return self.loader(self.val_dataset, train=False, rank=rank, world=world)
 
     def test_dataloader(self) -> DataLoader[Any]:
-        return self.loader(self.dataset(self.test_set(), train=False), train=False)
+        rank, world, _ = self._share()
+        dataset = self.dataset(self.test_set(), train=False)
+        return self.loader(dataset, train=False, rank=rank, world=world)
 
     def split_sizes(self) -> dict[str, int]:
         """Samples per split (train, val)."""
         self.prepare_samples()
         assert self.train_set is not None and self.val_set is not None
         return {"train": len(self.train_set), "val": len(self.val_set)}
+
+
+def loader_options(config: Config) -> dict[str, Any]:
+    """The DataLoader's worker and memory options from ``data`` (see
+    ``benchmarks/dataloader.py`` for how the defaults were chosen).
+
+    ``persistent_workers`` and ``prefetch_factor`` apply only with worker processes;
+    ``pin_memory: auto`` pins when the trainer will use a CUDA GPU.
+    """
+    data = config.data
+    options: dict[str, Any] = {"num_workers": data.num_workers}
+    if data.num_workers > 0:
+        options["persistent_workers"] = data.persistent_workers
+        options["prefetch_factor"] = data.prefetch_factor
+    pin = data.pin_memory
+    if pin == "auto":
+        pin = config.trainer.accelerator in ("auto", "gpu", "cuda") and _cuda_available()
+    options["pin_memory"] = bool(pin)
+    return options
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

@@ -20,6 +20,7 @@ import torch
 from lightning.fabric.loggers.csv_logs import _ExperimentWriter
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from mediscope.errors import NonFiniteLossError
 from mediscope.files import write_text_atomic
@@ -298,8 +299,9 @@ class LastCheckpoint(Checkpoint):
             os.replace(self.pending, self.path)
         self._pending_epoch = None
 
-    def _discard(self) -> None:
-        self.pending.unlink(missing_ok=True)
+    def _discard(self, trainer: L.Trainer) -> None:
+        if trainer.is_global_zero:
+            self.pending.unlink(missing_ok=True)
         self._pending_epoch = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -321,9 +323,9 @@ class LastCheckpoint(Checkpoint):
             if self._pending_epoch is not None and done > self._pending_epoch:
                 self._promote(trainer)
             else:
-                self._discard()
+                self._discard(trainer)
         except OSError:
-            self._discard()
+            self._discard(trainer)
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -360,10 +362,16 @@ class StopOnNonFiniteLoss(L.Callback):
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
-        if bool(torch.isfinite(loss.detach()).all()):
+        own = bool(torch.isfinite(loss.detach()).all())
+        finite = own
+        if trainer.world_size > 1:  # every process stops, or none: DDP steps in lockstep
+            finite = not trainer.strategy.reduce_boolean_decision(not own, all=False)
+        if finite:
             return
         value = float(loss.detach().float().reshape(-1)[0])
         name = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        if own:
+            name = "nan or infinite in another process"
         epoch, step = trainer.current_epoch, trainer.global_step
         error = NonFiniteLossError(
             f"training loss is {name} at epoch {epoch}, step {step} "
@@ -443,6 +451,7 @@ class RunCSVLogger(CSVLogger):
         return str(self.save_dir)
 
     @property
+    @rank_zero_experiment  # other processes of a DDP run write nothing
     def experiment(self) -> Any:
         if self._experiment is None:
             self._experiment = _ResumingWriter(self.log_dir, self._resume_epoch)

@@ -40,6 +40,10 @@ _QUIET_WARNINGS = (
     ".*TensorBoard support.*",
     ".*No positive samples in targets.*",  # a validation batch without some class
     ".*No negative samples in targets.*",
+    # Epoch metrics are torchmetrics states, which every process already has in full.
+    ".*when logging on epoch level in distributed setting.*",
+    # model.channels_last converts the images in the task's hook, which is meant.
+    ".*overridden `on_after_batch_transfer` in `LightningModule`.*",
 )
 
 
@@ -176,6 +180,8 @@ def build_trainer(
         "num_sanity_val_steps": 0,
         "default_root_dir": str(run_dir),
         "plugins": [AtomicCheckpointIO()],
+        # The data module gives each process its share (EpochSampler): no wrapper.
+        "use_distributed_sampler": False,
     }
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         value = getattr(t, key)

@@ -8,6 +8,7 @@ Evaluation and reports come after it (:func:`mediscope.api.fit`).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -22,6 +24,12 @@ from mediscope.config.loader import dump_config, locate, parse_config_dict
 from mediscope.config.schema import Config
 from mediscope.data.datamodule import SPLIT_FILE, MediscopeDataModule
 from mediscope.engine.checkpoints import checkpoint_epoch, read_checkpoint
+from mediscope.engine.distributed import (
+    DistributedRun,
+    is_launch_zero,
+    lightning_sigterm,
+    spans_processes,
+)
 from mediscope.engine.environment import environment_info
 from mediscope.engine.loggers import check_loggers
 from mediscope.engine.run_dir import (
@@ -61,16 +69,21 @@ class Trained:
 
 #: The keys of a config that may differ from the run's own when it is resumed (a key, or
 #: a whole section): ``trainer.max_epochs`` (to train longer), the machine it runs on
-#: (``trainer.accelerator``, ``data.num_workers``), and what only logs, evaluates or
-#: reports the run. Everything else decides what the checkpoint's epochs trained and
-#: what the next ones train, so a resume must keep it as the run's ``config.yaml`` says.
+#: (``trainer.accelerator``, ``data.num_workers`` and the loader's options), and what
+#: only logs, evaluates or reports the run. Everything else decides what the checkpoint's
+#: epochs trained and what the next ones train, so a resume must keep it as the run's
+#: ``config.yaml`` says.
 RESUME_MAY_DIFFER: tuple[str, ...] = (
     "trainer.max_epochs",
     "trainer.accelerator",
+    "trainer.compile",
     "trainer.log_every_n_steps",
     "trainer.test_after_fit",
     "trainer.limit_test_batches",
     "data.num_workers",
+    "data.persistent_workers",
+    "data.pin_memory",
+    "data.prefetch_factor",
     "data.test_path",
     "data.max_pixels",
     "logging",
@@ -232,6 +245,14 @@ def train(
     if weights is not None:
         load_weights_file(task.model, Path(weights))
 
+    if config.trainer.compile:
+        compile_model(task, config)
+    if not is_launch_zero():
+        # Another process of a DDP run: process 0 makes and writes the run folder.
+        trainer, run_dir = _train_share(
+            config, task, datamodule, run_dir, ckpt_path, resume_epoch, callbacks
+        )
+        return Trained(run_dir, trainer, datamodule, ckpt_path)
     created = run_dir is None
     run_dir = _prepare_run_dir(config, run_dir, need_bytes=space_needed(_state_bytes(task)))
     try:
@@ -245,6 +266,63 @@ def train(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return Trained(run_dir, trainer, datamodule, ckpt_path)
+
+
+def _train_share(
+    config: Config,
+    task: BaseTask,
+    datamodule: MediscopeDataModule,
+    run_dir: Path | None,
+    ckpt_path: Path | None,
+    resume_epoch: int | None,
+    callbacks: list[L.Callback] | None,
+) -> tuple[L.Trainer, Path]:
+    """Trains the share of a process other than 0 of a DDP run, writing nothing.
+
+    Its run folder is process 0's (sent at setup); until then a path that nothing
+    writes to stands for it.
+    """
+    shared = DistributedRun(run_dir or config.run.dir / config.run.name)
+    trainer = build_trainer(
+        config,
+        shared.run_dir,
+        resume_epoch=resume_epoch,
+        progress_keys=["train/loss", "val/loss", config.checkpoint.monitor],
+        extra_callbacks=[shared, *(callbacks or [])],
+    )
+    try:
+        _fit(trainer, task, datamodule, ckpt_path)
+    except NonFiniteLossError as exc:
+        raise _non_finite(exc, config, shared.run_dir, created=False) from None
+    except MediscopeError:
+        raise
+    except MisconfigurationException as exc:
+        raise _misconfigured(exc, config) from None
+    except BaseException as exc:
+        by = _stopped_by(exc, trainer)
+        if by is None:
+            raise
+        raise _interrupted(shared.run_dir, trainer, by, created=False) from None
+    if trainer.interrupted:
+        by = "SIGTERM" if trainer.received_sigterm else "Ctrl-C"
+        raise _interrupted(shared.run_dir, trainer, by, created=False)
+    return trainer, shared.run_dir
+
+
+def _fit(
+    trainer: L.Trainer,
+    task: BaseTask,
+    datamodule: MediscopeDataModule,
+    ckpt_path: Path | None,
+) -> None:
+    """``trainer.fit``, with SIGTERM left to Lightning when several processes train."""
+    with lightning_sigterm(spans_processes(trainer)):
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except Exception as exc:
+            if _is_compile_error(exc):
+                raise _compile_failed(exc) from None
+            raise
 
 
 def _train(
@@ -262,15 +340,16 @@ def _train(
     write_json_atomic(run_dir / "environment.json", environment_info(config.seed))
     if resume_epoch is None or not (run_dir / SPLIT_FILE).is_file():
         datamodule.write_split(run_dir / SPLIT_FILE)
+    shared = DistributedRun(run_dir)
     trainer = build_trainer(
         config,
         run_dir,
         resume_epoch=resume_epoch,
         progress_keys=["train/loss", "val/loss", config.checkpoint.monitor],
-        extra_callbacks=callbacks,
+        extra_callbacks=[shared, *(callbacks or [])],
     )
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        _fit(trainer, task, datamodule, ckpt_path)
     except NonFiniteLossError as exc:
         raise _non_finite(exc, config, run_dir, created=created) from None
     except MediscopeError:
@@ -288,6 +367,43 @@ def _train(
         by = "SIGTERM" if trainer.received_sigterm else "Ctrl-C"
         raise _interrupted(run_dir, trainer, by, created=created)
     return trainer
+
+
+def compile_model(task: BaseTask, config: Config) -> None:
+    """Compiles the task's network in place (``trainer.compile``: torch.compile); its
+    weights keep their names, so checkpoints are those of the plain network.
+
+    Raises:
+        ConfigError: torch.compile needs a C compiler on a CPU and finds none.
+    """
+    accelerator = config.trainer.accelerator
+    if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
+        compiler = os.environ.get("CXX") or "g++"
+        if not any(shutil.which(c) for c in (compiler, "g++", "clang++", "c++")):
+            raise locate(
+                ConfigError(
+                    "torch.compile needs a C++ compiler on a CPU and finds none (g++ or "
+                    "clang++, or CXX)",
+                    where="trainer.compile",
+                    hint="install one (e.g. apt install g++), or set trainer.compile: false",
+                ),
+                config,
+            )
+    task.model.compile()
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from torch.compile (Dynamo or its backend)."""
+    return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
+def _compile_failed(exc: BaseException) -> ConfigError:
+    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return ConfigError(
+        f"torch.compile failed on this model: {first.strip()[:300]}",
+        where="trainer.compile",
+        hint="set trainer.compile: false (the model trains the same, only slower)",
+    )
 
 
 def _state_bytes(task: BaseTask) -> int:

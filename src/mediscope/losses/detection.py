@@ -108,8 +108,10 @@ class DetectionLoss(nn.Module):
         )
 
     def forward(self, raw: Any, targets: list[Target]) -> dict[str, torch.Tensor]:
-        cls_logits, deltas, quality = raw.cls_logits, raw.box_deltas, raw.quality
-        anchors = raw.anchors
+        # In float32 whatever the model computed in (mixed precision): the targets are.
+        cls_logits, deltas = raw.cls_logits.float(), raw.box_deltas.float()
+        quality = raw.quality.float()
+        anchors = raw.anchors.float()
         with torch.no_grad():
             pred_boxes = decode(deltas.detach(), anchors)
             pred_scores = raw.class_scores().detach() if self.assigner_name == "tal" else None

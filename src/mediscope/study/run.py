@@ -46,7 +46,7 @@ class CellsFailed(MediscopeError):
 class StudyEvent:
     """A progress report of :func:`run_study` (one run of one cell)."""
 
-    kind: Literal["start", "done", "skip", "failed"]
+    kind: Literal["queued", "start", "done", "skip", "failed"]
     cell: Cell
     cells: int
     repeat: Repeat
@@ -139,10 +139,7 @@ def run_study(
             TerminatedRun); rerunning continues.
     """
     folder = plan.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    state = initial_state(plan)
-    save_state(folder, state)
-    splits = _write_splits(plan)
+    state, splits = start_study(plan)
 
     ran = skipped = 0
     failed: list[str] = []
@@ -173,11 +170,7 @@ def run_study(
                     hint="rerun the same command to continue where it stopped",
                 ) from None
             except Exception as exc:
-                message = (
-                    str(exc) if isinstance(exc, MediscopeError) else f"{type(exc).__name__}: {exc}"
-                )
-                run_dir.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(run_dir / ERROR_FILE, traceback.format_exc())
+                message = record_failure(run_dir, exc)
                 entry["status"] = "failed"
                 entry["error"] = message
                 save_state(folder, state)
@@ -192,9 +185,38 @@ def run_study(
             entry["status"] = "done"
         save_state(folder, state)
 
+    return finish_study(plan, failed, ran, skipped)
+
+
+def start_study(plan: StudyPlan) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Creates the study folder, writes ``study.json`` and the shared splits.
+
+    Returns:
+        The study's state (``study.json``'s content) and each split's file by name.
+    """
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    state = initial_state(plan)
+    save_state(plan.folder, state)
+    return state, _write_splits(plan)
+
+
+def finish_study(plan: StudyPlan, failed: list[str], ran: int, skipped: int) -> StudyResult:
+    """Collects and writes the leaderboard of the study folder's finished runs."""
     board = collect_leaderboard(plan)
-    files = write_leaderboard(board, folder)
-    return StudyResult(folder, board, files, failed, ran, skipped)
+    files = write_leaderboard(board, plan.folder)
+    return StudyResult(plan.folder, board, files, failed, ran, skipped)
+
+
+def record_failure(run_dir: Path, exc: BaseException) -> str:
+    """Writes the traceback of ``exc`` (being handled) to the run's ``error.txt``.
+
+    Returns:
+        The one-line message of the failure.
+    """
+    message = str(exc) if isinstance(exc, MediscopeError) else f"{type(exc).__name__}: {exc}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / ERROR_FILE, traceback.format_exc())
+    return message
 
 
 def run_one(cfg: Config, run_dir: Path, split_file: Path, *, has_test: bool) -> dict[str, Any]:
@@ -226,7 +248,11 @@ def run_one(cfg: Config, run_dir: Path, split_file: Path, *, has_test: bool) -> 
         if last.is_file():
             result = fit(cfg, resume=last, callbacks=[counter], test=False)
         else:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            # Without last.ckpt nothing can be continued: what a run that failed or was
+            # killed before its first epoch ended left behind goes, the run starts afresh.
+            if run_dir.is_dir():
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
             write_with(run_dir / SPLIT_FILE, lambda tmp: shutil.copyfile(split_file, tmp))
             result = fit(cfg, run_dir=run_dir, callbacks=[counter], test=False)
         record.update(

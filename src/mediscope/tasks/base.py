@@ -17,6 +17,7 @@ from mediscope import __version__
 from mediscope.config.loader import locate
 from mediscope.config.schema import Config, metric_mode
 from mediscope.errors import ConfigError
+from mediscope.metrics.means import WeightedMean
 from mediscope.models.freeze import apply_freeze
 from mediscope.optim import build_optimizer, build_scheduler, scheduler_length_key
 
@@ -57,6 +58,9 @@ class BaseTask(L.LightningModule):
             self.configure_losses()
         except ConfigError as exc:  # builders name the key; the config knows its line
             raise locate(exc, config) from None
+        self.epoch_means = nn.ModuleDict()  # of log_mean; holds no checkpointed state
+        if config.model.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.configure_metrics()
 
     def configure_models(self) -> None:
@@ -102,7 +106,7 @@ class BaseTask(L.LightningModule):
         self.train_metrics.update(self.metric_inputs(logits.detach()), targets)
         size = targets.shape[0]
         self.log("loss", loss, prog_bar=True, logger=False, batch_size=size)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=size)
+        self.log_mean("train/loss", loss, size)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -112,7 +116,7 @@ class BaseTask(L.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         loss, logits, targets = self._step(batch)
         self.val_metrics.update(self.metric_inputs(logits), targets)
-        self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=targets.shape[0])
+        self.log_mean("val/loss", loss, targets.shape[0], prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
@@ -121,6 +125,43 @@ class BaseTask(L.LightningModule):
         self.log_dict(values)
         self.log(key, main, prog_bar=True)
         self.val_metrics.reset()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """The batch's images in the channels-last layout when ``model.channels_last``."""
+        if not self.config.model.channels_last:
+            return batch
+        if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
+            images = batch[0]
+            if images.ndim == 4:
+                images = images.contiguous(memory_format=torch.channels_last)
+            return (
+                type(batch)([images, *batch[1:]])
+                if isinstance(batch, list)
+                else (
+                    images,
+                    *batch[1:],
+                )
+            )
+        return batch
+
+    def log_mean(self, key: str, value: torch.Tensor, size: int, *, prog_bar: bool = False) -> None:
+        """Logs the epoch's mean of ``value`` weighted by batch ``size``, over the batches
+        of every process under DDP (its sums are added over processes: Lightning's
+        own ``sync_dist`` mean rounds the summed batch sizes on gloo)."""
+        name = key.replace("/", "__")
+        if name not in self.epoch_means:
+            self.epoch_means[name] = WeightedMean().to(self.device)
+        metric = self.epoch_means[name]
+        assert isinstance(metric, WeightedMean)
+        metric.update(value, size)
+        self.log(
+            key,
+            metric,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=prog_bar,
+            metric_attribute=f"epoch_means.{name}",
+        )
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.model(x)

@@ -16,19 +16,25 @@ from mediscope.tasks.base import BaseTask
 from mediscope.tasks.spec import Summary, TaskSpec
 
 
+def build_classifier(config: Config, outputs: int) -> torch.nn.Module:
+    """The image classifier of ``config.model`` with ``outputs`` logits (one per class,
+    or one per label of multi-label data)."""
+    cfg = config.model
+    return build_model(
+        cfg.name,
+        task="classification",
+        num_classes=outputs,
+        in_chans=config.data.channels,
+        pretrained=cfg.pretrained,
+        **cfg.params,
+    )
+
+
 class ClassificationTask(BaseTask):
     """Trains a classifier with any registered loss; logs per-epoch metrics."""
 
     def configure_models(self) -> None:
-        cfg = self.config.model
-        self.model = build_model(
-            cfg.name,
-            task="classification",
-            num_classes=len(self.classes),
-            in_chans=self.config.data.channels,
-            pretrained=cfg.pretrained,
-            **cfg.params,
-        )
+        self.model = build_classifier(self.config, len(self.classes))
 
     def configure_losses(self) -> None:
         assert self.config.loss.name is not None

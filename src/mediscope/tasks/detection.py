@@ -120,7 +120,7 @@ class DetectionTask(BaseTask):
     def _log_losses(self, split: str, losses: dict[str, torch.Tensor], size: int) -> None:
         for name, value in losses.items():
             key = f"{split}/{name}"
-            self.log(key, value, on_step=False, on_epoch=True, batch_size=size)
+            self.log_mean(key, value, size)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         losses, _, targets = self._losses(batch)

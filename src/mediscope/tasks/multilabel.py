@@ -26,8 +26,8 @@ from mediscope.data.samples import SampleSet
 from mediscope.data.task_data import DatasetOptions, TaskData
 from mediscope.errors import ConfigError
 from mediscope.losses.multilabel import build_multilabel_loss
-from mediscope.models import build_model
 from mediscope.tasks.base import BaseTask
+from mediscope.tasks.classification import build_classifier
 from mediscope.tasks.spec import Summary, TaskSpec
 
 #: The names the task logs per epoch (with a ``train/`` or ``val/`` prefix).
@@ -51,15 +51,7 @@ class MultiLabelTask(BaseTask):
     """Trains a multi-label classifier: one sigmoid per label, BCE or focal loss."""
 
     def configure_models(self) -> None:
-        cfg = self.config.model
-        self.model = build_model(
-            cfg.name,
-            task="classification",
-            num_classes=len(self.classes),
-            in_chans=self.config.data.channels,
-            pretrained=cfg.pretrained,
-            **cfg.params,
-        )
+        self.model = build_classifier(self.config, len(self.classes))
 
     def configure_losses(self) -> None:
         assert self.config.loss.name is not None
