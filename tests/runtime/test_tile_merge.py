@@ -184,3 +184,67 @@ def test_agnostic_edge_merge_keeps_one_box_of_a_cell_two_classes_claim_in_one_ti
     assert len(merge_tiles(boxes, scores, labels, tiles=tiles, **args)[0]) == 3
     merged, _, kept = merge_tiles(boxes, scores, labels, tiles=tiles, agnostic=True, **args)
     assert kept.tolist() == [0, 1] and merged[0].tolist() == [20, 20, 40, 40]
+
+
+class _LabelOracle:
+    """A perfect detector of a known image: the parts of the labelled boxes each tile
+    shows (a tile is located by its pixels), as a network that finds every cell would."""
+
+    name = "eager"
+
+    def __init__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> None:
+        self.planes = image.transpose(2, 0, 1).astype(np.float32) / 255.0
+        self.boxes, self.labels = boxes, labels
+        self.windows = tile_windows(image.shape[0], image.shape[1], TILE, 0.25)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - unused
+        raise NotImplementedError
+
+    def _shows(self, window: tuple[int, int, int, int], tile: np.ndarray) -> bool:
+        y0, x0, y1, x1 = window
+        corner = self.planes[:, y0 : y0 + 16, x0 : x0 + 16]
+        if not np.allclose(corner, tile[:, :16, :16], atol=1e-4):
+            return False
+        return np.allclose(self.planes[:, y0:y1, x0:x1], tile[:, : y1 - y0, : x1 - x0], atol=1e-4)
+
+    def detect(self, batch: np.ndarray, **_: object) -> list:
+        found = []
+        for tile in batch:
+            y0, x0, y1, x1 = next(w for w in self.windows if self._shows(w, tile))
+            part = self.boxes - [x0, y0, x0, y0]
+            part = np.clip(part, 0, [x1 - x0, y1 - y0, x1 - x0, y1 - y0])
+            seen = (part[:, 2] > part[:, 0]) & (part[:, 3] > part[:, 1])
+            scores = np.full(int(seen.sum()), 0.9, np.float32)
+            found.append((part[seen].astype(np.float32), scores, self.labels[seen]))
+        return found
+
+
+def test_per_class_counts_of_a_synthetic_gram_stained_smear_are_exact(tmp_path) -> None:
+    """A large smear of ``mediscope data synth gram-stain`` (cells touching, crossing
+    tile edges and corners): a detector finding every cell in every tile gives the
+    labels' per-class counts through tiling and the tile-edge merge."""
+    from mediscope.data.synthetic.gram_stain import generate_gram_stain
+
+    generate_gram_stain(tmp_path, count=1, test_count=0, size=256, large=(1000, 760), large_count=1)
+    image = cv2.cvtColor(
+        cv2.imread(str(tmp_path / "large/images/large_00000.png")), cv2.COLOR_BGR2RGB
+    )
+    rows = np.loadtxt(tmp_path / "large/labels/large_00000.txt", ndmin=2)
+    height, width = image.shape[:2]
+    cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    labels = rows[:, 0].astype(np.int64)
+    truth = np.bincount(labels, minlength=4).tolist()
+    settings = InferenceSettings(
+        window=TILE, overlap=0.25, merge="edge", batch_size=8, max_detections=100_000
+    )
+    info = ModelInfo(
+        task="detection", classes=["G-cocci", "G+cocci", "G-bacilli", "G+bacilli"],
+        image_size=TILE, channels=3, mean=[0.0] * 3, std=[1.0] * 3, inference=settings,
+    )  # fmt: skip
+    oracle = _LabelOracle(image, boxes, labels)
+    result = Predictor(oracle, info).predict(image)  # type: ignore[arg-type]
+    assert isinstance(result, DetectionResult)
+    counted = [int((result.class_indices == k).sum()) for k in range(4)]
+    assert min(truth) > 0 and sum(truth) > 100
+    assert counted == truth
