@@ -52,6 +52,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/npz_memmap.py
 	$(PY) benchmarks/sliced_inference.py
 	$(PY) benchmarks/detection_training.py
+	$(PY) benchmarks/step_cost.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/serve_load.py
 	$(PY) benchmarks/wsi.py

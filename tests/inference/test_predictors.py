@@ -69,7 +69,11 @@ def test_detection_window_falls_back_to_the_crop_size(tmp_path: Path) -> None:
 def test_detection_thresholds_from_config(tmp_path: Path) -> None:
     predictor = detection(tmp_path)
     assert predictor.score_threshold == DEFAULT_SCORE_THRESHOLD
-    assert (predictor.iou_threshold, predictor.max_detections, predictor.merge) == (0.5, 300, "nms")
+    assert (predictor.iou_threshold, predictor.max_detections, predictor.merge) == (
+        0.5,
+        300,
+        "edge",
+    )
     inference = {"score_threshold": 0.3, "iou_threshold": 0.6, "merge": "wbf", "overlap": 0.1}
     predictor = detection(tmp_path, inference=inference)
     assert (predictor.score_threshold, predictor.iou_threshold) == (0.3, 0.6)
@@ -100,3 +104,46 @@ def test_detection_tiles_are_resized_as_before(channels: int, shape: tuple[int, 
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     found = predictor.predict(crop)
     assert found.boxes.shape == (0, 4)
+
+
+class BrightSquare(Detector):
+    """Finds the one bright region of each image (a perfect detector of what it sees)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def detect(self, raw: Any, **settings: Any) -> list[dict[str, torch.Tensor]]:
+        found = []
+        for image in raw:
+            ys, xs = torch.nonzero(image[0] > 0, as_tuple=True)
+            if len(xs):
+                box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                boxes = torch.stack(box).float()[None]
+            else:
+                boxes = torch.zeros(0, 4)
+            count = len(boxes)
+            found.append({"boxes": boxes, "scores": torch.full((count,), 0.9),
+                          "labels": torch.zeros(count, dtype=torch.long)})  # fmt: skip
+        return found
+
+
+@pytest.mark.parametrize("merge", ["edge", "nms"])
+def test_detection_edge_merge_gives_one_box_per_cut_object(tmp_path: Path, merge: str) -> None:
+    config = config_from_dict(
+        tiny_detection_config(
+            tmp_path, tmp_path, inference={"window": 64, "overlap": 0.25, "merge": merge}
+        )
+    )
+    task = SimpleNamespace(model=BrightSquare())
+    predictor = DetectionPredictor.from_config(task, config, stats=STATS)  # type: ignore[arg-type]
+    image = np.zeros((150, 150, 3), np.uint8)
+    image[40:60, 52:80] = 255  # across the tiles' inner edges at x = 64 and y = 48, 64
+    found = predictor.predict(image)
+    if merge == "edge":
+        assert found.boxes.tolist() == [[52.0, 40.0, 80.0, 60.0]]
+    else:
+        assert len(found.boxes) > 1

@@ -503,8 +503,11 @@ class InferenceConfig(Section):
     max_detections: int = Field(
         300, ge=1, description="detection: boxes kept per image, or per window when tiled"
     )
-    merge: Literal["nms", "wbf"] = Field(
-        "nms", description="detection: how boxes of overlapping windows are merged"
+    merge: Literal["nms", "wbf", "edge"] = Field(
+        "edge",
+        description="detection: how boxes of overlapping windows are merged: nms, wbf, or "
+        "edge (one box per object: pieces of an object cut by a window edge are merged "
+        "across windows by intersection over the smaller box)",
     )
     # -- whole slides -------------------------------------------------------------------
     mpp: float | None = Field(

@@ -22,7 +22,7 @@ from mediscope.data.transforms import build_transform
 from mediscope.inference.boxes import merge_detections, tile_windows
 from mediscope.models.detection.base import Detector
 from mediscope.runtime.info import DEFAULT_SCORE_THRESHOLD
-from mediscope.runtime.pipeline import suppress_across_classes
+from mediscope.runtime.pipeline import merge_tiles, suppress_across_classes
 from mediscope.tasks import BaseTask, data_module
 
 __all__ = [
@@ -57,7 +57,8 @@ class DetectionPredictor:
             None predicts every image whole.
         overlap: Share of a tile shared with the next.
         batch_size: Tiles per forward pass.
-        merge: How the boxes of overlapping tiles are merged: ``nms`` or ``wbf``.
+        merge: How the boxes of overlapping tiles are merged: ``nms``, ``wbf`` or
+            ``edge`` (:func:`mediscope.runtime.pipeline.edge_merge`).
         score_threshold: Boxes scoring less are dropped.
         iou_threshold: IoU above which the model's NMS and the tile merge join boxes.
         max_detections: Boxes kept per image, or per tile when tiled.
@@ -161,6 +162,7 @@ class DetectionPredictor:
         else:
             windows = [(0, 0, height, width)]
         boxes, scores, labels = [], [], []
+        tiles: list[np.ndarray] = []
         step = self.batch_size
         for start in range(0, len(windows), step):
             chunk = windows[start : start + step]
@@ -173,9 +175,23 @@ class DetectionPredictor:
                 boxes.append(result["boxes"].float().cpu().numpy() * scale + offset)
                 scores.append(result["scores"].float().cpu().numpy())
                 labels.append(result["labels"].cpu().numpy())
+                tiles.append(np.full(len(labels[-1]), len(tiles), dtype=np.int64))
         all_boxes = np.concatenate(boxes).reshape(-1, 4)
         all_scores, all_labels = np.concatenate(scores), np.concatenate(labels)
-        if len(windows) > 1 and len(all_boxes):
+        if len(windows) > 1 and len(all_boxes) and self.merge == "edge":
+            all_boxes, all_scores, all_labels = merge_tiles(
+                all_boxes,
+                all_scores,
+                all_labels,
+                method="edge",
+                iou_threshold=self.iou_threshold,
+                image_size=(height, width),
+                max_detections=self.max_detections * len(windows),
+                tiles=np.concatenate(tiles),
+                windows=windows,
+                agnostic=self.agnostic_nms,
+            )
+        elif len(windows) > 1 and len(all_boxes):
             merged = merge_detections(
                 all_boxes,
                 all_scores,

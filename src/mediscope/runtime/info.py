@@ -36,7 +36,7 @@ METADATA_KEY = "mediscope"
 EXTRA_FILE = "mediscope.json"
 #: The newest metadata layout read; a newer one is refused with a clear message.
 #: Layout 2 added ``intensity``, ``temperature``, ``thresholds``, the multilabel task and
-#: the settings in :data:`LAYOUT_2_SETTINGS`;
+#: the settings in :data:`LAYOUT_2_SETTINGS` and the ``edge`` tile merge;
 #: a model that uses none of them is written as layout 1, which older readers still read
 #: (a layout-1 reader would silently drop the new keys, so a model that needs them says 2).
 FORMAT_VERSION = 2
@@ -149,6 +149,8 @@ THRESHOLD_NOTES = {
 
 
 #: The ``inference`` settings layout 2 added, at the values that mean "as before".
+#: The tile merges a layout-1 reader knows (``edge`` came with layout 2).
+LAYOUT_1_MERGES = ("nms", "wbf")
 LAYOUT_2_SETTINGS: dict[str, Any] = {
     "mpp": None,
     "level": None,
@@ -206,6 +208,7 @@ class ModelInfo:
             or self.thresholds
             or self.task == "multilabel"
             or any(settings[key] != value for key, value in LAYOUT_2_SETTINGS.items())
+            or self.inference.merge not in LAYOUT_1_MERGES
         ):
             return 2
         return 1

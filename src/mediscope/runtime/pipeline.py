@@ -344,6 +344,165 @@ def wbf(
     )
 
 
+#: Box sides within this many pixels of an inner tile edge are cut by it (the tile saw
+#: only a part of the object).
+EDGE_MARGIN = 4.0
+#: ``inference.merge`` methods.
+MERGE_METHODS = ("nms", "wbf", "edge")
+
+
+def box_ios(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box of one xyxy box with each of ``others`` ``(N, 4)``.
+
+    A piece of an object cut by a tile edge lies inside the whole object's box: its
+    intersection over the smaller box is 1 where its IoU is small.
+
+    Example:
+        >>> box_ios(np.array([0, 0, 10, 10]), np.array([[0, 0, 5, 10], [20, 20, 30, 30]]))
+        array([1., 0.])
+    """
+    x1 = np.maximum(box[0], others[:, 0])
+    y1 = np.maximum(box[1], others[:, 1])
+    x2 = np.minimum(box[2], others[:, 2])
+    y2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    smaller = np.minimum(area, areas)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ios = np.where(smaller > 0, inter / smaller, 0.0)
+    return ios
+
+
+def cut_by_edge(
+    boxes: np.ndarray,
+    window: Window,
+    image_size: tuple[int, int],
+    margin: float = EDGE_MARGIN,
+) -> np.ndarray:
+    """Which boxes of a tile touch one of its inner edges (edges that are not the image's
+    border): ``(N,)`` bool. ``boxes`` are xyxy in image pixels, ``window`` is
+    ``(y0, x0, y1, x1)``.
+
+    Example:
+        >>> boxes = np.array([[100, 10, 130, 40], [150, 50, 200, 80]], dtype=float)
+        >>> cut_by_edge(boxes, (0, 100, 200, 200), (400, 400)).tolist()
+        [True, True]
+        >>> cut_by_edge(boxes, (0, 0, 200, 300), (400, 400)).tolist()
+        [False, False]
+    """
+    y0, x0, y1, x1 = window
+    height, width = image_size
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    cut = np.zeros(len(boxes), dtype=bool)
+    if x0 > 0:
+        cut |= boxes[:, 0] <= x0 + margin
+    if y0 > 0:
+        cut |= boxes[:, 1] <= y0 + margin
+    if x1 < width:
+        cut |= boxes[:, 2] >= x1 - margin
+    if y1 < height:
+        cut |= boxes[:, 3] >= y1 - margin
+    return cut
+
+
+def edge_merge(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    tiles: np.ndarray,
+    cut: np.ndarray,
+    *,
+    iou_threshold: float,
+    ios_threshold: float = 0.5,
+    agnostic: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merges the boxes of overlapping tiles into one box per object, as SAHI's greedy
+    non-maximum merging does, but only across tiles.
+
+    Boxes are taken by decreasing score; each untaken box starts an object, which then
+    takes, from every tile it has no box of yet, the same-class box that matches it best:
+    a box overlapping it by IoU above ``iou_threshold`` (the object seen whole by two
+    tiles), or, when that box or the object is cut by a tile edge, by intersection over
+    the smaller box above ``ios_threshold`` (a piece of it). This repeats until no tile
+    adds a box. Two boxes of one tile are never merged (the model's own NMS kept both),
+    so touching objects stay apart.
+
+    The object's box is its best-scored box that no tile edge cuts, and, when every tile
+    saw only a piece of it, the union of the pieces; its score is its best score.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy in image pixels.
+        scores: ``(N,)``.
+        labels: ``(N,)`` class indices.
+        tiles: ``(N,)`` the tile each box comes from.
+        cut: ``(N,)`` whether a tile edge cuts the box (:func:`cut_by_edge`).
+        iou_threshold: Whole views of one object overlap by more than this.
+        ios_threshold: A piece lies in its object's box by more than this share.
+        agnostic: Boxes of any class may be one object (it keeps its best box's class);
+            else only boxes of one class.
+
+    Returns:
+        ``boxes``, ``scores``, ``labels``, one per object, by decreasing score.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    tiles = np.asarray(tiles, dtype=np.int64).reshape(-1)
+    cut = np.asarray(cut, dtype=bool).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    taken = np.zeros(len(boxes), dtype=bool)
+    group = np.zeros_like(labels) if agnostic else labels
+    by_class = {int(k): order[group[order] == k] for k in np.unique(group)}
+    out_boxes, out_scores, out_labels = [], [], []
+    for seed in order:
+        if taken[seed]:
+            continue
+        taken[seed] = True
+        members = [int(seed)]
+        seen = {int(tiles[seed])}
+        box = boxes[seed].copy()
+        while True:
+            rest = by_class[int(group[seed])]
+            rest = rest[~taken[rest] & ~np.isin(tiles[rest], list(seen))]
+            if not len(rest):
+                break
+            iou = box_iou(box, boxes[rest])
+            ios = box_ios(box, boxes[rest])
+            pieces = cut[rest] | bool(cut[members].any())
+            match = (iou > iou_threshold) | (pieces & (ios > ios_threshold))
+            if not match.any():
+                break
+            found, fit = rest[match], (iou + ios)[match]
+            # the best match of every tile (one object is at most one box of a tile)
+            best: dict[int, tuple[float, int]] = {}
+            for index, value in zip(found.tolist(), fit.tolist(), strict=True):
+                tile = int(tiles[index])
+                if tile not in best or value > best[tile][0]:
+                    best[tile] = (value, index)
+            for _, index in best.values():
+                taken[index] = True
+                members.append(index)
+                seen.add(int(tiles[index]))
+            whole = [m for m in members if not cut[m]]
+            if whole:
+                box = boxes[whole[0]].copy()  # members are in decreasing score
+                # pieces still grow the union below only when no tile saw it whole
+            else:
+                chosen = boxes[members]
+                box = np.array(
+                    [*chosen[:, :2].min(axis=0), *chosen[:, 2:].max(axis=0)], dtype=np.float64
+                )
+        out_boxes.append(box)
+        out_scores.append(scores[seed])
+        out_labels.append(labels[seed])
+    return (
+        np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4),
+        np.asarray(out_scores, dtype=np.float64),
+        np.asarray(out_labels, dtype=np.int64),
+    )
+
+
 def merge_tiles(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -353,14 +512,22 @@ def merge_tiles(
     iou_threshold: float,
     image_size: tuple[int, int],
     max_detections: int | None = None,
+    tiles: np.ndarray | None = None,
+    windows: Sequence[Window] | None = None,
     agnostic: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merges the boxes of overlapping tiles of one image (``nms`` or ``wbf``); boxes
-    without area are dropped; the result is sorted by decreasing score.
+    """Merges the boxes of overlapping tiles of one image; boxes without area are
+    dropped; the result is sorted by decreasing score.
+
+    Methods: ``nms``, ``wbf`` (weighted boxes fusion) or ``edge`` (:func:`edge_merge`:
+    one box per object, also for objects cut by tile edges). ``edge`` needs ``tiles``
+    (each box's index in ``windows``) and ``windows``; without them every box counts as
+    its own uncut tile, which merges as ``nms`` does.
 
     With ``agnostic``, boxes of different classes overlapping by more than
     ``iou_threshold`` are one object too: NMS keeps the best of them; WBF fuses within
-    a class, then the best of the fused boxes is kept (:func:`suppress_across_classes`).
+    a class, then the best of the fused boxes is kept (:func:`suppress_across_classes`);
+    ``edge`` merges across classes (the object keeps its best box's class).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -369,14 +536,36 @@ def merge_tiles(
         boxes, scores, labels = wbf([(boxes, scores, labels)], None, image_size, iou_threshold)
         if agnostic:
             boxes, scores, labels = suppress_across_classes(boxes, scores, labels, iou_threshold)
-    elif method == "nms":
+    elif method in ("nms", "edge"):
         keep = _with_area(boxes)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        kept = nms(boxes, scores, labels, iou_threshold, agnostic=agnostic)
-        boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
+        if method == "nms":
+            kept = nms(boxes, scores, labels, iou_threshold, agnostic=agnostic)
+            boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
+        else:
+            if tiles is None or windows is None:
+                tile_of = np.arange(len(boxes))
+                cut = np.zeros(len(boxes), dtype=bool)
+            else:
+                tile_of = np.asarray(tiles, dtype=np.int64).reshape(-1)[keep]
+                cut = np.zeros(len(boxes), dtype=bool)
+                for index, window in enumerate(windows):
+                    mine = tile_of == index
+                    if mine.any():
+                        cut[mine] = cut_by_edge(boxes[mine], window, image_size)
+            if agnostic:  # one box per object within each tile first, whatever its class
+                kept = nms(boxes, scores, tile_of, iou_threshold)
+                boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
+                tile_of, cut = tile_of[kept], cut[kept]
+            boxes, scores, labels = edge_merge(
+                boxes, scores, labels, tile_of, cut, iou_threshold=iou_threshold,
+                agnostic=agnostic,
+            )  # fmt: skip
     else:
         raise ConfigError(
-            f"unknown box merging method {method!r}", where="inference.merge", hint="nms or wbf"
+            f"unknown box merging method {method!r}",
+            where="inference.merge",
+            hint=", ".join(MERGE_METHODS),
         )
     order = np.argsort(-scores, kind="stable")[:max_detections]
     return boxes[order], scores[order], labels[order]

@@ -355,6 +355,7 @@ class Predictor:
         else:
             windows = [(0, 0, height, width)]
         boxes, scores, labels = [], [], []
+        tiles: list[np.ndarray] = []
         for chunk in chunks(windows, batch_size):
             batch = np.stack([self._prepare(image[y0:y1, x0:x1], size) for y0, x0, y1, x1 in chunk])
             for (y0, x0, y1, x1), (b, s, lab) in zip(chunk, self._detect_batch(batch), strict=True):
@@ -363,6 +364,7 @@ class Predictor:
                 boxes.append(np.asarray(b, np.float32).reshape(-1, 4) * scale + offset)
                 scores.append(np.asarray(s, np.float32).reshape(-1))
                 labels.append(np.asarray(lab, np.int64).reshape(-1))
+                tiles.append(np.full(len(labels[-1]), len(tiles), dtype=np.int64))
         all_boxes = np.concatenate(boxes).reshape(-1, 4)
         all_scores, all_labels = np.concatenate(scores), np.concatenate(labels)
         if len(windows) > 1 and len(all_boxes):
@@ -375,6 +377,8 @@ class Predictor:
                 iou_threshold=settings.iou_threshold,
                 image_size=(height, width),
                 max_detections=settings.max_detections * len(windows),
+                tiles=np.concatenate(tiles),
+                windows=windows,
                 agnostic=settings.agnostic_nms,
             )
         elif settings.agnostic_nms and len(all_boxes):
