@@ -290,22 +290,7 @@ def _train_share(
         progress_keys=["train/loss", "val/loss", config.checkpoint.monitor],
         extra_callbacks=[shared, *(callbacks or [])],
     )
-    try:
-        _fit(trainer, task, datamodule, ckpt_path)
-    except NonFiniteLossError as exc:
-        raise _non_finite(exc, config, shared.run_dir, created=False) from None
-    except MediscopeError:
-        raise
-    except MisconfigurationException as exc:
-        raise _misconfigured(exc, config) from None
-    except BaseException as exc:
-        by = _stopped_by(exc, trainer)
-        if by is None:
-            raise
-        raise _interrupted(shared.run_dir, trainer, by, created=False) from None
-    if trainer.interrupted:
-        by = "SIGTERM" if trainer.received_sigterm else "Ctrl-C"
-        raise _interrupted(shared.run_dir, trainer, by, created=False)
+    _fit_or_explain(trainer, task, datamodule, ckpt_path, config, shared.run_dir, created=False)
     return trainer, shared.run_dir
 
 
@@ -348,6 +333,21 @@ def _train(
         progress_keys=["train/loss", "val/loss", config.checkpoint.monitor],
         extra_callbacks=[shared, *(callbacks or [])],
     )
+    _fit_or_explain(trainer, task, datamodule, ckpt_path, config, run_dir, created=created)
+    return trainer
+
+
+def _fit_or_explain(
+    trainer: L.Trainer,
+    task: BaseTask,
+    datamodule: MediscopeDataModule,
+    ckpt_path: Path | None,
+    config: Config,
+    run_dir: Path,
+    *,
+    created: bool,
+) -> None:
+    """Fits, turning a NaN loss, a misconfiguration, Ctrl-C and SIGTERM into one-liners."""
     try:
         _fit(trainer, task, datamodule, ckpt_path)
     except NonFiniteLossError as exc:
@@ -366,7 +366,6 @@ def _train(
     if trainer.interrupted:
         by = "SIGTERM" if trainer.received_sigterm else "Ctrl-C"
         raise _interrupted(run_dir, trainer, by, created=created)
-    return trainer
 
 
 def compile_model(task: BaseTask, config: Config) -> None:
