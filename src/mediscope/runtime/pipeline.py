@@ -199,15 +199,21 @@ def tile_windows(
     ]
 
 
-def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with each of ``others`` ``(N, 4)``."""
+def _overlaps(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Intersection areas of one xyxy box with each of ``others``, its area and theirs."""
     x1 = np.maximum(box[0], others[:, 0])
     y1 = np.maximum(box[1], others[:, 1])
     x2 = np.minimum(box[2], others[:, 2])
     y2 = np.minimum(box[3], others[:, 3])
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
+    area = float((box[2] - box[0]) * (box[3] - box[1]))
     areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter, area, areas
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box with each of ``others`` ``(N, 4)``."""
+    inter, area, areas = _overlaps(box, others)
     union = area + areas - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, inter / union, 0.0)
@@ -361,13 +367,7 @@ def box_ios(box: np.ndarray, others: np.ndarray) -> np.ndarray:
         >>> box_ios(np.array([0, 0, 10, 10]), np.array([[0, 0, 5, 10], [20, 20, 30, 30]]))
         array([1., 0.])
     """
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    inter, area, areas = _overlaps(box, others)
     smaller = np.minimum(area, areas)
     with np.errstate(divide="ignore", invalid="ignore"):
         ios = np.where(smaller > 0, inter / smaller, 0.0)
