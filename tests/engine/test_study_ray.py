@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -153,3 +154,17 @@ def test_a_killed_worker_does_not_stop_the_study(
     assert rows["epoch"].tolist() == [0, 1, 2, 3]
     board = pd.read_csv(plan.folder / "leaderboard.csv")
     assert sorted(board["cell"]) == ["01-4", "02-8"] and board["status"].eq("done").all()
+
+
+def test_an_unreachable_address_fails_at_once_in_one_line(tmp_path: Path) -> None:
+    from mediscope.errors import ConfigError
+    from mediscope.study.cluster import _probe
+
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        _probe(f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 10
+    _probe("auto")  # left to Ray

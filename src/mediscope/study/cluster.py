@@ -189,6 +189,7 @@ def _connect(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     local = address is None and not _env_address()
+    _probe(address or _env_address())
     try:
         ray.init(
             address=address,
@@ -204,6 +205,24 @@ def _connect(ray: Any, address: str | None) -> bool:
             hint="start it with `ray start --head` and give its address",
         ) from None
     return True
+
+
+def _probe(address: str | None, seconds: float = 5.0) -> None:
+    """Fails at once when nothing listens at a ``HOST:PORT`` address (``ray.init`` would
+    retry for minutes); ``auto`` and ``ray://`` addresses are left to Ray."""
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"no Ray cluster answers at {address} ({exc.strerror or type(exc).__name__})",
+            where=f"--address {address}",
+            hint="start the head with `ray start --head --port 6379` and give HOST:6379",
+        ) from None
 
 
 def _env_address() -> str | None:
