@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,27 @@ def merge_sections(config: dict[str, Any], sections: dict[str, Any]) -> dict[str
         else:
             config[key] = value
     return config
+
+
+def last_row_metrics(run: Path) -> dict[str, float]:
+    """The validation metrics metrics.csv holds for the run's last epoch."""
+    with (run / "metrics.csv").open() as file:
+        rows = [r for r in csv.DictReader(file) if r.get("val/loss")]
+    return {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v}
+
+
+def single_process_validation(run: Path, checkpoint: Path) -> dict[str, float]:
+    """Lightning's validation of ``checkpoint`` in this process, on one device."""
+    import lightning as L
+
+    from mediscope.data.datamodule import SPLIT_FILE
+    from mediscope.engine.restore import task_from_checkpoint
+    from mediscope.tasks import data_module
+    from mediscope.tasks.validate import load_config
+
+    config = load_config(run / "config.yaml", ["trainer.devices=1", "trainer.strategy=auto"])
+    task, stats = task_from_checkpoint(config, checkpoint)
+    data = data_module(config, split_file=run / SPLIT_FILE, reuse_split=True, stats=stats)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    (metrics,) = trainer.validate(task, datamodule=data, verbose=False)
+    return {k: float(v) for k, v in metrics.items()}

@@ -24,6 +24,8 @@ import pytest
 import torch
 
 from helpers import (
+    last_row_metrics,
+    single_process_validation,
     tiny_config,
     tiny_detection_config,
     tiny_multilabel_config,
@@ -147,30 +149,6 @@ def assert_disjoint_shares(log: Path, epochs: int) -> None:
         assert sorted(val[0]["indices"] + val[1]["indices"]) == list(range(val[0]["length"]))
     firsts = [r["indices"] for r in rows if r["shuffle"] and r["rank"] == 0]
     assert len({tuple(f) for f in firsts}) == len(firsts)
-
-
-def last_row_metrics(run: Path) -> dict[str, float]:
-    """The validation metrics metrics.csv holds for the run's last epoch."""
-    with (run / "metrics.csv").open() as file:
-        rows = [r for r in csv.DictReader(file) if r.get("val/loss")]
-    return {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v}
-
-
-def single_process_validation(run: Path, checkpoint: Path) -> dict[str, float]:
-    """Lightning's validation of ``checkpoint`` in this process, on one device."""
-    import lightning as L
-
-    from mediscope.data.datamodule import SPLIT_FILE
-    from mediscope.engine.restore import task_from_checkpoint
-    from mediscope.tasks import data_module
-    from mediscope.tasks.validate import load_config
-
-    config = load_config(run / "config.yaml", ["trainer.devices=1", "trainer.strategy=auto"])
-    task, stats = task_from_checkpoint(config, checkpoint)
-    data = data_module(config, split_file=run / SPLIT_FILE, reuse_split=True, stats=stats)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
-    (metrics,) = trainer.validate(task, datamodule=data, verbose=False)
-    return {k: float(v) for k, v in metrics.items()}
 
 
 def ddp_config(write_config: Callable[..., Path], raw: dict[str, Any], **trainer: Any) -> Path:

@@ -598,6 +598,14 @@ class TrainerConfig(Section):
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="stop when the monitored metric stops improving; none: never"
     )
+    ema: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="keep an exponential moving average of the weights with this decay "
+        "(e.g. 0.999, warmed up as min(decay, (1 + n) / (10 + n)) after n steps); "
+        "validation, checkpoints, test and export use the average; none: off",
+    )
     compile: bool = Field(
         False,
         description="compile the network with torch.compile (needs a C++ compiler on a CPU); "

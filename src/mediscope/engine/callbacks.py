@@ -1,5 +1,5 @@
 """Callbacks: per-epoch seeding, plain-text progress, checkpoints that survive a kill,
-a stop on a NaN loss, and a CSV logger that resumes."""
+a stop on a NaN loss, a CSV logger that resumes and a moving average of the weights."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,7 +19,12 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.loggers.csv_logs import _ExperimentWriter
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import (
+    Checkpoint,
+    ModelCheckpoint,
+    RichProgressBar,
+    WeightAveraging,
+)
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
@@ -459,3 +465,41 @@ class RunCSVLogger(CSVLogger):
 
     def log_hyperparams(self, params: Any = None) -> None:
         """The resolved config.yaml already records every setting."""
+
+
+def ema_update(average: torch.Tensor, current: torch.Tensor, updates: Any, *, decay: float) -> Any:
+    """One step of the exponential moving average of a weight (``trainer.ema``).
+
+    After ``updates`` earlier updates the decay is ``min(decay, (1 + n) / (10 + n))``:
+    the average follows the weights closely at first and settles at ``decay``, so that
+    a short run is not pulled back towards its initial weights (TensorFlow's
+    ``ExponentialMovingAverage`` with ``num_updates``). Integer buffers (BatchNorm's
+    batch count) take the current value.
+
+    Example:
+        >>> a, b = torch.zeros(1), torch.ones(1)
+        >>> float(ema_update(a, b, torch.tensor(0), decay=0.99))  # decay 0.1 at first
+        0.9
+        >>> round(float(ema_update(a, b, torch.tensor(10_000), decay=0.99)), 4)
+        0.01
+    """
+    if not average.is_floating_point():
+        return current
+    n = float(updates)
+    kept = min(decay, (1.0 + n) / (10.0 + n))
+    return average + (1.0 - kept) * (current - average)
+
+
+class WeightEMA(WeightAveraging):
+    """An exponential moving average of the weights and buffers (``trainer.ema``).
+
+    It is updated after every optimizer step (:func:`ema_update`) and it is the model
+    that validation sees, that the checkpoints hold as ``state_dict`` (the training
+    weights go beside it, for ``--resume``) and that training ends with: the best
+    checkpoint is the best average, and test, export and ``mediscope.load`` use it.
+    Lightning's :class:`WeightAveraging` does the swapping and the checkpoint keys.
+    """
+
+    def __init__(self, decay: float) -> None:
+        super().__init__(use_buffers=True, avg_fn=partial(ema_update, decay=decay))
+        self.decay = decay

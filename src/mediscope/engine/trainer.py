@@ -22,6 +22,7 @@ from mediscope.engine.callbacks import (
     PlainProgress,
     ProgressBar,
     StopOnNonFiniteLoss,
+    WeightEMA,
 )
 from mediscope.engine.checkpoints import AtomicCheckpointIO
 from mediscope.engine.loggers import LogConfig, build_loggers
@@ -144,6 +145,9 @@ def build_trainer(
     ]
     if loggers:
         callbacks.append(LogConfig(config))
+    if t.ema is not None:
+        # Before the extra callbacks: DistributedRun then shares the averaged buffers.
+        callbacks.append(WeightEMA(t.ema))
     callbacks.extend(extra_callbacks or [])
     if t.early_stopping is not None:
         stop = t.early_stopping
