@@ -8,6 +8,7 @@ For each merge method (``inference.merge``) the model predicts every smear in ti
 (the run's counting threshold, its F1-optimal score on validation) and the per-class
 counts are compared with the labels: mean absolute count error and mean relative error
 (|counted - true| / true) per class, over the smears, and for the demo's smear alone.
+Each smear's density of objects is given relative to the training tiles' mean.
 Results: ``benchmarks/results/counting.json``.
 
 Usage:
@@ -163,6 +164,21 @@ def main() -> None:
     truth = [
         truth_counts(p.parent.parent / "labels" / f"{p.stem}.txt", len(classes)) for p in smears
     ]
+    # Objects per training tile's area: the tiles' mean against each smear's. A smear much
+    # denser than the tiles the model learnt from has more touching and overlapping cells.
+    from PIL import Image
+
+    def area(path: Path) -> int:
+        with Image.open(path) as image:
+            return int(image.width * image.height)
+
+    tiles = sorted((smear_data(cache) / "labels" / "train").glob("*.txt"))
+    per_tile = float(np.mean([sum(truth_counts(t, len(classes))) for t in tiles]))
+    tile_area = area(tiles[0].parents[2] / "images" / "train" / f"{tiles[0].stem}.png")
+    density = [
+        round(sum(counts) / (area(path) / tile_area) / per_tile, 2)
+        for path, counts in zip(smears, truth, strict=True)
+    ]
     figures: dict[str, dict] = {}
     for method in METHODS:
         predictor.info.inference.merge = method
@@ -197,6 +213,8 @@ def main() -> None:
         "perfect_detector": perfect,
         "smears": [f"{p.parent.parent.parent.name}/{p.name}" for p in smears],
         "truth": truth,
+        "training_tile_objects": round(per_tile, 2),
+        "density_vs_training_tiles": density,
         "classes": classes,
         "model": f"detection demo run ({run.name}), "
         f"epochs {args.epochs or 'demo default'}, trained in {round(train_seconds)} s "

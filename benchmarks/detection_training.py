@@ -14,14 +14,18 @@ ships now. The levers between them are measured one at a time on top of ``today`
 the stem and the first two blocks of the backbone frozen; ``today-channels-last``)
 and over ``default`` (``default-warmup``: twice the peak learning rate after a
 one-epoch warm-up; ``default-bf16``: bf16 autocast; ``default-light``: the lighter
-head and levels too), besides the study's detectors
-(``retinanet-atss``, ``retinanet-tal``, ``retinanet-s1``, ``fcos``, ``faster_rcnn``).
-The load average is recorded: the machine may be shared, so compare figures of one run
-only. A target not reached is ``null`` with the best value seen. The file is rewritten
-after every detector. Results: ``benchmarks/results/detection_training.json``.
+head and levels too; ``default-ema``: validation on a moving average of the weights,
+``trainer.ema: 0.99``; ``default-light-ema``: both; ``default-freeze5``: one more
+backbone stage frozen; ``default-c48``: 48 channels in the FPN and heads), besides the
+study's detectors (``retinanet-atss``, ``retinanet-tal``, ``retinanet-s1``, ``fcos``,
+``faster_rcnn``). The load average is recorded: the machine may be shared, so compare
+figures of one run only. A target not reached is ``null`` with the best value seen. The
+file is rewritten after every detector. Results:
+``benchmarks/results/detection_training.json`` (or ``--output``).
 
 Usage:
     python benchmarks/detection_training.py [--epochs 12] [--threads N] [--only NAME ...]
+        [--output FILE]
 """
 
 from __future__ import annotations
@@ -122,6 +126,16 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "default-bf16": ("default", {"trainer": {"precision": "bf16-mixed"}}),
+    "default-ema": ("default", {"trainer": {"ema": 0.99}}),
+    "default-freeze5": ("default", {"model": {"freeze": 5}}),
+    "default-c48": ("default", {"model": {"params": {"channels": 48}}}),
+    "default-light-ema": (
+        "default",
+        {
+            "model": {"params": {"channels": 48, "head_depth": 1, "levels": [2, 3]}},
+            "trainer": {"ema": 0.99},
+        },
+    ),
     "default-light": (
         "default",
         {"model": {"params": {"channels": 48, "head_depth": 1, "levels": [2, 3]}}},
@@ -213,6 +227,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's")
     parser.add_argument("--only", nargs="*", default=["today", "default", *LEVERS])
+    parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON written")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -240,7 +255,7 @@ def main() -> None:
                     if a[key] and b[key]:
                         summary[f"time_ratio_to_{target}"] = round(b[key] / a[key], 3)
             write_json_atomic(
-                RESULTS,
+                args.output,
                 {
                     "data": f"{TRAIN} train / {VAL} val synthetic smears of {SIZE} px "
                     "(mediscope data synth gram-stain, seed 0)",
