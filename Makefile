@@ -28,15 +28,11 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(VENV)/bin/mediscope demo
 
-# One test process per core (at most 4), each with one torch thread (tests/conftest.py);
-# the tests of a file share a process (its module fixtures, e.g. the Ray cluster).
-XDIST := -n auto --maxprocesses 4 --dist loadfile
-
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest $(XDIST)
+	$(PY) -m pytest
 
 test-fast: $(VENV)/.installed-dev
-	$(PY) -m pytest $(XDIST) -m "not slow"
+	$(PY) -m pytest -m "not slow"
 
 # The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link or page fails.
 docs: $(VENV)/.installed-dev

@@ -12,11 +12,6 @@ import pytest
 import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs the tests in one process per core (pytest-xdist): one thread
-    # each, or the processes' OpenMP threads spin against each other on the same cores.
-    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_name, "1")
 
 
 @pytest.fixture(scope="session")
