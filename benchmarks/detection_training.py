@@ -1,7 +1,8 @@
 """Time to mAP@.5 of 0.5, 0.7 and 0.9 on synthetic 320 px Gram-stained smears, per detector.
 
 Each detector trains on the same synthetic smears (300 train / 80 validation tiles of
-320 px from ``mediscope data synth gram-stain``, seed 0; same split, augmentations,
+320 px from ``mediscope data synth gram-stain --whole-images``, seed 0, or with
+``--fields`` its default tiles, whose crowding varies more; same split, augmentations,
 batch size and schedule length) on this machine's CPU; after every epoch the
 validation mAP@.5 and the wall time since the start of training are recorded. A run
 stops at mAP@.5 >= 0.9 or after ``--epochs``.
@@ -228,6 +229,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's")
     parser.add_argument("--only", nargs="*", default=["today", "default", *LEVERS])
     parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON written")
+    parser.add_argument(
+        "--fields",
+        action="store_true",
+        help="tiles as crowded as fields of a large smear; default: whole small smears, "
+        "the data the recorded figures were measured on",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -237,7 +244,9 @@ def main() -> None:
     load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "smears"
-        generate_gram_stain(data, count=TRAIN + VAL, test_count=0, size=SIZE, seed=0)
+        generate_gram_stain(
+            data, count=TRAIN + VAL, test_count=0, size=SIZE, seed=0, fields=args.fields
+        )
         for name in args.only:
             runs = Path(tmp) / "runs"
             runs.mkdir(exist_ok=True)
@@ -258,7 +267,8 @@ def main() -> None:
                 args.output,
                 {
                     "data": f"{TRAIN} train / {VAL} val synthetic smears of {SIZE} px "
-                    "(mediscope data synth gram-stain, seed 0)",
+                    "(mediscope data synth gram-stain "
+                    f"{'--fields' if args.fields else '--whole-images'}, seed 0)",
                     "batch_size": BATCH,
                     "max_epochs": args.epochs,
                     "default_vs_today": summary,

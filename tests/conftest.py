@@ -36,13 +36,18 @@ def tiny_lesions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_smears(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Small synthetic Gram-stained smears in YOLO layout (train, test, 1 large), 128 px."""
+    """Small synthetic Gram-stained smears in YOLO layout (train, test, 1 large), 128 px.
+
+    Whole small smears, not fields of a large one: 16 fields may miss a class altogether
+    (many are nearly empty), and the tests of formats and checks want every class.
+    """
     from mediscope.data.synthetic.gram_stain import generate_gram_stain
 
     root = tmp_path_factory.mktemp("data") / "smears"
     generate_gram_stain(
-        root, count=16, test_count=4, size=128, seed=2, large=(600, 450), large_count=1
-    )
+        root, count=16, test_count=4, size=128, seed=2, large=(600, 450), large_count=1,
+        fields=False,
+    )  # fmt: skip
     return root
 
 

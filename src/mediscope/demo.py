@@ -21,7 +21,7 @@ DATA_VERSION = "gram-crops-v1"
 SEGMENTATION_CONFIG = "demo/lesions.yaml"
 LESIONS_VERSION = "lesions-v1"
 DETECTION_CONFIG = "demo/gram-stain.yaml"
-SMEARS_VERSION = "gram-stain-v1"
+SMEARS_VERSION = "gram-stain-v2"
 #: Test images the demo segments into masks and overlays (``<run>/predictions``).
 OVERLAY_IMAGES = 8
 

@@ -246,6 +246,72 @@ def test_large_smears_are_dense_and_drawn_at_the_tile_magnification() -> None:
     assert 0.7 < sides / tile_sides < 1.4
 
 
+def _window_counts(smear: Smear, side: int) -> list[int]:
+    """Cells (box centres) in each ``side`` px window of a tiling of the smear."""
+    centres = (smear.boxes[:, :2] + smear.boxes[:, 2:]) / 2
+    h, w = smear.image.shape[:2]
+    return [
+        int(((centres >= (x, y)) & (centres < (x + side, y + side))).all(axis=1).sum())
+        for y in range(0, h - side + 1, side)
+        for x in range(0, w - side + 1, side)
+    ]
+
+
+def test_fields_are_as_crowded_as_windows_of_a_whole_smear() -> None:
+    # A detector that counts a whole smear in tiles meets its clumps: windows several
+    # times as crowded as the smear's mean. Fields drawn as parts of such a smear show
+    # that spread of crowding; whole small images (part_of=None) show much less.
+    side, whole = 160, (800, 800)
+    windows = np.array(
+        [
+            count
+            for i in range(24)
+            for count in _window_counts(
+                render_gram_smear(
+                    np.random.default_rng([7, i]), whole, magnification=0.5, negative=False
+                ),
+                side,
+            )
+        ]
+    )
+    fields = np.array(
+        [
+            len(s.classes)
+            for s in _smears(
+                400, seed=8, size=side, magnification=0.5, negative=False, part_of=whole
+            )
+        ]
+    )
+
+    def spread(counts: np.ndarray) -> tuple[float, float]:
+        return float(counts.std() / counts.mean()), float(np.percentile(counts, 99) / counts.mean())
+
+    (cv_fields, top_fields), (cv_windows, top_windows) = spread(fields), spread(windows)
+    assert 0.8 < fields.mean() / windows.mean() < 1.25  # the same cells per area
+    assert cv_fields > 0.75 * cv_windows  # 0.99 against 1.12; whole small images: 0.79
+    assert top_fields > 0.75 * top_windows  # 99th percentile over the mean: 4.5 against 5.5; 3.8
+
+
+def test_no_cell_is_drawn_mostly_hidden_under_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A crowded smear (six times the usual groups): cells touch and overlap a little, but
+    # none lies more than 30 % under later cells, nor covers 30 % of itself with earlier ones.
+    from mediscope.data.synthetic import gram_stain as gs
+    from mediscope.data.synthetic import stain as st
+
+    monkeypatch.setattr(gs, "_GROUPS_PER_UM2", 6 * gs._GROUPS_PER_UM2)
+    rng = np.random.default_rng(4)
+    canvas = gs._Canvas(st.make_background(640, 640, rng, px_per_um=20.0), 20.0)
+    boxes: list = []
+    classes: list = []
+    gs._draw_bacteria(canvas, rng, boxes, classes, None)
+    ids, shown = np.unique(canvas.cells[canvas.cells > 0], return_counts=True)
+    assert len(boxes) == len(canvas.areas) - 1 > 60
+    assert list(ids) == list(range(1, len(canvas.areas)))  # every labelled cell shows
+    assert all(n >= 0.7 * canvas.areas[k] for k, n in zip(ids, shown, strict=True))
+    overlapping = sum(n < canvas.areas[k] for k, n in zip(ids, shown, strict=True))
+    assert overlapping > 5  # touching and overlapping cells remain
+
+
 # --- arguments ------------------------------------------------------------------------------
 
 
@@ -313,6 +379,25 @@ def test_cli_writes_the_dataset_and_prints_counts(cli, tmp_path: Path) -> None:
     assert lines[-1] == f"data: {dst}"
     assert cv2.imread(str(dst / "large" / "images" / "large_00000.png")).shape == (200, 300, 3)
     assert cli("data", "synth", "gram-stain", "--help").code == 0
+
+
+def test_cli_whole_images_are_smears_of_their_own(cli, tmp_path: Path) -> None:
+    # --whole-images draws each image as render_gram_smear does with part_of=None; the
+    # default draws fields of a 2000 x 1500 smear (at 320 px), whose cells differ.
+    args = ("--count", "6", "--test-count", "0", "--size", "96", "--seed", "2")
+    assert cli("data", "synth", "gram-stain", tmp_path / "w", "--whole-images", *args).code == 0
+    assert cli("data", "synth", "gram-stain", tmp_path / "f", *args).code == 0
+    magnification = 96 / 320
+    labels = {"w": [], "f": []}
+    for i in range(6):
+        rng = [np.random.default_rng(np.random.SeedSequence([0x47525354, 2, 0, i])) for _ in "wf"]
+        whole = render_gram_smear(rng[0], 96, magnification=magnification)
+        field = render_gram_smear(rng[1], 96, magnification=magnification, part_of=(600, 450))
+        for key, smear in (("w", whole), ("f", field)):
+            text = (tmp_path / key / "labels" / "train" / f"train_{i:05d}.txt").read_text()
+            assert text == label_lines(smear.boxes, smear.classes, 96, 96, number=LABEL_NUMBER)
+            labels[key].append(text)
+    assert labels["w"] != labels["f"]
 
 
 def test_cli_errors_are_one_line_with_exit_2(cli, tmp_path: Path) -> None:

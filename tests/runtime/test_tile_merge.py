@@ -246,5 +246,5 @@ def test_per_class_counts_of_a_synthetic_gram_stained_smear_are_exact(tmp_path) 
     result = Predictor(oracle, info).predict(image)  # type: ignore[arg-type]
     assert isinstance(result, DetectionResult)
     counted = [int((result.class_indices == k).sum()) for k in range(4)]
-    assert min(truth) > 0 and sum(truth) > 100
+    assert min(truth) > 0 and sum(truth) > 80  # 98 cells, every class
     assert counted == truth

@@ -44,6 +44,12 @@ def gram_stain(
     large_count: int | None = typer.Option(
         None, "--large-count", help="Number of large smears (default 2 with --large)."
     ),
+    fields: bool = typer.Option(
+        True,
+        "--fields/--whole-images",
+        help="Draw each image as a field of a 2000x1500 smear, as crowded as its clumps make "
+        "that part (default), or as a whole smear of its own, whose crowding varies less.",
+    ),
     overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
 ) -> None:
     """Gram-stained smears with YOLO boxes in 4 classes (DST/data.yaml, images/, labels/).
@@ -63,6 +69,7 @@ def gram_stain(
         seed=seed,
         large=large_size,
         large_count=large_count,
+        fields=fields,
         overwrite=overwrite,
     )
     console = Console(highlight=False)

@@ -33,7 +33,7 @@ Class shares over all boxes follow the real dataset: 3,371 : 1,462 : 5,799 : 1,1
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
@@ -95,6 +95,9 @@ _HOST_CELLS_PER_UM2: Final = 0.0015
 _DEBRIS_PER_UM2: Final = 0.005
 _NEGATIVE_SHARE: Final = 0.08
 _MIN_VISIBLE: Final = 0.55  # share of a cell's extent inside the image for it to be drawn
+# A smear is a monolayer: cells touch and overlap a little, but a cell that would hide more
+# than this share of itself or of an earlier cell is not drawn (nobody could count it).
+_MAX_HIDDEN: Final = 0.3
 _MIN_SIZE: Final = 64
 # Label values: 6 decimals, as YOLO tools write them.
 LABEL_NUMBER: Final = "{:.6f}".format
@@ -148,10 +151,20 @@ class _Strain:
 
 @dataclass
 class _Canvas:
-    """The image being drawn and the magnification that sizes everything on it."""
+    """The image being drawn, the magnification that sizes everything on it, and the cells.
+
+    ``cells`` holds, per pixel, the number of the bacterial cell on top there (0: none);
+    ``visible[k]`` is how many pixels of cell k show and ``areas[k]`` its whole body.
+    """
 
     pixels: st.FloatImage
     ppu: float  # px per um
+    cells: npt.NDArray[np.int32] = field(init=False)
+    areas: list[int] = field(default_factory=lambda: [0])
+    visible: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        self.cells = np.zeros(self.pixels.shape[:2], np.int32)
 
     @property
     def height(self) -> int:
@@ -175,6 +188,7 @@ def render_gram_smear(
     *,
     magnification: float = 1.0,
     negative: bool | None = None,
+    part_of: tuple[int, int] | None = None,
 ) -> Smear:
     """Render one Gram-stained smear with its boxes.
 
@@ -185,6 +199,9 @@ def render_gram_smear(
             real data (a coccus about 20 px wide), 2 as in a 640 px crop.
         negative: True draws no bacteria, False at least one group; None decides at random
             (about 8 % negatives).
+        part_of: ``(width, height)`` of a smear this image is a field of: its bacteria are
+            then as many as in a random window of that size of such a smear, whose clumps make
+            some fields many times as crowded as others. None: the image is the whole smear.
 
     Returns:
         The image, one box and class per bacterial cell, and the boxes of the distractors.
@@ -207,7 +224,7 @@ def render_gram_smear(
     boxes: list[Box] = []
     classes: list[int] = []
     if not negative:
-        _draw_bacteria(canvas, rng, boxes, classes)
+        _draw_bacteria(canvas, rng, boxes, classes, part_of)
     image = _finish(canvas, rng)
     return Smear(
         image=image,
@@ -218,7 +235,11 @@ def render_gram_smear(
 
 
 def _draw_bacteria(
-    canvas: _Canvas, rng: np.random.Generator, boxes: list[Box], classes: list[int]
+    canvas: _Canvas,
+    rng: np.random.Generator,
+    boxes: list[Box],
+    classes: list[int],
+    part_of: tuple[int, int] | None,
 ) -> None:
     """Groups of bacteria in an image-specific class mix, clumped and sometimes touching."""
     # Groups are drawn per class in proportion to share / cells-per-group, so that the
@@ -227,9 +248,16 @@ def _draw_bacteria(
     weights = np.asarray(CLASS_SHARES) / np.asarray(_CELLS_PER_GROUP)
     mix = rng.dirichlet(_MIX_CONCENTRATION * weights / weights.sum())
     richness = float(rng.lognormal(0.0, 0.5))
+    field_density = None
+    if part_of is not None:
+        crowding, field_density = _field_of(canvas, part_of, rng)
+        richness *= crowding
     n_groups = max(1, int(rng.poisson(_GROUPS_PER_UM2 * canvas.area_um2 * richness)))
     strains: dict[int, _Strain] = {}
-    density = _clumping(canvas, rng)
+    if field_density is None:
+        density = _clumping(canvas, rng)
+    else:
+        density = field_density / field_density.max()
     centres: list[tuple[float, float]] = []
     for _ in range(n_groups):
         cls = int(rng.choice(4, p=mix))
@@ -258,13 +286,42 @@ def _strain(cls: int, ppu: float, rng: np.random.Generator) -> _Strain:
     return _Strain(stain, float(width), float(length), float(ends))
 
 
+_CLUMP_STEP: Final = 16  # px per cell of the density map
+
+
 def _clumping(canvas: _Canvas, rng: np.random.Generator) -> npt.NDArray[np.float32]:
     """A coarse density map: bacteria gather in some parts of a smear (strong on big images)."""
-    step = 16
-    h, w = -(-canvas.height // step), -(-canvas.width // step)
-    field = st.noise_field(h, w, rng, max(1.0, 12.0 * canvas.ppu / step))
-    dens = np.exp(1.2 * field)
+    dens = _density_map(canvas.height, canvas.width, canvas.ppu, rng)
     return (dens / dens.max()).astype(np.float32)
+
+
+def _density_map(
+    height: int, width: int, ppu: float, rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
+    """Relative density of bacteria per cell of :data:`_CLUMP_STEP` px (clumps ~12 um wide)."""
+    h, w = -(-height // _CLUMP_STEP), -(-width // _CLUMP_STEP)
+    field = st.noise_field(h, w, rng, max(1.0, 12.0 * ppu / _CLUMP_STEP))
+    return np.exp(1.2 * field).astype(np.float32)
+
+
+def _field_of(
+    canvas: _Canvas, smear: tuple[int, int], rng: np.random.Generator
+) -> tuple[float, npt.NDArray[np.float32]]:
+    """A random window of the image's size in a ``smear``-sized smear's density map.
+
+    Returns how crowded the window is against the smear's mean (mean 1 over windows) and
+    its part of the map. Bacteria follow the smear's density map, so a window holds its
+    share of the density: a field cut from a smear may be several times as crowded as the
+    smear's mean, or nearly empty. Training fields drawn so cover the crowding a detector
+    meets when it counts a whole smear in tiles.
+    """
+    dens = _density_map(max(smear[1], canvas.height), max(smear[0], canvas.width), canvas.ppu, rng)
+    h = -(-canvas.height // _CLUMP_STEP)
+    w = -(-canvas.width // _CLUMP_STEP)
+    y = int(rng.integers(dens.shape[0] - h + 1))
+    x = int(rng.integers(dens.shape[1] - w + 1))
+    window = dens[y : y + h, x : x + w]
+    return float(window.mean() / dens.mean()), window
 
 
 def _group_centre(
@@ -283,7 +340,7 @@ def _group_centre(
     x = y = 0.0
     for _ in range(30):  # rejection sampling; the last draw stands if all are rejected
         x, y = rng.uniform(0, canvas.width), rng.uniform(0, canvas.height)
-        if rng.random() < density[int(y) // 16, int(x) // 16]:
+        if rng.random() < density[int(y) // _CLUMP_STEP, int(x) // _CLUMP_STEP]:
             break
     return float(x), float(y)
 
@@ -451,15 +508,33 @@ def _draw_in_view(
 
     The drawers of :mod:`.stain` build a canvas-sized mask per object; on a view the mask
     is window-sized, which keeps big smears fast. ``reach`` must cover what the drawer
-    touches, so that the view clips only where the image ends.
+    touches, so that the view clips only where the image ends. The cell is drawn on a
+    copy first and kept only if it hides at most :data:`_MAX_HIDDEN` of itself under
+    earlier cells and of any earlier cell; a rejected cell leaves the canvas unchanged.
     """
     x0, y0, x1, y1 = _window(canvas, centre, reach)
     if x0 >= x1 or y0 >= y1:
         return None
     view = canvas.pixels[y0:y1, x0:x1]
-    mark = draw(view, (centre[0] - x0, centre[1] - y0))
-    if mark.box is None or int(mark.mask.sum()) < 4:
+    trial = view.copy()
+    mark = draw(trial, (centre[0] - x0, centre[1] - y0))
+    area = int(mark.mask.sum())
+    if mark.box is None or area < 4:
         return None
+    cells = canvas.cells[y0:y1, x0:x1]
+    under = cells[mark.mask]
+    covered = np.bincount(under[under > 0])
+    hidden = [int(k) for k in np.flatnonzero(covered)]
+    if covered.sum() > _MAX_HIDDEN * area or any(
+        canvas.visible[k] - covered[k] < (1 - _MAX_HIDDEN) * canvas.areas[k] for k in hidden
+    ):
+        return None
+    for k in hidden:
+        canvas.visible[k] -= int(covered[k])
+    view[...] = trial
+    cells[mark.mask] = len(canvas.areas)
+    canvas.areas.append(area)
+    canvas.visible.append(area)
     bx0, by0, bx1, by1 = mark.box
     return (
         max(0, bx0 + x0 - 1),
@@ -667,6 +742,11 @@ class _Tally:
         return {name: int(counts[i]) for i, name in enumerate(GRAM_CLASSES)}
 
 
+def _smear_size(magnification: float) -> tuple[int, int]:
+    """The size of the smears train and test images are fields of, at their magnification."""
+    return (round(DEFAULT_LARGE[0] * magnification), round(DEFAULT_LARGE[1] * magnification))
+
+
 def _write_split(
     images: Path,
     labels: Path,
@@ -675,6 +755,7 @@ def _write_split(
     size: int | tuple[int, int],
     magnification: float,
     seed: int,
+    part_of: tuple[int, int] | None,
 ) -> _Tally:
     images.mkdir(parents=True)
     labels.mkdir(parents=True)
@@ -683,7 +764,9 @@ def _write_split(
     for i in range(n):
         rng = _image_rng(seed, split_index, i)
         negative = False if split == "large" else None
-        smear = render_gram_smear(rng, size, magnification=magnification, negative=negative)
+        smear = render_gram_smear(
+            rng, size, magnification=magnification, negative=negative, part_of=part_of
+        )
         h, w = smear.image.shape[:2]
         stem = f"{split}_{i:05d}"
         write_image(
@@ -784,6 +867,7 @@ def generate_gram_stain(
     seed: int = 0,
     large: tuple[int, int] | None = None,
     large_count: int = 0,
+    fields: bool = True,
     overwrite: bool = False,
 ) -> GramStainSummary:
     """Write a YOLO detection dataset of synthetic Gram-stained smears.
@@ -802,6 +886,9 @@ def generate_gram_stain(
     in the shares of the Clinical Bacteria DataSet. About 8 % of the train and test images
     are negatives (empty label file). Large smears are drawn at the magnification of the
     ``size`` images, so that tiles of ``size`` px cut from them look like training images.
+    Train and test images are fields of such a smear (``fields``): bacteria gather in
+    clumps there, so some fields hold many times the mean number of cells and others few,
+    as the tiles of a large smear do.
 
     The same seed always gives byte-identical images and labels (``data.yaml`` also names
     the folder), and image ``i`` of a split does not depend on how many are generated.
@@ -818,6 +905,9 @@ def generate_gram_stain(
         large: ``(width, height)`` of the large smears; (2000, 1500) if None and
             ``large_count`` is set.
         large_count: Number of large smears (0 writes none).
+        fields: Draw each train and test image as a random field of a 2,000 x 1,500 smear
+            (at 320 px), as crowded as that part of it; False draws each as a whole smear
+            of its own, whose crowding varies less.
         overwrite: Replace a non-empty ``dst``.
 
     Returns:
@@ -840,8 +930,9 @@ def generate_gram_stain(
         for split_index, (split, n) in enumerate((("train", count), ("test", test_count))):
             if n > 0:
                 images, labels = tmp / "images" / split, tmp / "labels" / split
+                part_of = _smear_size(magnification) if fields else None
                 tallies[split] = _write_split(
-                    images, labels, split_index, n, size, magnification, seed
+                    images, labels, split_index, n, size, magnification, seed, part_of
                 )
         if large_size is not None:
             tallies["large"] = _write_split(
@@ -852,6 +943,7 @@ def generate_gram_stain(
                 large_size,
                 magnification,
                 seed,
+                None,
             )
         summary = GramStainSummary(
             root=root,
