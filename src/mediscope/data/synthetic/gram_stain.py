@@ -300,8 +300,8 @@ def _density_map(
 ) -> npt.NDArray[np.float32]:
     """Relative density of bacteria per cell of :data:`_CLUMP_STEP` px (clumps ~12 um wide)."""
     h, w = -(-height // _CLUMP_STEP), -(-width // _CLUMP_STEP)
-    field = st.noise_field(h, w, rng, max(1.0, 12.0 * ppu / _CLUMP_STEP))
-    return np.exp(1.2 * field).astype(np.float32)
+    noise = st.noise_field(h, w, rng, max(1.0, 12.0 * ppu / _CLUMP_STEP))
+    return np.exp(1.2 * noise).astype(np.float32)
 
 
 def _field_of(
