@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mediscope.demo import demo_data, lesion_data, smear_data
+
 
 @pytest.mark.slow
 def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
@@ -49,12 +51,18 @@ def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
     assert "counted on" in result.out and "labelled on" in result.out
     overlay = next((det_run / "predictions" / "overlays").glob("*.jpg"))
     assert overlay.stat().st_size > 50_000
-    # the data is generated once and reused
-    cached = tmp_path / "cache" / "gram-crops-v1"
-    stamp = (cached / "classes.txt").stat().st_mtime_ns
-    again = cli("demo", "--cache", tmp_path / "cache", "--runs", tmp_path / "runs", "--epochs", "1")
-    assert again.code == 0, again.err
-    assert (cached / "classes.txt").stat().st_mtime_ns == stamp
+    # the data is generated once, in the --cache folder, and reused (the demo's three
+    # data sets, as the command finds them)
+    cache = tmp_path / "cache"
+    made = {
+        root: sorted((f, f.stat().st_mtime_ns) for f in root.rglob("*") if f.is_file())
+        for root in (demo_data(cache), lesion_data(cache), smear_data(cache))
+    }
+    assert {root.parent for root in made} == {cache} and all(made.values())
+    again = [demo_data(cache), lesion_data(cache), smear_data(cache)]
+    assert list(made) == again
+    for root, files in made.items():
+        assert sorted((f, f.stat().st_mtime_ns) for f in root.rglob("*") if f.is_file()) == files
 
 
 def test_the_serve_command_quotes_the_run_folders() -> None:
@@ -62,3 +70,27 @@ def test_the_serve_command_quotes_the_run_folders() -> None:
 
     command = serve_command([Path("runs/a b/1"), Path("runs/c")])
     assert command == "mediscope serve 'runs/a b/1' runs/c"
+
+
+def test_demo_options_reach_each_part(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mediscope.demo
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(**kwargs: object) -> None:
+        calls.append(kwargs)
+        raise Stop  # the first part is enough: the parts are given the same options
+
+    for name in ("run_demo", "run_segmentation_demo", "run_detection_demo"):
+        monkeypatch.setattr(mediscope.demo, name, stop)
+    result = cli("demo", "--cache", tmp_path / "c", "--runs", tmp_path / "r", "--epochs", "1")
+    assert result.code != 0  # stopped in the first part
+    assert len(calls) == 1
+    assert {k: calls[0][k] for k in ("runs", "cache", "epochs")} == {
+        "runs": tmp_path / "r",
+        "cache": tmp_path / "c",
+        "epochs": 1,
+    }
