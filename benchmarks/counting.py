@@ -8,11 +8,15 @@ For each merge method (``inference.merge``) the model predicts every smear in ti
 (the run's counting threshold, its F1-optimal score on validation) and the per-class
 counts are compared with the labels: mean absolute count error and mean relative error
 (|counted - true| / true) per class, over the smears, and for the demo's smear alone.
-Each smear's density of objects is given relative to the training tiles' mean.
-Results: ``benchmarks/results/counting.json``.
+Each smear's density of objects is given relative to the training tiles' mean, and for
+the ``edge`` merge each smear's confusion matrix (true class against counted class at
+IoU 0.5, missed objects, detections of no object) says where its count errors come
+from. ``--train-images`` trains on more (or fewer) tiles made as the demo makes its own.
+Results: ``benchmarks/results/counting.json`` (or ``--output``).
 
 Usage:
     python benchmarks/counting.py [--dir CACHE] [--epochs 8] [--smears 2]
+        [--train-images 200] [--output FILE]
 """
 
 from __future__ import annotations
@@ -30,6 +34,22 @@ from mediscope.files import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "counting.json"
 METHODS = ("nms", "wbf", "edge")
+#: Tiles the demo trains and validates on (``mediscope.demo.smear_data``).
+DEMO_IMAGES = 200
+
+
+def truth_boxes(label_file: Path, width: int, height: int) -> dict[str, np.ndarray]:
+    """The boxes (pixels, x1 y1 x2 y2) and labels of a YOLO label file."""
+    rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
+    table = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    x, y, w, h = (
+        table[:, 1] * width,
+        table[:, 2] * height,
+        table[:, 3] * width,
+        table[:, 4] * height,
+    )
+    boxes = np.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=1)
+    return {"boxes": boxes, "labels": table[:, 0].astype(np.int64)}
 
 
 def truth_counts(label_file: Path, classes: int) -> list[int]:
@@ -121,15 +141,23 @@ def perfect_detector_counts(seeds: int = 3) -> dict:
     return out
 
 
-def trained_run(cache: Path, epochs: int | None) -> Path:
-    """The demo detector trained once under ``cache`` (its folder is remembered)."""
+def trained_run(cache: Path, epochs: int | None, images: int = DEMO_IMAGES) -> Path:
+    """The demo detector trained once under ``cache`` (its folder is remembered), on the
+    demo's smears or on ``images`` tiles made as the demo makes its 200."""
     from mediscope.api import fit
+    from mediscope.data.synthetic.gram_stain import generate_gram_stain
     from mediscope.demo import detection_demo_config, smear_data
 
-    marker = cache / f"run-{epochs or 'demo'}.txt"
+    suffix = "" if images == DEMO_IMAGES else f"-{images}"
+    marker = cache / f"run-{epochs or 'demo'}{suffix}.txt"
     if marker.is_file() and Path(marker.read_text().strip()).is_dir():
         return Path(marker.read_text().strip())
-    config = detection_demo_config(smear_data(cache), cache / "runs", epochs)
+    data = smear_data(cache)
+    if images != DEMO_IMAGES:
+        data = cache / f"smears-{images}"
+        if not (data / "data.yaml").is_file():
+            generate_gram_stain(data, count=images, test_count=50, size=256, seed=0)
+    config = detection_demo_config(data, cache / "runs", epochs)
     result = fit(config)
     marker.write_text(str(result.run_dir))
     return Path(result.run_dir)
@@ -140,15 +168,24 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path.home() / ".cache" / "mediscope-bench")
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo's")
     parser.add_argument("--smears", type=int, default=2)
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        default=DEMO_IMAGES,
+        help="tiles to train and validate on (the demo's 200 by default; others are made "
+        "as the demo makes its own)",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON written")
     args = parser.parse_args()
     import mediscope
     from mediscope.data.synthetic.gram_stain import generate_gram_stain
     from mediscope.demo import smear_data
+    from mediscope.metrics.detection_errors import analyse_detections, confusion_csv
 
     cache = args.dir
     cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    run = trained_run(cache, args.epochs)
+    run = trained_run(cache, args.epochs, args.train_images)
     train_seconds = time.perf_counter() - started
     extra = cache / f"large-2000x1500-{args.smears}"
     if not (extra / "data.yaml").is_file():
@@ -183,12 +220,21 @@ def main() -> None:
     for method in METHODS:
         predictor.info.inference.merge = method
         counted, seconds = [], 0.0
+        confusions: list[list[str]] = []
         for path in smears:
             tic = time.perf_counter()
             result = predictor.predict(path)
             seconds += time.perf_counter() - tic
             labels = np.asarray(result.class_indices)  # type: ignore[union-attr]
             counted.append([int((labels == k).sum()) for k in range(len(classes))])
+            if method == "edge":
+                found = {"boxes": result.boxes, "scores": result.scores, "labels": labels}  # type: ignore[union-attr]
+                truth_file = path.parent.parent / "labels" / f"{path.stem}.txt"
+                height, width = result.image_size  # type: ignore[union-attr]
+                errors = analyse_detections(
+                    [found], [truth_boxes(truth_file, width, height)], classes, score_threshold=0.0
+                )
+                confusions.append(confusion_csv(errors).splitlines())
         got, true = np.array(counted, float), np.array(truth, float)
         abs_err = np.abs(got - true)
         rel = abs_err / np.maximum(true, 1)
@@ -206,6 +252,10 @@ def main() -> None:
             "demo_smear_max_rel_error": round(float(rel[0].max()), 4),
             "counts": counted,
         }
+        if confusions:
+            # where the errors come from: true class (rows) against counted class, missed
+            # objects and detections of no object ("background"), matched at IoU 0.5
+            figures[method]["confusion_per_smear"] = confusions
         print(method, figures[method]["per_class"], flush=True)
     perfect = perfect_detector_counts()
     print("perfect detector", perfect["max_class_mean_rel_error"], flush=True)
@@ -217,7 +267,8 @@ def main() -> None:
         "density_vs_training_tiles": density,
         "classes": classes,
         "model": f"detection demo run ({run.name}), "
-        f"epochs {args.epochs or 'demo default'}, trained in {round(train_seconds)} s "
+        f"epochs {args.epochs or 'demo default'}, {args.train_images} train + val tiles, "
+        f"trained in {round(train_seconds)} s "
         "(0 s when reused)",
         "score_threshold": predictor.info.inference.score_threshold,
         "window": list(predictor.info.inference.window or ()),
@@ -228,7 +279,7 @@ def main() -> None:
         "cpu_threads": os.cpu_count(),
         "machine": platform.platform(),
     }
-    write_json_atomic(RESULTS, summary)
+    write_json_atomic(args.output, summary)
     print({k: v for k, v in summary.items() if k != "methods"})
 
 
