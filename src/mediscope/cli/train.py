@@ -29,10 +29,11 @@ def fit_command(
     ),
 ) -> None:
     """Train a model as CONFIG says; prints the run folder as its last line."""
-    from mediscope.cli.output import print_fit_summary, print_folds_summary
     from mediscope.tasks.validate import load_config
 
-    cfg = load_config(config, overrides or [])
+    cfg = load_config(config, overrides or [])  # a mistake is told before torch loads
+    from mediscope.cli.output import print_fit_summary, print_folds_summary
+
     try:
         if folds is not None:
             from mediscope.api.folds import fit_folds

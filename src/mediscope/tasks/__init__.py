@@ -4,6 +4,10 @@ A task's spec owns its LightningModule, dataset and collate, evaluator, predicto
 default loss and monitor, and the metrics worth showing (see :mod:`.spec`). A new task
 is a new spec registered here, or by its own package: ``TASKS.register(name, spec)``.
 
+The names below are loaded on first use (:mod:`.catalog` imports torch and Lightning),
+so that reading and checking a config against its schema (:mod:`.validate`) starts at
+once and a mistake in it is reported before the engine is imported.
+
 Example:
     >>> from mediscope.tasks import TASKS
     >>> TASKS.names()
@@ -12,67 +16,38 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from mediscope.config.schema import Config
-from mediscope.data.datamodule import MediscopeDataModule
-from mediscope.errors import ConfigError
-from mediscope.models import input_normalization
-from mediscope.registry import Registry
-from mediscope.tasks import classification, detection, multilabel, segmentation
-from mediscope.tasks.base import BaseTask
-from mediscope.tasks.classification import ClassificationTask
-from mediscope.tasks.detection import DetectionTask
-from mediscope.tasks.segmentation import SegmentationTask
-from mediscope.tasks.spec import Summary, TaskSpec
+if TYPE_CHECKING:
+    from mediscope.tasks.base import BaseTask
+    from mediscope.tasks.catalog import TASKS, build_task, data_module, task_spec
+    from mediscope.tasks.classification import ClassificationTask
+    from mediscope.tasks.detection import DetectionTask
+    from mediscope.tasks.segmentation import SegmentationTask
+    from mediscope.tasks.spec import Summary, TaskSpec
 
-TASKS: Registry[TaskSpec] = Registry("task")
-for _spec in (classification.SPEC, segmentation.SPEC, detection.SPEC, multilabel.SPEC):
-    TASKS.register(_spec.name, _spec, description=_spec.description)
-
-
-def task_spec(config: Config) -> TaskSpec:
-    """The spec of ``config.task``.
-
-    Raises:
-        ConfigError: the task is not registered.
-    """
-    if config.task not in TASKS:
-        raise ConfigError(
-            f"task '{config.task}' is not available in this version",
-            where="task",
-            hint=f"available: {', '.join(TASKS.names())}",
-        )
-    return TASKS.get(config.task)
+#: Each public name and the module that defines it.
+_WHERE = {
+    "TASKS": "catalog",
+    "build_task": "catalog",
+    "data_module": "catalog",
+    "task_spec": "catalog",
+    "BaseTask": "base",
+    "ClassificationTask": "classification",
+    "DetectionTask": "detection",
+    "SegmentationTask": "segmentation",
+    "Summary": "spec",
+    "TaskSpec": "spec",
+}
 
 
-def build_task(
-    config: Config,
-    classes: list[str],
-    *,
-    class_counts: list[int] | None = None,
-    normalization: tuple[list[float], list[float]] | None = None,
-) -> BaseTask:
-    """The LightningModule of ``config.task`` for ``config`` and ``classes``."""
-    return task_spec(config).build(
-        config, classes, class_counts=class_counts, normalization=normalization
-    )
-
-
-def data_module(config: Config, **kwargs: Any) -> MediscopeDataModule:
-    """The data module of ``config`` with its task's data side.
-
-    Args:
-        config: A validated config.
-        **kwargs: ``split_file``, ``reuse_split``, ``stats`` of
-            :class:`~mediscope.data.datamodule.MediscopeDataModule`.
-    """
-    return MediscopeDataModule(
-        config,
-        task_spec(config).data,
-        auto_normalize=input_normalization(config.model.name, config.model.params),
-        **kwargs,
-    )
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value  # once loaded, a plain attribute (and monkeypatch sees it)
+    return value
 
 
 __all__ = [

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
-
-from lightning.pytorch.accelerators import AcceleratorRegistry
-from lightning.pytorch.strategies import StrategyRegistry
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mediscope.config.loader import (
     ConfigSource,
@@ -37,8 +34,6 @@ from mediscope.config.loader import (
 )
 from mediscope.config.schema import Config, DatasetConfig, metric_mode
 from mediscope.errors import ConfigError, MediscopeError
-from mediscope.models import model_names_hint, resolve_model
-from mediscope.optim import check_optimization
 from mediscope.registry import (
     FORMATS,
     LOSSES,
@@ -47,7 +42,9 @@ from mediscope.registry import (
     did_you_mean,
     unknown_name_hint,
 )
-from mediscope.tasks import TASKS, TaskSpec
+
+if TYPE_CHECKING:
+    from mediscope.tasks.spec import TaskSpec
 
 C = TypeVar("C", bound=DatasetConfig)
 
@@ -125,6 +122,9 @@ def _where(source: ConfigSource, keys: KeyPath) -> str:
 
 
 def _spec(config: DatasetConfig, source: ConfigSource) -> TaskSpec:
+    # The task modules (torch, Lightning) fill the registries the other checks read.
+    from mediscope.tasks.catalog import TASKS
+
     if config.task in TASKS:
         return TASKS.get(config.task)
     names = TASKS.names()
@@ -176,6 +176,10 @@ def _fill_defaults(config: Config, spec: TaskSpec) -> None:
 
 def _check_names(config: Config, source: ConfigSource) -> None:
     """Model, loss, optimizer and scheduler names against the registries."""
+    from mediscope.models import model_names_hint, resolve_model
+    from mediscope.optim import check_optimization
+    from mediscope.tasks.catalog import TASKS
+
     checks: list[tuple[KeyPath, str | None, Any]] = [
         (("loss", "name"), config.loss.name, LOSSES),
         (("optimizer", "name"), config.optimizer.name, OPTIMIZERS),
@@ -205,11 +209,15 @@ def _check_names(config: Config, source: ConfigSource) -> None:
 
 def _accelerator_names() -> list[str]:
     """The ``trainer.accelerator`` values Lightning knows: auto, gpu and its registry's."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
     return ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
 
 
 def _strategy_names() -> list[str]:
     """The ``trainer.strategy`` values Lightning knows: auto and its registry's."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
     return ["auto", *StrategyRegistry.available_strategies()]
 
 
