@@ -70,6 +70,9 @@ def compare_command(
     seed, epochs and augmentation), evaluate each on the test data (else validation) and
     rank them in leaderboard.md / .csv / .png. Rerunning the command skips finished cells
     and continues unfinished ones. The last line is the study folder."""
+    from mediscope.config.loader import read_config
+
+    read_config(config, overrides or [])  # a mistake in it is told before torch loads
     from mediscope.study import (
         CellsFailed,
         parse_grid,
