@@ -70,8 +70,10 @@ def compare_command(
     seed, epochs and augmentation), evaluate each on the test data (else validation) and
     rank them in leaderboard.md / .csv / .png. Rerunning the command skips finished cells
     and continues unfinished ones. The last line is the study folder."""
+    from mediscope.cli import require_training_stack
     from mediscope.config.loader import read_config
 
+    require_training_stack()
     read_config(config, overrides or [])  # a mistake in it is told before torch loads
     from mediscope.study import (
         CellsFailed,

@@ -81,8 +81,10 @@ def slurm_command(
 ) -> None:
     """Print an sbatch script that trains CONFIG with DDP on NODES x GPUS-PER-NODE GPUs
     (save it, then: sbatch train.sbatch)."""
+    from mediscope.cli import require_training_stack
     from mediscope.tasks.validate import load_config
 
+    require_training_stack()
     cfg = load_config(config, overrides or [])  # fails here, not on the cluster
     print(
         sbatch_script(

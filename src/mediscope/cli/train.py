@@ -29,8 +29,10 @@ def fit_command(
     ),
 ) -> None:
     """Train a model as CONFIG says; prints the run folder as its last line."""
+    from mediscope.cli import require_training_stack
     from mediscope.tasks.validate import load_config
 
+    require_training_stack()
     cfg = load_config(config, overrides or [])  # a mistake is told before torch loads
     from mediscope.cli.output import print_fit_summary, print_folds_summary
 
