@@ -29,10 +29,10 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/mediscope demo
 
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 test-fast: $(VENV)/.installed-dev
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder -m "not slow"
 
 # The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link or page fails.
 docs: $(VENV)/.installed-dev

@@ -12,6 +12,11 @@ import pytest
 import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # ``make test`` runs one worker per core: each computes on one thread (and so do the
+    # processes it starts), so that two workers do not fight over the same cores.
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +112,22 @@ def trained_runs(
         "detection": tiny_detection_config(tiny_smears, runs, trainer=trainer),
     }
     return {task: fit(config_from_dict(cfg)).run_dir for task, cfg in raw.items()}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files with slow tests first, the learning and demo tests (at the top of
+    ``tests/``, the longest) before the others, each file's tests in their own order.
+
+    With one worker per core (``make test``: ``--dist loadfile --no-loadscope-reorder``
+    hands out whole files in this order) the longest files start at once and the quick
+    ones fill in around them, instead of a learning test starting last.
+    """
+    top = Path(__file__).parent
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        if item.path not in slow_files:
+            return 2
+        return 0 if item.path.parent == top else 1
+
+    items.sort(key=rank)
