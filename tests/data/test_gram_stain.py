@@ -312,6 +312,36 @@ def test_no_cell_is_drawn_mostly_hidden_under_others(monkeypatch: pytest.MonkeyP
     assert overlapping > 5  # touching and overlapping cells remain
 
 
+def test_crowding_draws_more_cells_per_field_and_leaves_large_smears_alone(
+    tmp_path: Path,
+) -> None:
+    # Twice the crowding: about twice the groups in every field (fewer than twice the
+    # cells, as cells that would hide each other are left out); the large smears, which a
+    # detector counts, are drawn as at the default, to the byte.
+    args = {"count": 40, "test_count": 0, "size": 128, "seed": 3, "large": (300, 200)}
+    base = generate_gram_stain(tmp_path / "one", large_count=1, **args)
+    dense = generate_gram_stain(tmp_path / "two", large_count=1, crowding=2.0, **args)
+    cells = [sum(s.objects["train"].values()) for s in (base, dense)]
+    assert 1.5 < cells[1] / cells[0] < 2.1, cells
+    assert dense.images == base.images
+    for folder in ("large/images", "large/labels"):
+        for one in sorted((tmp_path / "one" / folder).iterdir()):
+            assert one.read_bytes() == (tmp_path / "two" / folder / one.name).read_bytes()
+    assert (
+        "crowding of the train and test images: 2 x"
+        in (tmp_path / "two" / "README.txt").read_text()
+    )
+    assert "crowding" not in (tmp_path / "one" / "README.txt").read_text()
+    # the default crowding is the generator as it was: the same seed, the same files
+    again = generate_gram_stain(tmp_path / "three", large_count=1, crowding=1.0, **args)
+    assert again.objects == base.objects
+
+
+def test_crowding_must_be_positive() -> None:
+    with pytest.raises(DataError, match="crowding must be positive"):
+        render_gram_smear(np.random.default_rng(0), 96, crowding=0.0)
+
+
 # --- arguments ------------------------------------------------------------------------------
 
 
@@ -325,6 +355,8 @@ def test_no_cell_is_drawn_mostly_hidden_under_others(monkeypatch: pytest.MonkeyP
         ({"large": (100, 2000), "large_count": 1}, "large must be"),
         ({"large": (2000, 1500)}, "large_count of 1 or more"),
         ({"large_count": -2}, "large_count must be 0 or more"),
+        ({"crowding": 0.0}, "crowding must be positive"),
+        ({"crowding": float("nan")}, "crowding must be positive"),
     ],
 )
 def test_bad_arguments_write_nothing(tmp_path: Path, kwargs: dict, message: str) -> None:
@@ -412,6 +444,10 @@ def test_cli_errors_are_one_line_with_exit_2(cli, tmp_path: Path) -> None:
     ]
     bad = cli("data", "synth", "gram-stain", tmp_path / "new", "--large", "big")
     assert bad.code == 2 and "WIDTHxHEIGHT" in bad.err
+    assert not (tmp_path / "new").exists()
+    crowded = cli("data", "synth", "gram-stain", tmp_path / "new", "--crowding", "-1")
+    assert crowded.code == 2
+    assert crowded.err.strip() == "error: crowding: crowding must be positive, got -1.0; e.g. 2"
     assert not (tmp_path / "new").exists()
     small = cli("data", "synth", "gram-stain", tmp_path / "new", "--size", "20")
     assert small.code == 2

@@ -50,6 +50,11 @@ def gram_stain(
         help="Draw each image as a field of a 2000x1500 smear, as crowded as its clumps make "
         "that part (default), or as a whole smear of its own, whose crowding varies less.",
     ),
+    crowding: float = typer.Option(
+        1.0,
+        help="Bacteria per area of the train and test images against the default, e.g. 2 "
+        "for fields as crowded as a dense smear's clumps (large smears keep the default).",
+    ),
     overwrite: bool = typer.Option(False, help="Replace an existing non-empty folder."),
 ) -> None:
     """Gram-stained smears with YOLO boxes in 4 classes (DST/data.yaml, images/, labels/).
@@ -70,6 +75,7 @@ def gram_stain(
         large=large_size,
         large_count=large_count,
         fields=fields,
+        crowding=crowding,
         overwrite=overwrite,
     )
     console = Console(highlight=False)
