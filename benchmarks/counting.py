@@ -164,17 +164,20 @@ def trained_run(cache: Path, epochs: int | None, images: int = DEMO_IMAGES) -> P
     demo's smears or on ``images`` tiles made as the demo makes its 200."""
     from mediscope.api import fit
     from mediscope.data.synthetic.gram_stain import generate_gram_stain
-    from mediscope.demo import detection_demo_config, smear_data
+    from mediscope.demo import SMEARS_CROWDING, SMEARS_VERSION, detection_demo_config, smear_data
 
     suffix = "" if images == DEMO_IMAGES else f"-{images}"
-    marker = cache / f"run-{epochs or 'demo'}{suffix}.txt"
+    # a run is reused for the same data version, epochs and tiles only
+    marker = cache / f"run-{SMEARS_VERSION}-{epochs or 'demo'}{suffix}.txt"
     if marker.is_file() and Path(marker.read_text().strip()).is_dir():
         return Path(marker.read_text().strip())
     data = smear_data(cache)
     if images != DEMO_IMAGES:
-        data = cache / f"smears-{images}"
+        data = cache / f"smears-{SMEARS_VERSION}-{images}"
         if not (data / "data.yaml").is_file():
-            generate_gram_stain(data, count=images, test_count=50, size=256, seed=0)
+            generate_gram_stain(
+                data, count=images, test_count=50, size=256, seed=0, crowding=SMEARS_CROWDING
+            )
     config = detection_demo_config(data, cache / "runs", epochs)
     result = fit(config)
     marker.write_text(str(result.run_dir))

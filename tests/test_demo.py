@@ -63,6 +63,11 @@ def test_demo_learns_gram_crops(cli, tmp_path: Path) -> None:
     assert list(made) == again
     for root, files in made.items():
         assert sorted((f, f.stat().st_mtime_ns) for f in root.rglob("*") if f.is_file()) == files
+    # the detector learns on fields twice as crowded as the generator's default
+    assert (
+        "crowding of the train and test images: 2 x"
+        in (smear_data(cache) / "README.txt").read_text()
+    )
 
 
 def test_the_serve_command_quotes_the_run_folders() -> None:
