@@ -340,6 +340,8 @@ def test_crowding_draws_more_cells_per_field_and_leaves_large_smears_alone(
 def test_crowding_must_be_positive() -> None:
     with pytest.raises(DataError, match="crowding must be positive"):
         render_gram_smear(np.random.default_rng(0), 96, crowding=0.0)
+    with pytest.raises(DataError, match="crowding must be positive"):
+        render_gram_smear(np.random.default_rng(0), 96, crowding=float("nan"))
 
 
 # --- arguments ------------------------------------------------------------------------------
@@ -357,6 +359,7 @@ def test_crowding_must_be_positive() -> None:
         ({"large_count": -2}, "large_count must be 0 or more"),
         ({"crowding": 0.0}, "crowding must be positive"),
         ({"crowding": float("nan")}, "crowding must be positive"),
+        ({"crowding": float("inf")}, "crowding must be positive"),
     ],
 )
 def test_bad_arguments_write_nothing(tmp_path: Path, kwargs: dict, message: str) -> None:

@@ -218,7 +218,7 @@ def render_gram_smear(
         raise DataError(f"size must be at least {_MIN_SIZE} px, got {width}x{height}")
     if magnification <= 0:
         raise DataError(f"magnification must be positive, got {magnification}")
-    if crowding <= 0:
+    if not 0 < crowding < float("inf"):
         raise DataError(f"crowding must be positive, got {crowding}", where="crowding")
     ppu = _BASE_PX_PER_UM * magnification * float(rng.uniform(0.85, 1.2))
     canvas = _Canvas(st.make_background(height, width, rng, px_per_um=ppu), ppu)
@@ -948,7 +948,7 @@ def generate_gram_stain(
         {'train': 20, 'test': 5}
     """
     large_size = _validate(count, test_count, size, seed, large, large_count)
-    if not crowding > 0:
+    if not 0 < crowding < float("inf"):  # NaN and infinity too
         raise DataError(
             f"crowding must be positive, got {crowding}", where="crowding", hint="e.g. 2"
         )
