@@ -480,7 +480,12 @@ class InferenceConfig(Section):
     )
     overlap: float = Field(0.25, ge=0, lt=1, description="share of a window shared with the next")
     gaussian: bool = Field(True, description="weight window centres more than their borders")
-    tta: bool = Field(False, description="average over horizontal and vertical flips")
+    tta: bool = Field(
+        False,
+        description="test-time augmentation: segmentation averages over horizontal and "
+        "vertical flips; detection lets the image and its three flips vote on each object's "
+        "class and score (four passes per tile); classification does not use it",
+    )
     batch_size: int = Field(4, ge=1, description="windows per forward pass")
     # -- detection ----------------------------------------------------------------------
     score_threshold: float | Literal["auto"] = Field(

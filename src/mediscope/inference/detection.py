@@ -22,7 +22,15 @@ from mediscope.data.transforms import build_transform
 from mediscope.inference.boxes import merge_detections, tile_windows
 from mediscope.models.detection.base import Detector
 from mediscope.runtime.info import DEFAULT_SCORE_THRESHOLD
-from mediscope.runtime.pipeline import merge_tiles, suppress_across_classes
+from mediscope.runtime.pipeline import (
+    FLIP_AXES,
+    TTA_VIEW_THRESHOLD,
+    TTA_VIEWS,
+    flip_boxes,
+    fuse_views,
+    merge_tiles,
+    suppress_across_classes,
+)
 from mediscope.tasks import BaseTask, data_module
 
 __all__ = [
@@ -64,6 +72,9 @@ class DetectionPredictor:
         max_detections: Boxes kept per image, or per tile when tiled.
         agnostic_nms: Also suppress overlapping boxes of different classes (the
             best-scored one is kept).
+        tta: The image and its flips vote on every object
+            (:func:`mediscope.runtime.pipeline.fuse_views`); four passes per tile.
+        num_classes: The detector's classes (default: ``model.num_classes``).
     """
 
     def __init__(
@@ -81,8 +92,15 @@ class DetectionPredictor:
         iou_threshold: float = 0.5,
         max_detections: int = 300,
         agnostic_nms: bool = False,
+        tta: bool = False,
+        num_classes: int | None = None,
     ) -> None:
         self.model = model.eval()
+        self.tta = tta
+        known: int = getattr(model, "num_classes", 0)
+        self.num_classes = int(num_classes or known)
+        if tta and self.num_classes < 1:
+            raise ValueError("test-time augmentation needs num_classes")
         self.size = image_size
         self.window = window
         self.overlap = overlap
@@ -141,17 +159,58 @@ class DetectionPredictor:
             iou_threshold=settings.iou_threshold,
             max_detections=max_detections or settings.max_detections,
             agnostic_nms=settings.agnostic_nms,
+            tta=settings.tta,
         )
 
     def _batch(self, crops: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
         tensors = [self.transform(image=crop)["image"] for crop in crops]
         images = torch.stack(tensors).to(self.device)
-        return self.model.predict(
-            images,
-            score_threshold=self.score_threshold,
-            iou_threshold=self.iou_threshold,
-            max_detections=self.max_detections,
-        )
+        if not self.tta:
+            return self.model.predict(
+                images,
+                score_threshold=self.score_threshold,
+                iou_threshold=self.iou_threshold,
+                max_detections=self.max_detections,
+            )
+        # the image and its flips vote on every object (as the runtime's predictor does)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        views = []
+        for flip in TTA_VIEWS:
+            dims = [int(d) for d in FLIP_AXES[flip]] if flip else []
+            found = self.model.predict(
+                images.flip(dims) if dims else images,
+                score_threshold=min(self.score_threshold, TTA_VIEW_THRESHOLD),
+                iou_threshold=self.iou_threshold,
+                max_detections=self.max_detections,
+            )
+            view = []
+            for r in found:
+                boxes = r["boxes"].float().cpu().numpy()
+                scores, labels = r["scores"].float().cpu().numpy(), r["labels"].cpu().numpy()
+                if self.agnostic_nms:  # one box per object and view: the views vote on it
+                    boxes, scores, labels = suppress_across_classes(
+                        boxes, scores, labels, self.iou_threshold
+                    )
+                view.append((flip_boxes(boxes, flip, size), scores, labels))
+            views.append(view)
+        results = []
+        for per_image in zip(*views, strict=True):
+            boxes, scores, labels = fuse_views(
+                per_image,
+                self.num_classes,
+                iou_threshold=self.iou_threshold,
+                score_threshold=self.score_threshold,
+                max_detections=self.max_detections,
+                agnostic=self.agnostic_nms,
+            )
+            results.append(
+                {
+                    "boxes": torch.from_numpy(boxes.astype(np.float32)),
+                    "scores": torch.from_numpy(scores.astype(np.float32)),
+                    "labels": torch.from_numpy(labels),
+                }
+            )
+        return results
 
     @torch.inference_mode()
     def predict(self, image: np.ndarray) -> Detections:

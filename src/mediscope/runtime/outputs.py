@@ -364,6 +364,11 @@ def detection_settings_text(info: ModelInfo) -> str:
             f"large images: tiles of {settings.window[0]} x {settings.window[1]} px, overlap "
             f"{settings.overlap:g}, merged by {settings.merge}"
         )
+    if settings.tta:
+        lines.append(
+            "test-time augmentation: each image or tile and its 3 flips detect, and vote on "
+            "every object's class and score (inference.tta: true)"
+        )
     lines.append(f"at most {settings.max_detections} boxes per image (per tile when tiled)")
     if info.checkpoint:
         lines.append(f"model: {info.checkpoint}")

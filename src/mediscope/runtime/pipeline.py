@@ -297,6 +297,113 @@ def dense_detections(
     return picked_boxes[keep], picked_scores[keep], labels[keep]
 
 
+#: Test-time augmentation of a detector: each flipped view keeps its boxes down to this
+#: score (or the threshold asked for, when lower), so that an object a view scores just
+#: under the threshold still adds its share to the views' mean.
+TTA_VIEW_THRESHOLD = 0.05
+#: The views of detection test-time augmentation: the image and its flips.
+TTA_VIEWS = ("", *FLIP_AXES)
+
+
+def flip_boxes(boxes: np.ndarray, flip: str, size: tuple[int, int]) -> np.ndarray:
+    """xyxy ``boxes`` of an image of ``size`` ``(H, W)`` flipped by ``flip`` (``h``, ``v``
+    or ``hv``; ``""`` keeps them). Flipping twice gives the boxes back.
+
+    Example:
+        >>> flip_boxes(np.array([[10.0, 20.0, 30.0, 25.0]]), "hv", (100, 200)).tolist()
+        [[170.0, 75.0, 190.0, 80.0]]
+    """
+    out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    height, width = size
+    if "h" in flip:
+        out[:, [0, 2]] = width - out[:, [2, 0]]
+    if "v" in flip:
+        out[:, [1, 3]] = height - out[:, [3, 1]]
+    return out
+
+
+def fuse_views(
+    views: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    num_classes: int,
+    *,
+    iou_threshold: float,
+    score_threshold: float,
+    max_detections: int | None = None,
+    agnostic: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's detections from several views of it (test-time augmentation), each
+    view's boxes already mapped back to the image.
+
+    Boxes are taken by decreasing score; each untaken box starts an object, which takes
+    from every other view its untaken box overlapping it most, by IoU above
+    ``iou_threshold``: a box of any class with ``agnostic`` (each view should then hold
+    one box per object, as agnostic NMS leaves it), else of the object's class. The
+    views vote on the class: every box adds its score to its class, the sums are divided
+    by the number of views, and the object gets the class with the largest mean and that
+    mean as its score. An object that some views miss scores lower, so one view's stray
+    box drops under the threshold. Its box is the score-weighted mean of its boxes (as
+    weighted boxes fusion does).
+
+    Args:
+        views: ``(boxes (N, 4), scores (N,), labels (N,))`` per view.
+        num_classes: Number of classes.
+        iou_threshold: Boxes of two views overlapping more are one object.
+        score_threshold: Objects whose mean score is lower are dropped.
+        max_detections: Objects kept, best first (None: all).
+        agnostic: The views' boxes of different classes may be one object.
+
+    Returns:
+        ``boxes (M, 4)``, ``scores (M,)``, ``labels (M,)``, by decreasing score.
+
+    Example:
+        >>> box = np.array([[0.0, 0.0, 10.0, 10.0]])
+        >>> views = [(box, np.array([0.8]), np.array([1])), (box + 1, np.array([0.4]),
+        ...          np.array([0])), (box, np.array([0.6]), np.array([1]))]
+        >>> boxes, scores, labels = fuse_views(views, 2, iou_threshold=0.5, score_threshold=0.1)
+        >>> labels.tolist(), scores.round(3).tolist()
+        ([1], [0.467])
+    """
+    count = len(views)
+    boxes = np.concatenate([np.asarray(v[0], np.float64).reshape(-1, 4) for v in views])
+    scores = np.concatenate([np.asarray(v[1], np.float64).reshape(-1) for v in views])
+    labels = np.concatenate([np.asarray(v[2], np.int64).reshape(-1) for v in views])
+    view_of = np.concatenate([np.full(len(np.reshape(v[1], -1)), i) for i, v in enumerate(views)])
+    taken = np.zeros(len(scores), dtype=bool)
+    out_boxes, out_scores, out_labels = [], [], []
+    for seed in np.argsort(-scores, kind="stable"):
+        if taken[seed]:
+            continue
+        taken[seed] = True
+        members = [int(seed)]
+        for view in range(count):
+            if view == view_of[seed]:
+                continue
+            mine = (view_of == view) & ~taken
+            rest = np.flatnonzero(mine if agnostic else mine & (labels == labels[seed]))
+            if not len(rest):
+                continue
+            overlap = box_iou(boxes[seed], boxes[rest])
+            best = int(np.argmax(overlap))
+            if overlap[best] > iou_threshold:
+                taken[rest[best]] = True
+                members.append(int(rest[best]))
+        votes = np.bincount(labels[members], weights=scores[members], minlength=num_classes)
+        label = int(np.argmax(votes))
+        score = float(votes[label]) / count
+        if score < score_threshold:
+            continue
+        weights = scores[members][:, None]
+        out_boxes.append((boxes[members] * weights).sum(axis=0) / weights.sum())
+        out_scores.append(score)
+        out_labels.append(label)
+    order = np.argsort(-np.asarray(out_scores, dtype=np.float64), kind="stable")[:max_detections]
+    return (
+        np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4)[order],
+        np.asarray(out_scores, dtype=np.float64)[order],
+        np.asarray(out_labels, dtype=np.int64)[order],
+    )
+
+
 def _with_area(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 

@@ -21,7 +21,12 @@ from mediscope.runtime.backends import Backend
 from mediscope.runtime.info import PRE_NMS_TOP, ModelInfo
 from mediscope.runtime.inputs import chunks, folder_images, is_single, to_image
 from mediscope.runtime.pipeline import (
+    FLIP_AXES,
+    TTA_VIEW_THRESHOLD,
+    TTA_VIEWS,
     dense_detections,
+    flip_boxes,
+    fuse_views,
     merge_tiles,
     prepare,
     resize_maps,
@@ -322,12 +327,41 @@ class Predictor:
         )
 
     def _detect_batch(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Detections per image of a prepared batch, in its input pixels; with
+        ``inference.tta`` the image and its flips vote (:func:`fuse_views`)."""
+        settings = self.info.inference
+        if not settings.tta:
+            return self._detect_view(batch, settings.score_threshold)
+        size = (int(batch.shape[-2]), int(batch.shape[-1]))
+        low = min(settings.score_threshold, TTA_VIEW_THRESHOLD)
+        views = []
+        for flip in TTA_VIEWS:
+            flipped = np.ascontiguousarray(np.flip(batch, axis=FLIP_AXES[flip])) if flip else batch
+            found = self._detect_view(flipped, low)
+            if settings.agnostic_nms:  # one box per object and view: the views vote on it
+                found = [suppress_across_classes(*f, settings.iou_threshold) for f in found]
+            views.append([(flip_boxes(b, flip, size), s, k) for b, s, k in found])
+        return [
+            fuse_views(
+                per_image,
+                len(self.classes),
+                iou_threshold=settings.iou_threshold,
+                score_threshold=settings.score_threshold,
+                max_detections=settings.max_detections,
+                agnostic=settings.agnostic_nms,
+            )
+            for per_image in zip(*views, strict=True)
+        ]
+
+    def _detect_view(
+        self, batch: np.ndarray, score_threshold: float
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         settings = self.info.inference
         detect = getattr(self.backend, "detect", None)
         if detect is not None:
             found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = detect(
                 batch,
-                score_threshold=settings.score_threshold,
+                score_threshold=score_threshold,
                 iou_threshold=settings.iou_threshold,
                 max_detections=settings.max_detections,
             )
@@ -337,7 +371,7 @@ class Predictor:
             dense_detections(
                 boxes,
                 scores,
-                score_threshold=settings.score_threshold,
+                score_threshold=score_threshold,
                 iou_threshold=settings.iou_threshold,
                 max_detections=settings.max_detections,
                 pre_nms_top=PRE_NMS_TOP,
