@@ -164,11 +164,20 @@ def trained_run(cache: Path, epochs: int | None, images: int = DEMO_IMAGES) -> P
     demo's smears or on ``images`` tiles made as the demo makes its 200."""
     from mediscope.api import fit
     from mediscope.data.synthetic.gram_stain import generate_gram_stain
-    from mediscope.demo import SMEARS_CROWDING, SMEARS_VERSION, detection_demo_config, smear_data
+    from mediscope.demo import (
+        DETECTION_CONFIG,
+        SMEARS_CROWDING,
+        SMEARS_VERSION,
+        detection_demo_config,
+        packaged_config_text,
+        smear_data,
+    )
 
     suffix = "" if images == DEMO_IMAGES else f"-{images}"
-    # a run is reused for the same data version, epochs and tiles only
-    marker = cache / f"run-{SMEARS_VERSION}-{epochs or 'demo'}{suffix}.txt"
+    # a run is reused for the same data version, demo config, epochs and tiles only
+    text = packaged_config_text(DETECTION_CONFIG).encode()
+    digest = hashlib.sha1(text).hexdigest()[:8]
+    marker = cache / f"run-{SMEARS_VERSION}-{digest}-{epochs or 'demo'}{suffix}.txt"
     if marker.is_file() and Path(marker.read_text().strip()).is_dir():
         return Path(marker.read_text().strip())
     data = smear_data(cache)
@@ -302,6 +311,7 @@ def main() -> None:
         "score_threshold": predictor.info.inference.score_threshold,
         "window": list(predictor.info.inference.window or ()),
         "overlap": predictor.info.inference.overlap,
+        "tta": predictor.info.inference.tta,  # the image and its flips vote on each object
         "methods": figures,
         "best_method": min(figures, key=lambda m: figures[m]["max_class_mean_rel_error"]),
         "load_average": os.getloadavg(),

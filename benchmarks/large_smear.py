@@ -38,6 +38,7 @@ import numpy as np
 import mediscope
 model, smear, batch, merge = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 predictor = mediscope.load(model, batch_size=batch)
+predictor.info.inference.tta = False  # the speed of one view (the demo votes with four)
 predictor.info.inference.merge = merge
 if sys.argv[5] != "model":
     predictor.info.inference.score_threshold = float(sys.argv[5])
