@@ -67,7 +67,8 @@ def predict_command(
     window and flips by --set inference.window=512 --set inference.tta=true), or detect
     objects (a folder: predictions.csv / .json, YOLO labels/, counts.csv per image and
     class, overlays/, settings.txt with the thresholds used; large images in overlapping
-    tiles by --set inference.window=640). NPZ inputs need only images, no labels.
+    tiles by --set inference.window=640; each tile and its flips vote on every object by
+    --set inference.tta=true). NPZ inputs need only images, no labels.
     Whole slides (.svs, .ndpi, pyramidal .tif) are streamed over their tissue at
     inference.mpp into a folder per slide: tissue map, class areas, GeoJSON."""
     from mediscope.cli.slides import predict_slides, slide_inputs
