@@ -1,6 +1,7 @@
 """Every task's demo model (the packaged demo configs, on tiny data, one epoch): the CLI
 ``predict`` equals the Python API, and its ONNX, int8 and TorchScript exports predict
-as the eager model, tiles of a large smear included."""
+as the eager model, tiles of a large smear included (the detector's flipped views voting
+in every format)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def test_demo_model_cli_api_and_exports_agree(
     eager = mediscope.load(run, overrides=overrides)
     if task == "detection":
         assert eager.info.inference.window == (256, 256)  # the large smear goes in tiles
+        assert eager.info.inference.tta  # the demo's flipped views vote, in every format
         assert max(Image.open(p).size[0] for p in images[task]) > 256
     reference = eager.predict(images[task])
     assert isinstance(reference, list)
@@ -104,6 +106,7 @@ def test_demo_model_cli_api_and_exports_agree(
     for path in (onnx.model, script.model):
         predictor = mediscope.load(path)
         if task == "detection":  # the same low threshold as the eager reference
+            assert predictor.info.inference.tta  # the export keeps the votes
             predictor.info.inference = dataclasses.replace(
                 predictor.info.inference, score_threshold=0.001, max_detections=30
             )
