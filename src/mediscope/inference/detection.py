@@ -24,12 +24,9 @@ from mediscope.models.detection.base import Detector
 from mediscope.runtime.info import DEFAULT_SCORE_THRESHOLD
 from mediscope.runtime.pipeline import (
     FLIP_AXES,
-    TTA_VIEW_THRESHOLD,
-    TTA_VIEWS,
-    flip_boxes,
-    fuse_views,
     merge_tiles,
     suppress_across_classes,
+    vote_over_flips,
 )
 from mediscope.tasks import BaseTask, data_module
 
@@ -172,45 +169,42 @@ class DetectionPredictor:
                 iou_threshold=self.iou_threshold,
                 max_detections=self.max_detections,
             )
+
         # the image and its flips vote on every object (as the runtime's predictor does)
-        size = (int(images.shape[-2]), int(images.shape[-1]))
-        views = []
-        for flip in TTA_VIEWS:
+        def detect(flip: str, threshold: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
             dims = [int(d) for d in FLIP_AXES[flip]] if flip else []
             found = self.model.predict(
                 images.flip(dims) if dims else images,
-                score_threshold=min(self.score_threshold, TTA_VIEW_THRESHOLD),
+                score_threshold=threshold,
                 iou_threshold=self.iou_threshold,
                 max_detections=self.max_detections,
             )
-            view = []
-            for r in found:
-                boxes = r["boxes"].float().cpu().numpy()
-                scores, labels = r["scores"].float().cpu().numpy(), r["labels"].cpu().numpy()
-                if self.agnostic_nms:  # one box per object and view: the views vote on it
-                    boxes, scores, labels = suppress_across_classes(
-                        boxes, scores, labels, self.iou_threshold
-                    )
-                view.append((flip_boxes(boxes, flip, size), scores, labels))
-            views.append(view)
-        results = []
-        for per_image in zip(*views, strict=True):
-            boxes, scores, labels = fuse_views(
-                per_image,
-                self.num_classes,
-                iou_threshold=self.iou_threshold,
-                score_threshold=self.score_threshold,
-                max_detections=self.max_detections,
-                agnostic=self.agnostic_nms,
-            )
-            results.append(
-                {
-                    "boxes": torch.from_numpy(boxes.astype(np.float32)),
-                    "scores": torch.from_numpy(scores.astype(np.float32)),
-                    "labels": torch.from_numpy(labels),
-                }
-            )
-        return results
+            return [
+                (
+                    r["boxes"].float().cpu().numpy(),
+                    r["scores"].float().cpu().numpy(),
+                    r["labels"].cpu().numpy(),
+                )
+                for r in found
+            ]
+
+        voted = vote_over_flips(
+            detect,
+            (int(images.shape[-2]), int(images.shape[-1])),
+            self.num_classes,
+            score_threshold=self.score_threshold,
+            iou_threshold=self.iou_threshold,
+            max_detections=self.max_detections,
+            agnostic=self.agnostic_nms,
+        )
+        return [
+            {
+                "boxes": torch.from_numpy(boxes.astype(np.float32)),
+                "scores": torch.from_numpy(scores.astype(np.float32)),
+                "labels": torch.from_numpy(labels),
+            }
+            for boxes, scores, labels in voted
+        ]
 
     @torch.inference_mode()
     def predict(self, image: np.ndarray) -> Detections:

@@ -15,8 +15,7 @@ import numpy as np
 
 from mediscope.errors import ConfigError
 from mediscope.runtime.info import EXTRA_FILE, METADATA_KEY, ModelInfo
-
-Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
+from mediscope.runtime.pipeline import Detections
 
 #: The outputs of each task's graph, in order.
 OUTPUTS = {

@@ -404,6 +404,56 @@ def fuse_views(
     )
 
 
+#: One image's ``(boxes (N, 4), scores (N,), labels (N,))``.
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def vote_over_flips(
+    detect: Callable[[str, float], Sequence[Detections]],
+    size: tuple[int, int],
+    num_classes: int,
+    *,
+    score_threshold: float,
+    iou_threshold: float,
+    max_detections: int | None,
+    agnostic: bool,
+) -> list[Detections]:
+    """Detections per image of a batch, the images and their flips voting (test-time
+    augmentation of a detector; every model format and evaluation use it).
+
+    Args:
+        detect: ``detect(flip, threshold)`` gives the detections per image of the batch
+            flipped by ``flip`` (one of :data:`TTA_VIEWS`), in the flipped input's pixels,
+            down to ``threshold``.
+        size: ``(H, W)`` of the network's input.
+        num_classes: Number of classes.
+        score_threshold: Objects whose mean score over the views is lower are dropped.
+        iou_threshold: Boxes of two views overlapping more are one object; with
+            ``agnostic`` also the threshold of each view's suppression across classes.
+        max_detections: Objects kept per image, best first.
+        agnostic: Each view keeps one box per object whatever its class, and the views
+            vote on the class (see :func:`fuse_views`).
+    """
+    low = min(score_threshold, TTA_VIEW_THRESHOLD)
+    views = []
+    for flip in TTA_VIEWS:
+        found = list(detect(flip, low))
+        if agnostic:  # one box per object and view: the views vote on it
+            found = [suppress_across_classes(*f, iou_threshold) for f in found]
+        views.append([(flip_boxes(b, flip, size), s, k) for b, s, k in found])
+    return [
+        fuse_views(
+            per_image,
+            num_classes,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            max_detections=max_detections,
+            agnostic=agnostic,
+        )
+        for per_image in zip(*views, strict=True)
+    ]
+
+
 def _with_area(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 

@@ -22,17 +22,15 @@ from mediscope.runtime.info import PRE_NMS_TOP, ModelInfo
 from mediscope.runtime.inputs import chunks, folder_images, is_single, to_image
 from mediscope.runtime.pipeline import (
     FLIP_AXES,
-    TTA_VIEW_THRESHOLD,
-    TTA_VIEWS,
+    Detections,
     dense_detections,
-    flip_boxes,
-    fuse_views,
     merge_tiles,
     prepare,
     resize_maps,
     sliding_window,
     suppress_across_classes,
     tile_windows,
+    vote_over_flips,
     with_flips,
 )
 from mediscope.runtime.results import (
@@ -332,26 +330,20 @@ class Predictor:
         settings = self.info.inference
         if not settings.tta:
             return self._detect_view(batch, settings.score_threshold)
-        size = (int(batch.shape[-2]), int(batch.shape[-1]))
-        low = min(settings.score_threshold, TTA_VIEW_THRESHOLD)
-        views = []
-        for flip in TTA_VIEWS:
-            flipped = np.ascontiguousarray(np.flip(batch, axis=FLIP_AXES[flip])) if flip else batch
-            found = self._detect_view(flipped, low)
-            if settings.agnostic_nms:  # one box per object and view: the views vote on it
-                found = [suppress_across_classes(*f, settings.iou_threshold) for f in found]
-            views.append([(flip_boxes(b, flip, size), s, k) for b, s, k in found])
-        return [
-            fuse_views(
-                per_image,
-                len(self.classes),
-                iou_threshold=settings.iou_threshold,
-                score_threshold=settings.score_threshold,
-                max_detections=settings.max_detections,
-                agnostic=settings.agnostic_nms,
-            )
-            for per_image in zip(*views, strict=True)
-        ]
+
+        def detect(flip: str, threshold: float) -> list[Detections]:
+            flipped = np.flip(batch, axis=FLIP_AXES[flip]) if flip else batch
+            return self._detect_view(np.ascontiguousarray(flipped), threshold)
+
+        return vote_over_flips(
+            detect,
+            (int(batch.shape[-2]), int(batch.shape[-1])),
+            len(self.classes),
+            score_threshold=settings.score_threshold,
+            iou_threshold=settings.iou_threshold,
+            max_detections=settings.max_detections,
+            agnostic=settings.agnostic_nms,
+        )
 
     def _detect_view(
         self, batch: np.ndarray, score_threshold: float
